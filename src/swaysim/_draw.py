@@ -1,0 +1,39 @@
+"""Order-independent random draws derived from hashlib.
+
+A draw for one call depends only on the parts that name the call (plan seed,
+rule, op, view, prompt, per-key call index), never on how many draws came
+before it. That is what keeps firings and latencies identical across event
+loops, concurrency levels and processes: a shared ``numpy`` generator would
+hand out values in task-scheduling order instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+_UNPACK3 = struct.Struct("<QQQ").unpack
+_TO_UNIT = 2.0**-64
+
+
+def _encode(parts: tuple[object, ...]) -> bytes:
+    # Length-prefixed so ("ab", "c") and ("a", "bc") never collide.
+    chunks = []
+    for part in parts:
+        text = str(part)
+        chunks.append(f"{len(text)}:{text}")
+    return "\x1f".join(chunks).encode("utf-8", "surrogatepass")
+
+
+def unit_draws(*parts: object) -> tuple[float, float, float]:
+    """Three independent uniforms in [0, 1), a pure function of ``parts``."""
+    digest = hashlib.blake2b(_encode(parts), digest_size=24).digest()
+    a, b, c = _UNPACK3(digest)
+    return a * _TO_UNIT, b * _TO_UNIT, c * _TO_UNIT
+
+
+def stable_hash(text: str) -> str:
+    """A short process-independent hash of a prompt, for traces and reports."""
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()[
+        :12
+    ]

@@ -1,0 +1,409 @@
+"""Declarative fault injection: rules, the plan, the exceptions and the corruptions.
+
+Rules are checked in order for every op call (and every view enter or exit);
+**the first rule that matches fires** and no later rule is consulted for that
+call. Whether a rule matches depends only on the plan seed, the rule, the op,
+the view, the prompt and the call's per-key index (the how-many-th call of
+this op on this view with this prompt), so the same seed fires the same
+faults on asyncio and trio, at any concurrency, in any process. Two forms are
+timing-dependent by nature and documented as such: ``window`` (loop time) and
+``max_fires`` (a global cap, consumed in arrival order).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, ClassVar, Final, Literal, TypeVar
+
+import numpy as np
+
+from swaysim._draw import unit_draws
+from swaysim._errors import InvalidArgumentError, SwaysimError
+from swaysim._types import RollingLogprob, TokenDist
+from swaysim._vocab import (
+    OPS,
+    require_finite,
+    require_int,
+    validate_ops,
+    validate_views,
+    view_matches,
+)
+
+if TYPE_CHECKING:
+    from swaysim._vocab import Op
+
+__all__ = [
+    "FaultFiring",
+    "FaultKind",
+    "FaultPlan",
+    "FaultRule",
+    "InjectedFatalError",
+    "InjectedFault",
+    "InjectedTransientError",
+    "InjectedViewEnterError",
+    "InjectedViewExitError",
+]
+
+FaultKind = Literal[
+    "transient",
+    "fatal",
+    "hang",
+    "nan",
+    "posinf",
+    "neginf",
+    "corrupt_unsorted",
+    "corrupt_duplicate",
+    "corrupt_length",
+    "corrupt_mass",
+    "enter_error",
+    "exit_error",
+]
+
+_SCORING: Final = ("logprob_of", "rolling_logprob", "next_token_dist", "next_token_dist_batch")
+_DISTS: Final = ("next_token_dist", "next_token_dist_batch")
+APPLICABLE_OPS: Final[dict[str, tuple[str, ...]]] = {
+    "transient": OPS,
+    "fatal": OPS,
+    "hang": OPS,
+    "nan": _SCORING,
+    "posinf": _SCORING,
+    "neginf": _SCORING,
+    "corrupt_unsorted": _DISTS,
+    "corrupt_duplicate": _DISTS,
+    "corrupt_length": (*_DISTS, "rolling_logprob"),
+    "corrupt_mass": (*_DISTS, "logprob_of"),
+    "enter_error": (),
+    "exit_error": (),
+}
+FAULT_KINDS: Final[tuple[str, ...]] = tuple(APPLICABLE_OPS)
+ERROR_KINDS: Final = frozenset({"transient", "fatal"})
+OUTPUT_KINDS: Final = frozenset(
+    {
+        "nan",
+        "posinf",
+        "neginf",
+        "corrupt_unsorted",
+        "corrupt_duplicate",
+        "corrupt_length",
+        "corrupt_mass",
+    }
+)
+VIEW_EVENT_KINDS: Final = frozenset({"enter_error", "exit_error"})
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRule:
+    """One fault and the calls it targets; every filter given must hold.
+
+    - ``ops`` / ``views``: which ops and views (kinds or exact ids); empty
+      means every op the kind applies to, and every view.
+    - ``prompt``: a case-sensitive glob (``fnmatch``) on the prompt or text.
+    - ``nth``: only the n-th call of a key (1-based); ``after``: only calls
+      after the first n of a key; ``every``: calls n, 2n, 3n... of a key. A
+      key is (op, view id, prompt); view enter/exit faults count entries of
+      the view instead.
+    - ``probability``: fire with this probability, drawn per call from the
+      plan seed, so the same calls fire in every run.
+    - ``max_fires``: stop after this many firings in total (arrival order).
+    - ``window``: only while the backend's loop time, in seconds since its
+      first use in the current event loop, is in ``[start, end)``.
+    """
+
+    kind: FaultKind
+    name: str = ""
+    ops: tuple[Op, ...] = ()
+    views: tuple[str, ...] = ()
+    prompt: str | None = None
+    nth: int | None = None
+    after: int | None = None
+    every: int | None = None
+    probability: float = 1.0
+    max_fires: int | None = None
+    window: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in APPLICABLE_OPS:
+            raise InvalidArgumentError(
+                f"FaultRule.kind={self.kind!r} is unknown; expected one of {', '.join(FAULT_KINDS)}"
+            )
+        object.__setattr__(self, "ops", tuple(self.ops))
+        object.__setattr__(self, "views", tuple(self.views))
+        if not isinstance(self.name, str):
+            raise InvalidArgumentError(f"FaultRule.name={self.name!r} must be a string")
+        validate_ops("FaultRule.ops", self.ops)
+        validate_views("FaultRule.views", self.views)
+        applicable = APPLICABLE_OPS[self.kind]
+        if self.kind in VIEW_EVENT_KINDS:
+            if self.ops:
+                raise InvalidArgumentError(
+                    f"FaultRule.ops={list(self.ops)!r} must be empty for kind {self.kind!r}: "
+                    "it fires on view enter/exit, not on ops"
+                )
+            if self.prompt is not None:
+                raise InvalidArgumentError(
+                    f"FaultRule.prompt={self.prompt!r} must be unset for kind {self.kind!r}: "
+                    "a view enter/exit has no prompt"
+                )
+        for op in self.ops:
+            if op not in applicable:
+                raise InvalidArgumentError(
+                    f"FaultRule.ops contains {op!r}, which kind {self.kind!r} cannot target; "
+                    f"it applies to {', '.join(applicable)}"
+                )
+        if self.prompt is not None and (not isinstance(self.prompt, str) or not self.prompt):
+            raise InvalidArgumentError(
+                f"FaultRule.prompt={self.prompt!r} must be a non-empty glob such as 'q*'"
+            )
+        if self.nth is not None:
+            require_int("FaultRule.nth", self.nth, minimum=1)
+        if self.after is not None:
+            require_int("FaultRule.after", self.after, minimum=0)
+        if self.every is not None:
+            require_int("FaultRule.every", self.every, minimum=1)
+        if self.max_fires is not None:
+            require_int("FaultRule.max_fires", self.max_fires, minimum=1)
+        probability = require_finite("FaultRule.probability", self.probability)
+        if not 0.0 <= probability <= 1.0:
+            raise InvalidArgumentError(
+                f"FaultRule.probability={self.probability!r} must be within [0, 1]"
+            )
+        if self.window is not None:
+            window = tuple(self.window)
+            if len(window) != 2:
+                raise InvalidArgumentError(
+                    f"FaultRule.window={self.window!r} must be a (start, end) pair of seconds"
+                )
+            start = require_finite("FaultRule.window start", window[0], minimum=0.0)
+            end = require_finite("FaultRule.window end", window[1], minimum=0.0)
+            if end <= start:
+                raise InvalidArgumentError(
+                    f"FaultRule.window={self.window!r} must have start < end"
+                )
+            object.__setattr__(self, "window", (start, end))
+
+    def applies_to(self, op: str) -> bool:
+        """Whether this rule can fire on ``op`` at all (kind and op filter)."""
+        if self.ops:
+            return op in self.ops
+        return op in APPLICABLE_OPS[self.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """An ordered set of fault rules and the seed for their probability draws."""
+
+    rules: tuple[FaultRule, ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require_int("FaultPlan.seed", self.seed, minimum=0)
+        object.__setattr__(self, "rules", tuple(self.rules))
+        names: set[str] = set()
+        for index, rule in enumerate(self.rules):
+            if not isinstance(rule, FaultRule):
+                raise InvalidArgumentError(f"FaultPlan.rules[{index}]={rule!r} must be a FaultRule")
+            name = self.rule_name(index)
+            if name in names:
+                raise InvalidArgumentError(
+                    f"FaultPlan.rules[{index}].name={name!r} is used twice; "
+                    "rule names must be unique"
+                )
+            names.add(name)
+
+    def rule_name(self, index: int) -> str:
+        """The rule's name, or ``"<kind>#<index>"`` when it has none."""
+        rule = self.rules[index]
+        return rule.name or f"{rule.kind}#{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class FaultFiring:
+    """One firing: which rule, on which call, at what loop time."""
+
+    rule_index: int
+    rule_name: str
+    kind: str
+    op: str
+    view_id: str
+    prompt: str
+    call_index: int
+    time: float
+
+
+class InjectedFault(SwaysimError):
+    """Base class of the exceptions injected faults raise.
+
+    Carries the firing (rule, op, view, call number) so a runner can tell an
+    injected failure from its own bug. ``retryable`` says whether a retry of
+    the same call can succeed.
+    """
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, firing: FaultFiring, *, item_index: int | None = None) -> None:
+        self.firing = firing
+        self.rule_name = firing.rule_name
+        self.op = firing.op
+        self.view_id = firing.view_id
+        self.prompt = firing.prompt
+        self.call_index = firing.call_index
+        self.item_index = item_index
+        where = f" (batch item {item_index})" if item_index is not None else ""
+        target = f" for prompt {firing.prompt!r}" if firing.prompt else ""
+        super().__init__(
+            f"injected {firing.kind} fault from rule {firing.rule_name!r}: {firing.op} on view "
+            f"{firing.view_id!r}{target}, call {firing.call_index}{where}"
+        )
+
+
+class InjectedTransientError(InjectedFault):
+    """A failure a retry may get past (the next call of the key may not fire)."""
+
+    retryable = True
+
+
+class InjectedFatalError(InjectedFault):
+    """A failure that retrying will not fix."""
+
+
+class InjectedViewEnterError(InjectedFault):
+    """Entering the view failed (the adapter did not load); the gate was released."""
+
+    retryable = True
+
+
+class InjectedViewExitError(InjectedFault):
+    """Exiting the view failed (the adapter did not unload); the gate was released."""
+
+
+EXCEPTION_FOR_KIND: Final[dict[str, type[InjectedFault]]] = {
+    "transient": InjectedTransientError,
+    "fatal": InjectedFatalError,
+    "enter_error": InjectedViewEnterError,
+    "exit_error": InjectedViewExitError,
+}
+
+
+class FaultState:
+    """The mutable side of a plan: firing counts and the firing log.
+
+    Owned by one backend; the plan itself stays immutable and shareable.
+    """
+
+    __slots__ = ("_fired", "fired_per_rule", "log", "plan")
+
+    def __init__(self, plan: FaultPlan) -> None:
+        self.plan = plan
+        self._fired = [0] * len(plan.rules)
+        self.fired_per_rule: dict[str, int] = {}
+        self.log: list[FaultFiring] = []
+
+    @property
+    def total_fired(self) -> int:
+        """Firings so far, over every rule."""
+        return len(self.log)
+
+    def select(
+        self, op: str, kind: str, view_id: str, prompt: str, call_index: int, now: float
+    ) -> FaultFiring | None:
+        """The firing for this call (first matching rule), or None."""
+        plan = self.plan
+        for index, rule in enumerate(plan.rules):
+            if op in ("enter", "exit"):
+                if rule.kind != f"{op}_error":
+                    continue
+            elif not rule.applies_to(op):
+                continue
+            if not self._matches(index, rule, op, kind, view_id, prompt, call_index, now):
+                continue
+            self._fired[index] += 1
+            name = plan.rule_name(index)
+            self.fired_per_rule[name] = self.fired_per_rule.get(name, 0) + 1
+            firing = FaultFiring(index, name, rule.kind, op, view_id, prompt, call_index, now)
+            self.log.append(firing)
+            return firing
+        return None
+
+    def _matches(
+        self,
+        index: int,
+        rule: FaultRule,
+        op: str,
+        kind: str,
+        view_id: str,
+        prompt: str,
+        call_index: int,
+        now: float,
+    ) -> bool:
+        if not view_matches(rule.views, kind, view_id):
+            return False
+        if rule.prompt is not None and not fnmatchcase(prompt, rule.prompt):
+            return False
+        if rule.nth is not None and call_index != rule.nth:
+            return False
+        if rule.after is not None and call_index <= rule.after:
+            return False
+        if rule.every is not None and call_index % rule.every:
+            return False
+        if rule.window is not None and not rule.window[0] <= now < rule.window[1]:
+            return False
+        if rule.max_fires is not None and self._fired[index] >= rule.max_fires:
+            return False
+        if rule.probability < 1.0:
+            u, _, _ = unit_draws(self.plan.seed, "fault", index, op, view_id, prompt, call_index)
+            if u >= rule.probability:
+                return False
+        return True
+
+
+_V = TypeVar("_V", TokenDist, RollingLogprob, float)
+_LN2: Final = math.log(2.0)
+
+
+def corrupt(kind: str, value: _V) -> _V:
+    """Return a corrupted copy of ``value``; cached values are never mutated."""
+    if isinstance(value, TokenDist):
+        return _corrupt_dist(kind, value)
+    if isinstance(value, RollingLogprob):
+        return _corrupt_rolling(kind, value)
+    return _corrupt_float(kind, value)
+
+
+def _non_finite(kind: str) -> float:
+    return {"nan": math.nan, "posinf": math.inf, "neginf": -math.inf}[kind]
+
+
+def _corrupt_dist(kind: str, dist: TokenDist) -> TokenDist:
+    ids, lps = dist.token_ids, dist.logprobs
+    if kind in ("nan", "posinf", "neginf"):
+        lps = np.full(lps.shape, _non_finite(kind), dtype=np.float32)
+    elif kind == "corrupt_unsorted":
+        ids, lps = ids[::-1].copy(), lps[::-1].copy()
+    elif kind == "corrupt_duplicate":
+        if ids.size >= 2:
+            ids = ids.copy()
+            ids[-1] = ids[0]
+        else:
+            ids, lps = np.concatenate([ids, ids[:1]]), np.concatenate([lps, lps[:1]])
+    elif kind == "corrupt_length":
+        lps = np.concatenate([lps, np.full(1, -20.0, dtype=np.float32)])
+    elif kind == "corrupt_mass":
+        lps = (lps + np.float32(_LN2)).astype(np.float32)
+    return TokenDist(ids, lps, dist.vocab_size, dist.tail_logprob)
+
+
+def _corrupt_rolling(kind: str, rolling: RollingLogprob) -> RollingLogprob:
+    if kind == "corrupt_length":
+        lps = np.concatenate([rolling.logprobs, np.full(1, -20.0, dtype=np.float32)])
+        return RollingLogprob(rolling.token_ids, lps, rolling.num_tokens, rolling.total_logprob)
+    bad = _non_finite(kind)
+    lps = np.full(rolling.logprobs.shape, bad, dtype=np.float32)
+    return RollingLogprob(rolling.token_ids, lps, rolling.num_tokens, bad)
+
+
+def _corrupt_float(kind: str, value: float) -> float:
+    if kind == "corrupt_mass":
+        return abs(value) + 1.0
+    return _non_finite(kind)

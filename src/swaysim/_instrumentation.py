@@ -1,0 +1,156 @@
+"""Instrumentation every view of a backend shares: the forward cache, the
+statistics snapshot and the trace-event hook.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from collections.abc import Hashable, Mapping
+
+__all__ = ["BackendStatistics", "ForwardCache", "TraceEvent", "TraceSink"]
+
+_MISSING: Any = object()
+
+
+class ForwardCache:
+    """A bounded LRU of forward-pass results keyed by (op, view, prompt, top_k).
+
+    Counting lives here so a hit costs one lookup, one reorder and one add.
+    """
+
+    __slots__ = ("_maxsize", "_store", "hits", "misses")
+
+    def __init__(self, maxsize: int) -> None:
+        self._maxsize = maxsize
+        self._store: OrderedDict[Hashable, Any] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def lookup(self, key: Hashable) -> Any:
+        """The cached value (counted as a hit), or ``MISSING`` (counted as a miss)."""
+        store = self._store
+        value = store.get(key, _MISSING)
+        if value is _MISSING:
+            self.misses += 1
+        else:
+            store.move_to_end(key)
+            self.hits += 1
+        return value
+
+    def peek(self, key: Hashable) -> Any:
+        """The cached value or ``MISSING``, without counting or reordering."""
+        return self._store.get(key, _MISSING)
+
+    def store(self, key: Hashable, value: Any) -> None:
+        """Insert ``value``, evicting the least recently used entries past the bound."""
+        store = self._store
+        store[key] = value
+        store.move_to_end(key)
+        if len(store) > self._maxsize:
+            store.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def clear(self) -> None:
+        """Drop every entry (counters are kept)."""
+        self._store.clear()
+
+
+MISSING: Any = _MISSING
+
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(sorted(mapping.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class BackendStatistics:
+    """A snapshot of everything a backend has counted so far.
+
+    Mappings are read-only copies sorted by key, so two snapshots compare
+    equal exactly when the counts are the same.
+    """
+
+    cache_hits: int
+    cache_misses: int
+    forward_passes: int
+    cache_entries: int
+    calls_per_op: Mapping[str, int]
+    calls_per_view: Mapping[str, int]
+    entries_per_view: Mapping[str, int]
+    entries: int
+    exits: int
+    switches: int
+    waits: int
+    wait_time: float
+    peak_live_views: int
+    live_views: int
+    waiting: int
+    holders: Mapping[str, str]
+    faults_fired: Mapping[str, int] = field(default_factory=dict)
+    latency_draws: int = 0
+    latency_seconds: float = 0.0
+
+    @property
+    def total_calls(self) -> int:
+        """Op calls over every op and view."""
+        return sum(self.calls_per_op.values())
+
+    @property
+    def hit_rate(self) -> float:
+        """Cache hits over lookups; 0.0 before the first lookup."""
+        lookups = self.cache_hits + self.cache_misses
+        return self.cache_hits / lookups if lookups else 0.0
+
+    @property
+    def total_faults_fired(self) -> int:
+        """Fault firings over every rule."""
+        return sum(self.faults_fired.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (mappings become plain dicts)."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            out[name] = dict(value) if isinstance(value, MappingProxyType | dict) else value
+        return out
+
+
+def snapshot_mapping(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A sorted read-only copy, as stored in :class:`BackendStatistics`."""
+    return _frozen(mapping)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """One thing that happened, stamped with loop time since the backend's epoch.
+
+    ``kind`` is one of ``view_wait``, ``view_enter``, ``view_exit``, ``op``,
+    ``latency``, ``fault``, and (from the runner) ``retry``, ``timeout``,
+    ``probe_start``, ``probe_end``. Fields that do not apply are None.
+    """
+
+    kind: str
+    time: float
+    task: str
+    view: str | None = None
+    op: str | None = None
+    prompt_hash: str | None = None
+    hit: bool | None = None
+    duration: float | None = None
+    detail: Mapping[str, Any] | None = None
+
+
+@runtime_checkable
+class TraceSink(Protocol):
+    """Anything with ``emit(event)``; a backend with no sink pays one ``is None`` test."""
+
+    def emit(self, event: TraceEvent) -> None:
+        """Receive one event. Must not await and should not raise."""
+        ...

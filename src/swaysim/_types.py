@@ -1,0 +1,94 @@
+"""The values views return, with dlm-sway's field names and semantics.
+
+Code written against dlm-sway's ``TokenDist`` and ``RollingLogprob`` reads
+swaysim's unchanged; only the ops that produce them became coroutines.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+__all__ = ["DummyResponses", "RollingLogprob", "TokenDist"]
+
+
+@dataclass(frozen=True, slots=True)
+class RollingLogprob:
+    """Per-token logprobs over a text: ``log p(token_i | token_<i)``.
+
+    ``token_ids`` has length N, ``logprobs`` length N-1 (float32),
+    ``num_tokens`` is N and ``total_logprob`` the sum of ``logprobs``.
+    """
+
+    token_ids: NDArray[np.int64]
+    logprobs: NDArray[np.float32]
+    num_tokens: int
+    total_logprob: float
+
+    @property
+    def mean_logprob(self) -> float:
+        """Mean per-token logprob in nats; 0.0 for a single-token text."""
+        n = self.logprobs.size
+        return float(self.total_logprob / n) if n else 0.0
+
+    @property
+    def perplexity(self) -> float:
+        """``exp(-mean_logprob)``: natural-base perplexity."""
+        return float(np.exp(-self.mean_logprob))
+
+    def is_finite(self) -> bool:
+        """True when every logprob and the total are finite (no NaN, no +-Inf)."""
+        return math.isfinite(self.total_logprob) and bool(np.isfinite(self.logprobs).all())
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDist:
+    """A (possibly top-k truncated) next-token distribution.
+
+    ``token_ids`` are sorted by descending probability and ``logprobs``
+    (float32) match them one to one. ``tail_logprob`` is the log of the mass
+    outside the slice, with three states a consumer must keep apart:
+
+    - ``None``: no measurable tail (the slice covers the vocabulary, or the
+      residual underflowed);
+    - ``0.0``: a tail exists but its mass is exactly zero in float32;
+    - a negative float: the log of a measurable tail mass, which divergence
+      maths spreads over the vocabulary entries missing from the slice.
+    """
+
+    token_ids: NDArray[np.int64]
+    logprobs: NDArray[np.float32]
+    vocab_size: int
+    tail_logprob: float | None = field(default=None)
+
+    def is_finite(self) -> bool:
+        """True when every logprob (and the tail, if any) is finite."""
+        tail = self.tail_logprob
+        if tail is not None and not math.isfinite(tail):
+            return False
+        return bool(np.isfinite(self.logprobs).all())
+
+
+@dataclass(slots=True)
+class DummyResponses:
+    """Canned answers for one mode (base or ft) of the dummy backend.
+
+    Anything not canned is synthesized exactly as dlm-sway's dummy does it:
+    a missing ``logprobs`` entry scores ``-10.0``, a missing rolling text or
+    token distribution is synthesized, and a missing generation is an error.
+    """
+
+    generations: dict[str, str] = field(default_factory=dict)
+    """Prompt to canned completion, matched exactly."""
+    logprobs: dict[tuple[str, str], float] = field(default_factory=dict)
+    """``(prompt, completion)`` to summed logprob; ``-10.0`` when missing."""
+    rolling: dict[str, RollingLogprob] = field(default_factory=dict)
+    """Text to canned :class:`RollingLogprob`."""
+    token_dists: dict[str, TokenDist] = field(default_factory=dict)
+    """Prompt to canned :class:`TokenDist`."""
