@@ -22,8 +22,15 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
 	@touch $@ $(VENV)/.installed
 
+# A representative subset of the scenario library, run through the CLI on both loops.
+DEMO_SCENARIOS := scenarios/slow_view_switches.toml scenarios/flaky_ft_view.toml \
+	scenarios/hang_under_timeout.toml scenarios/nan_adapter_preflight.toml \
+	scenarios/cancellation_mid_suite.toml scenarios/large_suite_1000.toml
+
 demo: $(VENV)/.installed
 	$(BIN)/python -m swaysim demo
+	@echo
+	$(BIN)/swaysim run $(DEMO_SCENARIOS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

@@ -9,7 +9,12 @@ import swaysim
 def test_all_is_sorted_and_matches_the_module() -> None:
     assert swaysim.__all__ == sorted(swaysim.__all__)
     # `annotations` is the __future__ feature object, not an export.
-    public = {n for n in vars(swaysim) if not n.startswith("_") and n != "annotations"}
+    # pytest's assertion rewriting (swaysim ships a pytest11 plugin) adds "@py_..." names.
+    public = {
+        n
+        for n in vars(swaysim)
+        if n.isidentifier() and not n.startswith("_") and n != "annotations"
+    }
     exported = set(swaysim.__all__) - {"__version__"}
     assert public == exported
 

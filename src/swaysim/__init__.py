@@ -7,7 +7,25 @@ private ``_``-prefixed modules and may change without notice.
 from __future__ import annotations
 
 from swaysim._backend import AsyncDummyDifferentialBackend, DummyView
+from swaysim._bridge import (
+    BlockingBackend,
+    BlockingView,
+    BridgeCancelled,
+    BridgeError,
+    blocking_backend,
+    run_sync_probe,
+)
+from swaysim._chrome import export_chrome
 from swaysim._clock import VirtualClockEventLoop, hold_virtual_time, run, virtual_anyio_backend
+from swaysim._divergence import (
+    ProbeMathError,
+    ZScore,
+    divergence,
+    validate_logprob,
+    validate_rolling,
+    validate_token_dist,
+    z_score,
+)
 from swaysim._errors import (
     InvalidArgumentError,
     MissingResponseError,
@@ -29,6 +47,22 @@ from swaysim._faults import (
 )
 from swaysim._instrumentation import BackendStatistics, TraceEvent, TraceSink
 from swaysim._latency import Constant, LatencyPlan, LatencyRule, LogNormal, Uniform
+from swaysim._probes import (
+    BASE,
+    FT,
+    Answers,
+    Ask,
+    FunctionProbe,
+    NullCalibration,
+    Probe,
+    ProbeContext,
+    ProbeResult,
+    Verdict,
+    ViewRef,
+    WorkFailedError,
+    null_view,
+    scaled_view,
+)
 from swaysim._protocols import (
     DifferentialBackend,
     NullCalibratedBackend,
@@ -36,47 +70,101 @@ from swaysim._protocols import (
     ScalableDifferentialBackend,
     ScoringModel,
 )
+from swaysim._reference_probes import (
+    AdapterAblation,
+    DeltaKL,
+    NullAdapter,
+    NumericProbe,
+    PerplexityShift,
+    PreferenceFlip,
+)
+from swaysim._report import write_report
+from swaysim._runner import SuiteResult, run_suite
+from swaysim._trace import JsonlTraceWriter, TraceFormatError, TraceRecorder, read_trace
+from swaysim._trace_summary import summarize_trace
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdapterAblation",
+    "Answers",
+    "Ask",
     "AsyncDummyDifferentialBackend",
+    "BASE",
     "BackendStatistics",
+    "BlockingBackend",
+    "BlockingView",
+    "BridgeCancelled",
+    "BridgeError",
     "Constant",
+    "DeltaKL",
     "DifferentialBackend",
     "DummyResponses",
     "DummyView",
+    "FT",
     "FaultFiring",
     "FaultPlan",
     "FaultRule",
+    "FunctionProbe",
     "InjectedFatalError",
     "InjectedFault",
     "InjectedTransientError",
     "InjectedViewEnterError",
     "InjectedViewExitError",
     "InvalidArgumentError",
+    "JsonlTraceWriter",
     "LatencyPlan",
     "LatencyRule",
     "LogNormal",
     "MissingResponseError",
     "NestedViewError",
+    "NullAdapter",
     "NullCalibratedBackend",
+    "NullCalibration",
+    "NumericProbe",
+    "PerplexityShift",
+    "PreferenceFlip",
     "PreflightCheckable",
+    "Probe",
+    "ProbeContext",
+    "ProbeMathError",
+    "ProbeResult",
     "RollingLogprob",
     "ScalableDifferentialBackend",
     "ScoringModel",
     "StaleViewError",
+    "SuiteResult",
     "SwaysimError",
     "TokenDist",
     "TraceEvent",
+    "TraceFormatError",
+    "TraceRecorder",
     "TraceSink",
     "Uniform",
+    "Verdict",
     "ViewConflictError",
     "ViewError",
+    "ViewRef",
     "VirtualClockEventLoop",
+    "WorkFailedError",
+    "ZScore",
     "__version__",
+    "blocking_backend",
+    "divergence",
+    "export_chrome",
     "hold_virtual_time",
+    "null_view",
+    "read_trace",
     "run",
+    "run_suite",
+    "run_sync_probe",
+    "scaled_view",
+    "summarize_trace",
+    "validate_logprob",
+    "validate_rolling",
+    "validate_token_dist",
     "virtual_anyio_backend",
+    "write_report",
+    "z_score",
 ]

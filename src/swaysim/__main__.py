@@ -1,12 +1,8 @@
-"""``python -m swaysim``."""
+"""``python -m swaysim``: the same command line as the ``swaysim`` console script."""
 
 from __future__ import annotations
 
-import sys
-
-from swaysim._demo import main
+from swaysim._cli import main
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["demo"]:
-        sys.exit("usage: python -m swaysim demo")
     main()

@@ -10,12 +10,17 @@ the device, the fault's effect, and trace events.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
-from typing import TYPE_CHECKING, Any, Final
+import numbers
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import anyio
 import numpy as np
+import sniffio
 from anyio.lowlevel import checkpoint, current_token
 
 from swaysim._draw import stable_hash
@@ -28,6 +33,7 @@ from swaysim._faults import (
     FaultFiring,
     FaultPlan,
     FaultState,
+    InjectedFault,
     corrupt,
 )
 from swaysim._gate import ExclusivityGate, FifoSlots, Holding
@@ -41,10 +47,10 @@ from swaysim._instrumentation import (
 )
 from swaysim._latency import LatencyPlan
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist
-from swaysim._vocab import OPS, require_finite, require_int
+from swaysim._vocab import OPS, require_int
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Sequence
+    from collections.abc import Awaitable, Callable, Hashable, Sequence
     from types import TracebackType
 
     from swaysim._gate import ExclusivityPolicy
@@ -52,14 +58,53 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncDummyDifferentialBackend", "DummyView"]
 
+_T = TypeVar("_T")
+
 _GENERATE, _LOGPROB_OF, _ROLLING, _NTD, _BATCH = range(5)
 _PREFLIGHT_PROMPT: Final = "preflight"
 _PREFLIGHT_TOP_K: Final = 8
+_ASYNCIO_CHECKPOINT: Final = functools.partial(asyncio.sleep, 0)
+
+
+def _reject_top_k(top_k: object) -> NoReturn:
+    raise InvalidArgumentError(f"top_k={top_k!r} must be an integer >= 1")
 
 
 def _check_top_k(top_k: int) -> None:
     if type(top_k) is not int or top_k < 1:
-        raise InvalidArgumentError(f"top_k={top_k!r} must be an integer >= 1")
+        _reject_top_k(top_k)
+
+
+def _loop_checkpoint() -> Callable[[], Awaitable[Any]]:
+    """The running loop's own checkpoint, which ``anyio.lowlevel.checkpoint()`` ends up awaiting.
+
+    anyio's checkpoint is ``asyncio.sleep(0)`` or ``trio.lowlevel.checkpoint()``
+    behind two more coroutine frames and a library lookup per call; a view
+    resolves it once, when entered (a view never outlives its event loop).
+    """
+    library = sniffio.current_async_library()
+    if library == "trio":
+        trio = sys.modules["trio"]
+        return trio.lowlevel.checkpoint  # type: ignore[no-any-return]
+    if library == "asyncio":
+        return _ASYNCIO_CHECKPOINT
+    return checkpoint  # pragma: no cover - anyio supports asyncio and trio only
+
+
+def _loop_sleep() -> Callable[[float], Awaitable[Any]]:
+    """The running loop's own sleep, which ``anyio.sleep`` ends up awaiting.
+
+    ``asyncio.sleep`` or ``trio.sleep``, without anyio's two extra coroutine
+    frames and library lookup: a third of the slow path's cost per latency
+    event. Resolved on every view entry, for the entering loop.
+    """
+    library = sniffio.current_async_library()
+    if library == "trio":
+        trio = sys.modules["trio"]
+        return trio.sleep  # type: ignore[no-any-return]
+    if library == "asyncio":
+        return asyncio.sleep
+    return anyio.sleep  # pragma: no cover - anyio supports asyncio and trio only
 
 
 class DummyView:
@@ -71,13 +116,14 @@ class DummyView:
     device model.
     """
 
-    __slots__ = ("_backend", "_cache_id", "_live", "_model")
+    __slots__ = ("_backend", "_cache_id", "_checkpoint", "_live", "_model")
 
     def __init__(self, backend: AsyncDummyDifferentialBackend, model: ViewModel) -> None:
         self._backend = backend
         self._model = model
         self._cache_id = model.cache_id
         self._live = True
+        self._checkpoint = _loop_checkpoint()
 
     @property
     def id(self) -> str:
@@ -104,6 +150,11 @@ class DummyView:
             "enter the view again with 'async with backend.as_...()'"
         )
 
+    # The fast path (no latency, faults or trace): count, look up the cache,
+    # compute on a miss, one checkpoint. Kept inline: it is the hot loop of a
+    # probe suite, and every op must stay within about a microsecond of a bare
+    # checkpoint (benchmarks/bench_backend.py).
+
     async def generate(
         self,
         prompt: str,
@@ -113,7 +164,11 @@ class DummyView:
         top_p: float = 1.0,
         seed: int = 0,
     ) -> str:
-        """The canned generation for ``prompt`` (decoding options are accepted and ignored)."""
+        """The canned generation for ``prompt`` (decoding options are accepted and ignored).
+
+        Never cached. A prompt with no canned generation raises
+        :class:`MissingResponseError` (a ``KeyError``) naming the mode and prompt.
+        """
         del temperature, top_p, seed
         if not self._live:
             raise self._stale("generate")
@@ -121,9 +176,10 @@ class DummyView:
             raise InvalidArgumentError(f"max_new_tokens={max_new_tokens!r} must be an integer >= 0")
         backend = self._backend
         if backend._plain:
-            self._model.calls[_GENERATE] += 1
-            text = self._model.generate(prompt)
-            await checkpoint()
+            model = self._model
+            model.calls[_GENERATE] += 1
+            text = model.generate(prompt)
+            await self._checkpoint()
             return text
         result: str = await backend._call(
             self, _GENERATE, prompt, prompt, 0, None, tokens=max_new_tokens
@@ -136,15 +192,16 @@ class DummyView:
             raise self._stale("logprob_of")
         backend = self._backend
         if backend._plain:
-            self._model.calls[_LOGPROB_OF] += 1
+            model = self._model
+            model.calls[_LOGPROB_OF] += 1
             key = ("logprob_of", self._cache_id, prompt, completion)
             cache = backend._cache
             value = cache.lookup(key)
             if value is MISSING:
-                value = self._model.logprob_of(prompt, completion)
-                cache.store(key, value)
+                value = model.logprob_of(prompt, completion)
+                cache.insert(key, value)
                 backend._forward_passes += 1
-            await checkpoint()
+            await self._checkpoint()
             return value  # type: ignore[no-any-return]
         result: float = await backend._call(
             self,
@@ -163,15 +220,16 @@ class DummyView:
             raise self._stale("rolling_logprob")
         backend = self._backend
         if backend._plain:
-            self._model.calls[_ROLLING] += 1
+            model = self._model
+            model.calls[_ROLLING] += 1
             key = ("rolling_logprob", self._cache_id, text)
             cache = backend._cache
             value = cache.lookup(key)
             if value is MISSING:
-                value = self._model.rolling_logprob(text)
-                cache.store(key, value)
+                value = model.rolling_logprob(text)
+                cache.insert(key, value)
                 backend._forward_passes += 1
-            await checkpoint()
+            await self._checkpoint()
             return value  # type: ignore[no-any-return]
         result: RollingLogprob = await backend._call(
             self, _ROLLING, text, text, 0, ("rolling_logprob", self._cache_id, text)
@@ -182,18 +240,20 @@ class DummyView:
         """The next-token distribution after ``prompt``."""
         if not self._live:
             raise self._stale("next_token_dist")
-        _check_top_k(top_k)
+        if type(top_k) is not int or top_k < 1:
+            _reject_top_k(top_k)
         backend = self._backend
         if backend._plain:
-            self._model.calls[_NTD] += 1
+            model = self._model
+            model.calls[_NTD] += 1
             key = ("next_token_dist", self._cache_id, prompt, top_k)
             cache = backend._cache
             value = cache.lookup(key)
             if value is MISSING:
-                value = self._model.next_token_dist(prompt, top_k)
-                cache.store(key, value)
+                value = model.next_token_dist(prompt, top_k)
+                cache.insert(key, value)
                 backend._forward_passes += 1
-            await checkpoint()
+            await self._checkpoint()
             return value  # type: ignore[no-any-return]
         result: TokenDist = await backend._call(
             self, _NTD, prompt, prompt, top_k, ("next_token_dist", self._cache_id, prompt, top_k)
@@ -217,19 +277,20 @@ class DummyView:
         backend = self._backend
         items = list(prompts)
         if backend._plain:
-            self._model.calls[_BATCH] += 1
-            cache = backend._cache
             model = self._model
+            model.calls[_BATCH] += 1
+            cache = backend._cache
+            cache_id = self._cache_id
             out = []
             for prompt in items:
-                key = ("next_token_dist", self._cache_id, prompt, top_k)
+                key = ("next_token_dist", cache_id, prompt, top_k)
                 value = cache.lookup(key)
                 if value is MISSING:
                     value = model.next_token_dist(prompt, top_k)
-                    cache.store(key, value)
+                    cache.insert(key, value)
                     backend._forward_passes += 1
                 out.append(value)
-            await checkpoint()
+            await self._checkpoint()
             return out
         return await backend._call_batch(self, items, top_k)
 
@@ -265,13 +326,40 @@ class _ViewContext:
         await self._backend._exit(self._holding, self._view, clean=exc_type is None)
 
 
-class _Flight:
-    """A forward pass in progress, which concurrent identical calls wait for."""
+def _finite_real(name: str, value: object, allowed: str) -> float:
+    """``value`` as a float if it is a finite real number (not a bool), else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidArgumentError(f"{name}={value!r} must be a number, {allowed}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidArgumentError(f"{name}={value!r} must be {allowed}")
+    return number
 
-    __slots__ = ("done",)
 
-    def __init__(self) -> None:
-        self.done = anyio.Event()
+def _non_negative_int(name: str, value: object) -> int:
+    """``value`` as an int if it is an integer (numpy's included, not a bool) >= 0, else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise InvalidArgumentError(f"{name}={value!r} must be an integer >= 0")
+    return int(value)
+
+
+def _non_finite_problem(dist: TokenDist) -> str:
+    """``"3/8 non-finite logprob(s)"`` (plus a non-finite tail, if any), or ``""``."""
+    logprobs = np.asarray(dist.logprobs, dtype=np.float64)
+    bad = int((~np.isfinite(logprobs)).sum())
+    tail = dist.tail_logprob
+    bad_tail = tail is not None and not math.isfinite(tail)
+    if not bad and not bad_tail:
+        return ""
+    problem = f"{bad}/{logprobs.size} non-finite logprob(s)"
+    if bad_tail:
+        problem += f" and a non-finite tail_logprob ({tail})"
+    return problem
+
+
+def _require_collection(name: str, values: object) -> None:
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        raise InvalidArgumentError(f"{name}={values!r} must be a sequence, e.g. ({values!r},)")
 
 
 class AsyncDummyDifferentialBackend:
@@ -353,14 +441,17 @@ class AsyncDummyDifferentialBackend:
 
         self._forward_passes = 0
         self._key_calls: dict[Hashable, int] = {}
-        self._inflight: dict[Hashable, _Flight] = {}
+        # Forward passes in flight; the event is created only once a second call waits.
+        self._inflight: dict[Hashable, anyio.Event | None] = {}
         self._entries_per_view: dict[str, int] = {}
         self._last_entered: str | None = None
+        self._loaded: set[str] = set()
         self._switches = 0
         self._latency_draws = 0
         self._latency_seconds = 0.0
         self._epoch = 0.0
         self._epoch_loop: object = None
+        self._sleep: Callable[[float], Awaitable[Any]] = anyio.sleep
 
     # -- public surface -------------------------------------------------------------
 
@@ -389,6 +480,20 @@ class AsyncDummyDifferentialBackend:
         """Every firing so far, in the order they happened."""
         return tuple(self._faults.log) if self._faults is not None else ()
 
+    @property
+    def trace_sink(self) -> TraceSink | None:
+        """Where trace events go (None: tracing off). Runners emit into it too."""
+        return self._trace
+
+    def loop_time(self) -> float:
+        """Loop seconds since this backend's first use in the current event loop.
+
+        The time base of every trace event, so runner events line up with the
+        backend's own.
+        """
+        self._refresh_epoch()
+        return self._now()
+
     def is_free(self) -> bool:
         """True when no view is live and no task is waiting to enter one."""
         return self._gate.is_free()
@@ -402,8 +507,12 @@ class AsyncDummyDifferentialBackend:
         return _ViewContext(self, self._ft_model)
 
     def as_scaled_adapter(self, lam: float) -> _ViewContext:
-        """The adapter's term times ``lam`` (0 = base, 1 = ft, 1.25 overshoots)."""
-        lam = require_finite("lam", lam)
+        """The adapter's term times ``lam`` (0 = base, 1 = ft, 1.25 overshoots).
+
+        ``lam`` may be any finite real number (numpy scalars included); it is
+        validated here, before any view is entered.
+        """
+        lam = _finite_real("lam", lam, "a finite number")
         key = f"scaled:{lam!r}"
         model = self._models.get(key)
         if model is None:
@@ -415,11 +524,15 @@ class AsyncDummyDifferentialBackend:
     ) -> _ViewContext:
         """A null adapter of seeded random weights: the noise floor for z-scores.
 
-        The noise std is ``init_scale * sqrt(rank_scale)``.
+        The noise std is ``init_scale * sqrt(rank_scale)``. Arguments are
+        validated here, before any view is entered: ``seed`` an integer >= 0,
+        ``init_scale`` finite and >= 0, ``rank_scale`` positive and finite.
         """
-        require_int("seed", seed, minimum=0)
-        init_scale = require_finite("init_scale", init_scale, minimum=0.0)
-        rank_scale = require_finite("rank_scale", rank_scale)
+        seed = _non_negative_int("seed", seed)
+        init_scale = _finite_real("init_scale", init_scale, "finite and >= 0")
+        if init_scale < 0.0:
+            raise InvalidArgumentError(f"init_scale={init_scale!r} must be finite and >= 0")
+        rank_scale = _finite_real("rank_scale", rank_scale, "positive and finite")
         if rank_scale <= 0.0:
             raise InvalidArgumentError(f"rank_scale={rank_scale!r} must be positive and finite")
         key = f"null:{seed}:{init_scale!r}:{rank_scale!r}"
@@ -433,33 +546,33 @@ class AsyncDummyDifferentialBackend:
     ) -> tuple[bool, str]:
         """One forward pass per view; ``(False, reason)`` on the first non-finite one.
 
-        Checks base and ft, then each ``scaled`` lam and each null seed. The
-        reason names the view, the count of non-finite values and the prompt.
-        An exception (an injected fault, say) becomes ``(False, "... raised
-        ...")``; cancellation propagates.
+        Checks base and ft, then the scaled view of each ``scaled`` lam and the
+        null view of each of ``null_seeds``, one view at a time, on the prompt
+        ``"preflight"`` with ``top_k=8`` (as dlm-sway does). The reason names
+        the view, the count of non-finite values and the prompt. An exception
+        while checking (an injected fault, say) becomes ``(False, "preflight
+        raised ...")``, never a crash; invalid ``scaled`` or ``null_seeds``
+        raise :class:`InvalidArgumentError` before any view is entered;
+        cancellation propagates.
         """
-        checks: list[tuple[str, Callable[[], _ViewContext]]] = [
-            ("base", self.as_base),
-            ("ft", self.as_finetuned),
+        _require_collection("scaled", scaled)
+        _require_collection("null_seeds", null_seeds)
+        contexts = [
+            self.as_base(),
+            self.as_finetuned(),
+            *(self.as_scaled_adapter(lam) for lam in scaled),
+            *(self.as_null_adapter(seed) for seed in null_seeds),
         ]
-        for lam in scaled:
-            checks.append((f"scaled({lam})", functools.partial(self.as_scaled_adapter, lam)))
-        for seed in null_seeds:
-            checks.append((f"null({seed})", functools.partial(self.as_null_adapter, seed)))
-        for label, enter in checks:
+        for context in contexts:
+            view_id = context._model.id
             try:
-                async with enter() as view:
+                async with context as view:
                     dist = await view.next_token_dist(_PREFLIGHT_PROMPT, top_k=_PREFLIGHT_TOP_K)
+                problem = _non_finite_problem(dist)
             except Exception as exc:
-                return False, f"preflight raised {type(exc).__name__} on the {label} view: {exc}"
-            bad = int((~np.isfinite(dist.logprobs)).sum())
-            tail = dist.tail_logprob
-            bad_tail = tail is not None and not math.isfinite(tail)
-            if bad or bad_tail:
-                what = f"{bad}/{dist.logprobs.size} non-finite logprob(s)"
-                if bad_tail:
-                    what += f" and a non-finite tail_logprob ({tail})"
-                return False, f"{view.id} view produced {what} on prompt {_PREFLIGHT_PROMPT!r}"
+                return False, f"preflight raised {type(exc).__name__} on the {view_id} view: {exc}"
+            if problem:
+                return False, f"{view_id} view produced {problem} on prompt {_PREFLIGHT_PROMPT!r}"
         return True, ""
 
     def statistics(self) -> BackendStatistics:
@@ -507,9 +620,12 @@ class AsyncDummyDifferentialBackend:
             active = repr(live[0].view_id)
         else:
             active = repr([h.view_id for h in live])
-        parts = [f"active={active}", f"waiting={self._gate.waiting}"]
         if self._safe:
-            parts.insert(0, "concurrent")
+            limit = self._gate.max_live
+            policy = "concurrent" + (f" max_views={limit}" if limit is not None else "")
+        else:
+            policy = f"exclusivity={self._exclusivity!r}"
+        parts = [policy, f"active={active}", f"waiting={self._gate.waiting}"]
         if self._faults is not None:
             parts.append(f"faults={self._faults.total_fired} armed")
         if self._latency is not None:
@@ -531,8 +647,32 @@ class AsyncDummyDifferentialBackend:
         task = anyio.get_current_task()
         return f"{task.name}#{task.id}"
 
+    def _is_switch(self, cache_id: str) -> bool:
+        if self._safe:
+            if cache_id in self._loaded:
+                return False
+            self._loaded.add(cache_id)
+            return True
+        if self._last_entered == cache_id:
+            return False
+        self._last_entered = cache_id
+        return True
+
     async def _enter(self, model: ViewModel) -> tuple[Holding, DummyView]:
+        """Take the gate, then pay the switch and enter latency, then maybe fail.
+
+        On an exclusive backend a switch is an entry of a view other than the
+        one entered last (the first entry counts): the adapter is swapped. On
+        a concurrent-safe backend views are resident side by side, so only a
+        view's first entry is a switch (it is loaded once); this also keeps
+        the count independent of the order concurrent entries happen in.
+
+        An enter fault fires after those latencies and, like a cancellation
+        during them, releases the gate before raising.
+        Entries are counted per view (1-based) for ``nth``/``after``/``every``.
+        """
         self._refresh_epoch()
+        self._sleep = _loop_sleep()
         trace = self._trace
         started = self._now() if trace is not None else 0.0
         holding = await self._gate.enter(model.id)
@@ -540,57 +680,69 @@ class AsyncDummyDifferentialBackend:
             if trace is not None:
                 waited = self._now() - started
                 if waited > 0:
-                    self._emit("view_wait", model.id, time=started, duration=waited)
+                    self._emit("view_wait", model.id, duration=waited)
                 self._emit("view_enter", model.id)
             self._entries_per_view[model.id] = self._entries_per_view.get(model.id, 0) + 1
             latency = self._latency
-            if self._last_entered != model.cache_id:
-                self._last_entered = model.cache_id
+            entry = self._entries_per_view[model.id]
+            if self._is_switch(model.cache_id):
                 self._switches += 1
                 if latency is not None and latency.view_switch is not None:
-                    await self._sleep_drawn(latency.view_switch, "switch", model, model.cache_id)
+                    switch = self._next_index("switch", model.id, "")
+                    await self._sleep_drawn(latency.view_switch, "switch", model, switch)
             if latency is not None and latency.view_enter is not None:
-                await self._sleep_drawn(latency.view_enter, "enter", model, model.cache_id)
+                await self._sleep_drawn(latency.view_enter, "enter", model, entry)
             if self._faults is not None:
-                index = self._entries_per_view[model.id]
-                firing = self._faults.select("enter", model.kind, model.id, "", index, self._now())
+                firing = self._faults.select("enter", model.kind, model.id, "", entry, self._now())
                 if firing is not None:
                     self._record_firing(firing)
                     raise EXCEPTION_FOR_KIND[firing.kind](firing)
         except BaseException:
             self._gate.exit(holding)
             if trace is not None:
-                self._emit("view_exit", model.id, detail={"aborted": True})
+                self._emit(
+                    "view_exit",
+                    model.id,
+                    duration=anyio.current_time() - holding.since,
+                    detail={"aborted": True},
+                )
             raise
         return holding, DummyView(self, model)
 
     async def _exit(self, holding: Holding, view: DummyView, *, clean: bool) -> None:
+        """Release the view; exit latency first, an exit fault only after a clean block.
+
+        The gate is released in every case (cancellation, a failing exit)
+        before anything can raise. An exit fault never replaces an exception
+        or cancellation already propagating out of the block. Exits are
+        counted per view (1-based) for ``nth``/``after``/``every``.
+        """
         view._live = False
         model = view._model
+        exit_index = self._next_index("exit", model.id, "")
         try:
             latency = self._latency
             if latency is not None and latency.view_exit is not None:
-                await self._sleep_drawn(latency.view_exit, "exit", model, model.cache_id)
+                await self._sleep_drawn(latency.view_exit, "exit", model, exit_index)
         finally:
             self._gate.exit(holding)
             if self._trace is not None:
                 self._emit("view_exit", model.id, duration=anyio.current_time() - holding.since)
         if clean and self._faults is not None:
-            index = self._gate.exits
-            firing = self._faults.select("exit", model.kind, model.id, "", index, self._now())
+            firing = self._faults.select("exit", model.kind, model.id, "", exit_index, self._now())
             if firing is not None:
                 self._record_firing(firing)
                 raise EXCEPTION_FOR_KIND[firing.kind](firing)
 
     async def _sleep_drawn(
-        self, model: LatencyModel, what: str, view: ViewModel, *identity: object
+        self, model: LatencyModel, what: str, view: ViewModel, index: int
     ) -> None:
+        """Sleep a view switch/enter/exit latency, drawn for the view's ``index``-th event."""
         assert self._latency is not None
-        index = self._next_index(what, view.id, "")
-        seconds = self._latency.draw(model, what, view.id, index, *identity)
+        seconds = self._latency.draw(model, what, view.id, view.cache_id, index)
         self._count_latency(seconds, what, view.id)
         if seconds > 0:
-            await anyio.sleep(seconds)
+            await self._sleep(seconds)
 
     # -- the slow op path ----------------------------------------------------------
 
@@ -643,43 +795,103 @@ class AsyncDummyDifferentialBackend:
             )
         )
 
+    async def _traced_op(
+        self,
+        view: DummyView,
+        op: str,
+        key_text: str,
+        detail: dict[str, Any] | None,
+        call: Callable[[], Awaitable[_T]],
+    ) -> _T:
+        """Bracket one traced op: ``op_start`` now, ``op_end`` with the error if it fails.
+
+        The op itself emits ``op_end`` on success (it knows whether the cache hit).
+        """
+        view_id = view._model.id
+        prompt_hash = stable_hash(key_text)
+        started = self._now()
+        self._emit("op_start", view_id, op=op, prompt_hash=prompt_hash, detail=detail)
+        try:
+            return await call()
+        except BaseException as exc:
+            cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+            self._emit(
+                "op_end",
+                view_id,
+                op=op,
+                prompt_hash=prompt_hash,
+                duration=self._now() - started,
+                detail={
+                    **(detail or {}),
+                    "error": "cancelled" if cancelled else type(exc).__name__,
+                },
+            )
+            raise
+
     def _service_time(
         self, op_index: int, model: ViewModel, key_text: str, call_index: int, units: int
     ) -> float:
+        """Draw the service time of one forward pass and count it as one latency event.
+
+        The op's model (first matching rule, else the default) plus
+        ``generate_per_token * units`` for generate or ``batch_per_item *
+        units`` for a batch; each draw is keyed by (op, rule, view id, key,
+        call index).
+        """
         plan = self._latency
         if plan is None:
             return 0.0
         op = OPS[op_index]
-        rule_index, base_model = plan.op_model(op, model.kind, model.id)
+        view_id = model.id
+        rule_index, base_model = plan.op_model(op, model.kind, view_id)
+        per_unit: LatencyModel | None = None
+        if units:
+            if op_index == _GENERATE:
+                per_unit = plan.generate_per_token
+            elif op_index == _BATCH:
+                per_unit = plan.batch_per_item
+        if base_model is None and per_unit is None:
+            return 0.0
         seconds = 0.0
-        drew = False
         if base_model is not None:
-            seconds += plan.draw(base_model, op, rule_index, model.id, key_text, call_index)
-            drew = True
-        if op_index == _GENERATE and plan.generate_per_token is not None and units:
-            per = plan.draw(plan.generate_per_token, op, "token", model.id, key_text, call_index)
+            fixed = base_model._fixed
+            if fixed is not None:
+                seconds = fixed
+            else:
+                seconds = plan.draw(base_model, op, rule_index, view_id, key_text, call_index)
+        if per_unit is not None:
+            per = plan.draw(per_unit, op, "per_unit", view_id, key_text, call_index)
             seconds += per * units
-            drew = True
-        elif op_index == _BATCH and plan.batch_per_item is not None and units:
-            per = plan.draw(plan.batch_per_item, op, "item", model.id, key_text, call_index)
-            seconds += per * units
-            drew = True
-        if drew:
-            self._count_latency(seconds, op, model.id)
+        self._latency_draws += 1
+        self._latency_seconds += seconds
+        if self._trace is not None:
+            self._emit("latency", view_id, op=op, duration=seconds)
         return seconds
 
     async def _serve(self, seconds: float) -> None:
-        """Occupy the device for ``seconds`` of loop time (forever for a hang).
+        """Occupy a device slot for ``seconds`` of loop time; always a checkpoint.
 
-        Always a checkpoint, even when the op costs no time.
+        A free slot is taken without a scheduling round of its own (the sleep
+        is the checkpoint), so a latency event costs about one bare sleep.
         """
         if seconds <= 0:
             await checkpoint()
             return
         device = self._device
-        await device.acquire()
+        if not device.try_acquire():
+            await device.acquire()
         try:
-            await anyio.sleep(seconds)
+            await self._sleep(seconds)
+        finally:
+            device.release()
+
+    async def _hang(self) -> None:
+        """Hold a device slot until cancelled: a forward pass that never returns."""
+        device = self._device
+        if not device.try_acquire():
+            await device.acquire()
+        try:
+            await anyio.sleep_forever()
         finally:
             device.release()
 
@@ -698,71 +910,116 @@ class AsyncDummyDifferentialBackend:
         *,
         tokens: int = 0,
         completion: str = "",
+        traced: bool = False,
     ) -> Any:
+        """One op with latency, faults or tracing configured.
+
+        The per-key call index and the fault decision are taken before the
+        first await, so they depend on nothing but the plan, the call and
+        how many calls of the same key came before. Then: a hang holds a
+        device slot until cancelled; a cache miss runs (or joins, when an
+        identical call is already in flight) one forward pass that costs its
+        service time on the device; an error fault raises after that service
+        time (right after a checkpoint on a cache hit) and nothing is cached;
+        an output fault corrupts a copy of the value, never the cached one.
+        """
+        if self._trace is not None and not traced:
+            return await self._traced_op(
+                view,
+                OPS[op_index],
+                key_text,
+                None,
+                lambda: self._call(
+                    view,
+                    op_index,
+                    prompt,
+                    key_text,
+                    top_k,
+                    cache_key,
+                    tokens=tokens,
+                    completion=completion,
+                    traced=True,
+                ),
+            )
         model = view._model
         op = OPS[op_index]
         model.calls[op_index] += 1
         trace = self._trace
-        started = self._now()
-        call_index = self._next_index(op, model.id, key_text)
+        faults = self._faults
+        plan = self._latency
+        if faults is None and trace is None and plan is not None and plan._fixed_only:
+            # Nothing reads the call's identity: skip the per-key count (and its memory).
+            started = 0.0
+            call_index = 0
+        else:
+            started = self._now()
+            key_calls = self._key_calls
+            call_key = (op, model.id, key_text)
+            call_index = key_calls[call_key] = key_calls.get(call_key, 0) + 1
         firing: FaultFiring | None = None
-        if self._faults is not None:
-            firing = self._faults.select(op, model.kind, model.id, prompt, call_index, started)
+        if faults is not None:
+            firing = faults.select(op, model.kind, model.id, prompt, call_index, started)
             if firing is not None:
                 self._record_firing(firing)
-        fault_kind = firing.kind if firing is not None else None
-        if fault_kind == "hang":
-            await self._serve(math.inf)
+                if firing.kind == "hang":
+                    await self._hang()
+        fails = firing is not None and firing.kind in ERROR_KINDS
 
-        hit = True
-        if cache_key is None:
-            seconds = self._service_time(op_index, model, key_text, call_index, tokens)
-            await self._serve(seconds)
-            self._check_live(view, op)
-            if fault_kind in ERROR_KINDS:
-                assert firing is not None
-                raise EXCEPTION_FOR_KIND[firing.kind](firing)
-            value: Any = self._compute(model, op_index, prompt, top_k, completion)
-            hit = False
-        else:
+        value: Any = MISSING
+        inflight = self._inflight
+        if cache_key is not None:
             cache = self._cache
             while True:
                 value = cache.lookup(cache_key)
-                if value is not MISSING:
-                    if fault_kind in ERROR_KINDS:
-                        assert firing is not None
-                        raise EXCEPTION_FOR_KIND[firing.kind](firing)
-                    await checkpoint()
+                if value is not MISSING or cache_key not in inflight:
                     break
-                flight = self._inflight.get(cache_key)
-                if flight is not None:
-                    # Undo the miss: this call will be served by the flight or retry.
-                    cache.misses -= 1
-                    await flight.done.wait()
-                    continue
-                hit = False
-                flight = self._inflight[cache_key] = _Flight()
-                try:
-                    seconds = self._service_time(op_index, model, key_text, call_index, 1)
-                    await self._serve(seconds)
-                    self._check_live(view, op)
-                    if fault_kind in ERROR_KINDS:
-                        assert firing is not None
-                        raise EXCEPTION_FOR_KIND[firing.kind](firing)
-                    value = self._compute(model, op_index, prompt, top_k, completion)
-                    cache.store(cache_key, value)
+                # Join the identical forward pass in flight; undo the miss, as its
+                # result (or, if it failed, this call's own retry) serves this call.
+                landed = inflight[cache_key]
+                if landed is None:
+                    landed = inflight[cache_key] = anyio.Event()
+                cache.misses -= 1
+                await landed.wait()
+        hit = value is not MISSING
+        if hit:
+            await view._checkpoint()
+            if fails:
+                raise self._injected(firing)
+        else:
+            if cache_key is not None:
+                inflight[cache_key] = None
+            try:
+                # The forward pass: service time on the device, inlined from _serve().
+                seconds = self._service_time(op_index, model, key_text, call_index, tokens)
+                if seconds > 0:
+                    device = self._device
+                    if not device.try_acquire():
+                        await device.acquire()
+                    try:
+                        await self._sleep(seconds)
+                    finally:
+                        device.release()
+                else:
+                    await view._checkpoint()
+                if not view._live:
+                    raise view._stale(op)
+                if fails:
+                    raise self._injected(firing)
+                value = self._compute(model, op_index, prompt, top_k, completion)
+                if cache_key is not None:
+                    self._cache.store(cache_key, value)
                     self._forward_passes += 1
-                finally:
-                    del self._inflight[cache_key]
-                    flight.done.set()
-                break
-        if fault_kind in OUTPUT_KINDS:
-            value = corrupt(fault_kind, value)
+            finally:
+                if cache_key is not None:
+                    landed = inflight.pop(cache_key)
+                    if landed is not None:
+                        landed.set()
+        if firing is not None and firing.kind in OUTPUT_KINDS:
+            value = corrupt(firing.kind, value)
         if trace is not None:
             self._emit(
-                "op",
+                "op_end",
                 model.id,
-                time=started,
                 op=op,
                 prompt_hash=stable_hash(key_text),
                 hit=hit,
@@ -770,6 +1027,11 @@ class AsyncDummyDifferentialBackend:
                 detail={"call": call_index},
             )
         return value
+
+    @staticmethod
+    def _injected(firing: FaultFiring | None, item_index: int | None = None) -> InjectedFault:
+        assert firing is not None
+        return EXCEPTION_FOR_KIND[firing.kind](firing, item_index=item_index)
 
     def _compute(
         self, model: ViewModel, op_index: int, prompt: str, top_k: int, completion: str
@@ -782,55 +1044,95 @@ class AsyncDummyDifferentialBackend:
             return model.rolling_logprob(prompt)
         return model.generate(prompt)
 
-    async def _call_batch(self, view: DummyView, prompts: list[str], top_k: int) -> list[TokenDist]:
+    async def _call_batch(
+        self, view: DummyView, prompts: list[str], top_k: int, *, traced: bool = False
+    ) -> list[TokenDist]:
+        """``next_token_dist_batch`` with latency, faults or tracing configured.
+
+        Fault rules are evaluated per item, with the item's prompt and the
+        per-key index of (batch op, view, prompt). A hang on any item hangs
+        the batch; an error fault on any item fails the whole batch, after
+        its service time, with ``item_index`` set to the first failing item;
+        an output fault corrupts only its item. Items share the per-prompt
+        cache and its single-flight: an item whose forward pass is already
+        in flight (in another batch or a ``next_token_dist``) waits for it.
+        The batch then costs one service time, the op's model plus
+        ``batch_per_item`` per distinct prompt it computes; nothing to
+        compute, nothing to pay.
+        """
+        if self._trace is not None and not traced:
+            return await self._traced_op(
+                view,
+                "next_token_dist_batch",
+                "\x1e".join(prompts),
+                {"items": len(prompts)},
+                lambda: self._call_batch(view, prompts, top_k, traced=True),
+            )
         model = view._model
         model.calls[_BATCH] += 1
         op = "next_token_dist_batch"
-        started = self._now()
+        faults = self._faults
+        started = self._now() if self._trace is not None or faults is not None else 0.0
         firings: list[FaultFiring | None] = []
         for prompt in prompts:
             index = self._next_index(op, model.id, prompt)
             firing = None
-            if self._faults is not None:
-                firing = self._faults.select(op, model.kind, model.id, prompt, index, started)
+            if faults is not None:
+                firing = faults.select(op, model.kind, model.id, prompt, index, started)
                 if firing is not None:
                     self._record_firing(firing)
             firings.append(firing)
-        if any(f is not None and f.kind == "hang" for f in firings):
-            await self._serve(math.inf)
-
-        cache = self._cache
-        values: list[Any] = []
-        missing: list[int] = []
-        for item, prompt in enumerate(prompts):
-            value = cache.lookup(("next_token_dist", model.cache_id, prompt, top_k))
-            values.append(value)
-            if value is MISSING:
-                missing.append(item)
         batch_key = "\x1e".join(prompts)
         batch_index = self._next_index(op, model.id, "\x1ebatch\x1e" + batch_key)
-        seconds = 0.0
-        if missing:
-            seconds = self._service_time(_BATCH, model, batch_key, batch_index, len(missing))
-        await self._serve(seconds)
-        self._check_live(view, op)
-        for item, firing in enumerate(firings):
-            if firing is not None and firing.kind in ERROR_KINDS:
-                raise EXCEPTION_FOR_KIND[firing.kind](firing, item_index=item)
-        for item in missing:
-            prompt = prompts[item]
-            value = model.next_token_dist(prompt, top_k)
-            cache.store(("next_token_dist", model.cache_id, prompt, top_k), value)
-            self._forward_passes += 1
-            values[item] = value
+        if any(f is not None and f.kind == "hang" for f in firings):
+            await self._hang()
+
+        cache = self._cache
+        inflight = self._inflight
+        keys: list[Hashable] = [("next_token_dist", model.cache_id, p, top_k) for p in prompts]
+        while True:
+            busy = next((key for key in keys if key in inflight), None)
+            if busy is None:
+                break
+            landed = inflight[busy]
+            if landed is None:
+                landed = inflight[busy] = anyio.Event()
+            await landed.wait()
+        values: list[Any] = [cache.lookup(key) for key in keys]
+        missing: dict[Hashable, list[int]] = {}
+        for item, value in enumerate(values):
+            if value is MISSING:
+                missing.setdefault(keys[item], []).append(item)
+        for key in missing:
+            inflight[key] = None
+        try:
+            seconds = 0.0
+            if missing:
+                seconds = self._service_time(_BATCH, model, batch_key, batch_index, len(missing))
+            await self._serve(seconds)
+            if not view._live:
+                raise view._stale(op)
+            for item, firing in enumerate(firings):
+                if firing is not None and firing.kind in ERROR_KINDS:
+                    raise self._injected(firing, item)
+            for key, items in missing.items():
+                value = model.next_token_dist(prompts[items[0]], top_k)
+                cache.store(key, value)
+                self._forward_passes += 1
+                for item in items:
+                    values[item] = value
+        finally:
+            for key in missing:
+                landed = inflight.pop(key)
+                if landed is not None:
+                    landed.set()
         for item, firing in enumerate(firings):
             if firing is not None and firing.kind in OUTPUT_KINDS:
                 values[item] = corrupt(firing.kind, values[item])
         if self._trace is not None:
             self._emit(
-                "op",
+                "op_end",
                 model.id,
-                time=started,
                 op=op,
                 prompt_hash=stable_hash(batch_key),
                 hit=not missing,

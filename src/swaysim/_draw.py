@@ -14,20 +14,17 @@ import struct
 
 _UNPACK3 = struct.Struct("<QQQ").unpack
 _TO_UNIT = 2.0**-64
+_blake2b = hashlib.blake2b
 
 
-def _encode(parts: tuple[object, ...]) -> bytes:
-    # Length-prefixed so ("ab", "c") and ("a", "bc") never collide.
-    chunks = []
-    for part in parts:
-        text = str(part)
-        chunks.append(f"{len(text)}:{text}")
-    return "\x1f".join(chunks).encode("utf-8", "surrogatepass")
+def unit_draws(*parts: str | int | float) -> tuple[float, float, float]:
+    """Three independent uniforms in [0, 1), a pure function of ``parts``.
 
-
-def unit_draws(*parts: object) -> tuple[float, float, float]:
-    """Three independent uniforms in [0, 1), a pure function of ``parts``."""
-    digest = hashlib.blake2b(_encode(parts), digest_size=24).digest()
+    ``parts`` are strings and numbers; their ``repr`` (quoted, escaped,
+    identical in every process) is the hash input, so ``("ab", "c")`` and
+    ``("a", "bc")`` never collide.
+    """
+    digest = _blake2b(repr(parts).encode(), digest_size=24).digest()
     a, b, c = _UNPACK3(digest)
     return a * _TO_UNIT, b * _TO_UNIT, c * _TO_UNIT
 

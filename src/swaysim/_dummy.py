@@ -11,16 +11,20 @@ once; shared arrays are read-only so no caller can corrupt another's result.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
+import threading
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
 from swaysim._errors import InvalidArgumentError, MissingResponseError
-from swaysim._types import DummyResponses, RollingLogprob, TokenDist
+from swaysim._types import DummyResponses, RollingLogprob, TokenDist, new_token_dist
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from numpy.typing import NDArray
 
 SYNTH_VOCAB: Final = 1000
@@ -28,6 +32,118 @@ SYNTH_K: Final = 8
 ROLLING_PER_TOKEN: Final = {"base": -2.0, "ft": -1.5}
 MISSING_LOGPROB: Final = -10.0
 _NULL_SEED_MODULUS: Final = 1_000_003
+
+_MASK32: Final = 0xFFFF_FFFF
+_MASK128: Final = (1 << 128) - 1
+_PCG64_MULTIPLIER: Final = (2549297995355413924 << 64) + 4865540595714422341
+
+
+def _fastest_md5() -> Callable[[bytes], Any]:
+    # CPython's own md5 beats OpenSSL's on prompt-sized inputs; same digest.
+    try:
+        return importlib.import_module("_md5").md5  # type: ignore[no-any-return]
+    except ImportError:  # pragma: no cover - a build without it
+        return hashlib.md5
+
+
+_MD5: Final = _fastest_md5()
+
+
+def _state_word_constants() -> tuple[int, ...]:
+    # SeedSequence.generate_state hashes pool word i % 4 into output word i with
+    # a running constant: xor with it, advance it, multiply by the new value.
+    constants: list[int] = []
+    running = 0x8B51_F9DD
+    for _ in range(8):
+        xor = running
+        running = running * 0x58F3_8DED & _MASK32
+        constants += (xor, running)
+    return tuple(constants)
+
+
+(_X0, _K0, _X1, _K1, _X2, _K2, _X3, _K3, _X4, _K4, _X5, _K5, _X6, _K6, _X7, _K7) = (
+    _state_word_constants()
+)
+
+
+class _ReusableGenerator(threading.local):
+    """One PCG64-backed Generator per thread, restarted in place for each draw."""
+
+    def __init__(self) -> None:
+        self.bit_generator = np.random.PCG64(0)
+        self.generator = np.random.Generator(self.bit_generator)
+        self.entropy_word = np.zeros(1, dtype=np.uint32)
+
+
+_REUSABLE = _ReusableGenerator()
+
+
+def pcg64_start(entropy: int) -> tuple[int, int]:
+    """The ``(state, inc)`` that ``numpy.random.PCG64(entropy)`` starts from.
+
+    ``default_rng(entropy)`` builds a SeedSequence, asks it for four 64-bit
+    words through a generic numpy path, then builds a PCG64 and a Generator:
+    most of the null view's cost. Only the SeedSequence's entropy pool needs
+    numpy; the words and PCG64's two seeding steps are a few integer operations
+    (unrolled: this runs once per null-view forward pass).
+    """
+    if entropy <= _MASK32:
+        # One word of entropy: a reused uint32 array skips numpy's int coercion.
+        word = _REUSABLE.entropy_word
+        word[0] = entropy
+        p0, p1, p2, p3 = np.random.SeedSequence(word).pool.tolist()
+    else:
+        p0, p1, p2, p3 = np.random.SeedSequence(entropy).pool.tolist()
+    mask = _MASK32
+    w0 = (p0 ^ _X0) * _K0 & mask
+    w1 = (p1 ^ _X1) * _K1 & mask
+    w2 = (p2 ^ _X2) * _K2 & mask
+    w3 = (p3 ^ _X3) * _K3 & mask
+    w4 = (p0 ^ _X4) * _K4 & mask
+    w5 = (p1 ^ _X5) * _K5 & mask
+    w6 = (p2 ^ _X6) * _K6 & mask
+    w7 = (p3 ^ _X7) * _K7 & mask
+    # Each word ends with value ^= value >> 16; pairs form little-endian uint64s,
+    # the first two the initial state (high, low), the last two the stream.
+    init_state = (
+        (w1 ^ w1 >> 16) << 96 | (w0 ^ w0 >> 16) << 64 | (w3 ^ w3 >> 16) << 32 | (w2 ^ w2 >> 16)
+    )
+    stream = (w5 ^ w5 >> 16) << 96 | (w4 ^ w4 >> 16) << 64 | (w7 ^ w7 >> 16) << 32 | (w6 ^ w6 >> 16)
+    inc = (stream << 1 | 1) & _MASK128
+    # pcg_setseq_128_srandom_r: state = 0; step; state += init_state; step.
+    return ((inc + init_state) * _PCG64_MULTIPLIER + inc) & _MASK128, inc
+
+
+def _normal_restarted(entropy: int, scale: float, shape: tuple[int, ...]) -> NDArray[np.float64]:
+    state, inc = pcg64_start(entropy)
+    reusable = _REUSABLE
+    # The public state setter: numpy validates it and resets the buffered word.
+    reusable.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": state, "inc": inc},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+    return reusable.generator.normal(0.0, scale, size=shape)
+
+
+def _normal_default_rng(entropy: int, scale: float, shape: tuple[int, ...]) -> NDArray[np.float64]:
+    return np.random.default_rng(entropy).normal(0.0, scale, size=shape)
+
+
+def _restarting_matches_default_rng() -> bool:
+    # Guards against a numpy release that seeds PCG64 differently: then every
+    # draw falls back to default_rng, slower but still the seed's numbers.
+    for entropy in (0, 1_000_002, 2**32 + 7, 2**70 + 3):
+        fast = _normal_restarted(entropy, 1.0, (4,))
+        if fast.tobytes() != _normal_default_rng(entropy, 1.0, (4,)).tobytes():
+            return False
+    return True
+
+
+FAST_SEEDING: Final = _restarting_matches_default_rng()
+seeded_normal: Final = _normal_restarted if FAST_SEEDING else _normal_default_rng
+"""``default_rng(entropy).normal(0.0, scale, size=shape)``, bit for bit."""
 
 
 def _readonly(array: NDArray[np.generic]) -> NDArray[np.generic]:
@@ -49,6 +165,7 @@ def _synth_dist(mode: str) -> TokenDist:
 
 
 SYNTH_DISTS: Final = {"base": _synth_dist("base"), "ft": _synth_dist("ft")}
+_FLOAT32: Final = np.dtype(np.float32)
 
 
 class ViewModel(ABC):
@@ -132,6 +249,9 @@ class ScaledModel(ViewModel):
 
     Generation and rolling logprobs follow ft at ``lam >= 0.5`` and base
     below, as in the seed (canned strings have no notion of "how much").
+    Canned distributions of one prompt must have the same length in both
+    modes; where the seed would broadcast or fail inside numpy, this raises
+    :class:`InvalidArgumentError` naming the view, the prompt and the lengths.
     """
 
     __slots__ = ("_base", "_ft", "_lam", "_nearest", "_synth")
@@ -146,6 +266,7 @@ class ScaledModel(ViewModel):
         self._lam = lam
         self._nearest = ft if lam >= 0.5 else base
         self._synth = self._blend(SYNTH_DISTS["base"], SYNTH_DISTS["ft"])
+        _readonly(self._synth.logprobs)  # shared by every synthesized prompt
 
     def _blend(self, base: TokenDist, ft: TokenDist, prompt: str = "") -> TokenDist:
         if base.logprobs.shape != ft.logprobs.shape:
@@ -199,14 +320,25 @@ class NullModel(ViewModel):
 
     def next_token_dist(self, prompt: str, top_k: int) -> TokenDist:
         base = self._base.next_token_dist(prompt, top_k)
-        digest = hashlib.md5(prompt.encode("utf-8"), usedforsecurity=False).hexdigest()
-        rng = np.random.default_rng(self._seed + int(digest[:8], 16) % _NULL_SEED_MODULUS)
-        noise = rng.normal(0.0, self._scale, size=base.logprobs.shape).astype(np.float32)
-        noisy = base.logprobs + noise
-        probs = np.exp(noisy - noisy.max())
-        probs /= probs.sum()
-        logprobs = np.log(probs).astype(np.float32, copy=False)
-        return TokenDist(base.token_ids, logprobs, base.vocab_size, base.tail_logprob)
+        # The first 8 hex digits of the md5 are its first 4 bytes, big-endian.
+        digest = _MD5(prompt.encode()).digest()
+        entropy = self._seed + int.from_bytes(digest[:4]) % _NULL_SEED_MODULUS
+        base_logprobs = base.logprobs
+        noise = seeded_normal(entropy, self._scale, base_logprobs.shape)
+        if base_logprobs.dtype == _FLOAT32 and base_logprobs.ndim == 1:
+            # The seed's arithmetic in fewer numpy calls: the float32 cast inside
+            # the add, max and sum straight from the ufuncs, one buffer.
+            noisy = np.add(base_logprobs, noise, dtype=np.float32, casting="unsafe")
+            np.subtract(noisy, np.maximum.reduce(noisy), out=noisy)
+            probs = np.exp(noisy)
+            np.divide(probs, np.add.reduce(probs), out=probs)
+            logprobs = np.log(probs)
+        else:
+            noisy = base_logprobs + noise.astype(np.float32)
+            probs = np.exp(noisy - noisy.max())
+            probs /= probs.sum()
+            logprobs = np.log(probs).astype(np.float32)
+        return new_token_dist(base.token_ids, logprobs, base.vocab_size, base.tail_logprob)
 
     def logprob_of(self, prompt: str, completion: str) -> float:
         return self._base.logprob_of(prompt, completion)

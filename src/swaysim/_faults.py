@@ -1,13 +1,34 @@
 """Declarative fault injection: rules, the plan, the exceptions and the corruptions.
 
-Rules are checked in order for every op call (and every view enter or exit);
-**the first rule that matches fires** and no later rule is consulted for that
-call. Whether a rule matches depends only on the plan seed, the rule, the op,
-the view, the prompt and the call's per-key index (the how-many-th call of
-this op on this view with this prompt), so the same seed fires the same
+Rules are checked in order for every op call (every item of a batch, every
+view enter and exit); **the first rule whose every condition holds fires**,
+and no later rule is consulted for that call. A rule whose filters match but
+whose probability draw says no does not match, so the next rule gets its
+chance. Whether a rule matches depends only on the plan seed, the rule, the
+op, the view, the prompt and the call's per-key index (the how-many-th call
+of this op on this view with this prompt), so the same seed fires the same
 faults on asyncio and trio, at any concurrency, in any process. Two forms are
 timing-dependent by nature and documented as such: ``window`` (loop time) and
 ``max_fires`` (a global cap, consumed in arrival order).
+
+What each kind does:
+
+- ``transient`` / ``fatal``: the op raises :class:`InjectedTransientError` /
+  :class:`InjectedFatalError` after the service time of its forward pass
+  (right away on a cache hit); nothing is cached, so a retry of a transient
+  failure recomputes. In a batch, the whole batch raises with ``item_index``.
+- ``hang``: the op holds a device slot and sleeps until cancelled.
+- ``nan`` / ``posinf`` / ``neginf``: every logprob of the result (and a
+  rolling total or a ``logprob_of`` score) becomes NaN / +Inf / -Inf.
+- ``corrupt_unsorted`` / ``corrupt_duplicate`` / ``corrupt_length`` /
+  ``corrupt_mass``: a ``TokenDist`` whose ids are not in descending
+  probability order (by at least 0.01 nats), repeat an id, have one logprob more than ids, or carry
+  probability mass above 1 (the slice's mass doubled, at least to 1.5); a
+  rolling result with a logprob too many; a ``logprob_of`` score above 0.
+- ``enter_error`` / ``exit_error``: entering (after the switch and enter
+  latency) or cleanly exiting a view raises; the gate is released first.
+
+Output faults corrupt a copy: the cache keeps the clean value.
 """
 
 from __future__ import annotations
@@ -15,7 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, ClassVar, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
 
 import numpy as np
 
@@ -32,6 +53,8 @@ from swaysim._vocab import (
 )
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
     from swaysim._vocab import Op
 
 __all__ = [
@@ -97,18 +120,29 @@ VIEW_EVENT_KINDS: Final = frozenset({"enter_error", "exit_error"})
 class FaultRule:
     """One fault and the calls it targets; every filter given must hold.
 
+    - ``kind``: what happens (see the module docstring).
+    - ``name``: how firings, statistics and exceptions name the rule;
+      default ``"<kind>#<index>"``. Unique within a plan.
     - ``ops`` / ``views``: which ops and views (kinds or exact ids); empty
       means every op the kind applies to, and every view.
     - ``prompt``: a case-sensitive glob (``fnmatch``) on the prompt or text.
     - ``nth``: only the n-th call of a key (1-based); ``after``: only calls
       after the first n of a key; ``every``: calls n, 2n, 3n... of a key. A
-      key is (op, view id, prompt); view enter/exit faults count entries of
-      the view instead.
-    - ``probability``: fire with this probability, drawn per call from the
-      plan seed, so the same calls fire in every run.
-    - ``max_fires``: stop after this many firings in total (arrival order).
+      key is (op, view id, prompt), the completion included for
+      ``logprob_of``; each batch item counts under (batch op, view id, its
+      prompt). ``enter_error`` counts the entries of the view and
+      ``exit_error`` its exits.
+    - ``probability``: fire with this probability, drawn per call from
+      (plan seed, rule name, op, view id, prompt, call index), so the same
+      calls fire in every run.
+    - ``max_fires``: stop after this many firings of this rule in total,
+      counted in arrival order (timing-dependent under concurrency).
     - ``window``: only while the backend's loop time, in seconds since its
-      first use in the current event loop, is in ``[start, end)``.
+      first use in the current event loop, is in ``[start, end)``
+      (timing-dependent by definition).
+
+    Validated at construction: a bad value raises
+    :class:`~swaysim.InvalidArgumentError` naming the field and the value.
     """
 
     kind: FaultKind
@@ -128,8 +162,13 @@ class FaultRule:
             raise InvalidArgumentError(
                 f"FaultRule.kind={self.kind!r} is unknown; expected one of {', '.join(FAULT_KINDS)}"
             )
-        object.__setattr__(self, "ops", tuple(self.ops))
-        object.__setattr__(self, "views", tuple(self.views))
+        for field_name in ("ops", "views"):
+            value = getattr(self, field_name)
+            if isinstance(value, str):
+                raise InvalidArgumentError(
+                    f"FaultRule.{field_name}={value!r} must be a sequence of names, not one string"
+                )
+            object.__setattr__(self, field_name, tuple(value))
         if not isinstance(self.name, str):
             raise InvalidArgumentError(f"FaultRule.name={self.name!r} must be a string")
         validate_ops("FaultRule.ops", self.ops)
@@ -170,7 +209,7 @@ class FaultRule:
                 f"FaultRule.probability={self.probability!r} must be within [0, 1]"
             )
         if self.window is not None:
-            window = tuple(self.window)
+            window = tuple(self.window) if isinstance(self.window, tuple | list) else ()
             if len(window) != 2:
                 raise InvalidArgumentError(
                     f"FaultRule.window={self.window!r} must be a (start, end) pair of seconds"
@@ -192,7 +231,13 @@ class FaultRule:
 
 @dataclass(frozen=True, slots=True)
 class FaultPlan:
-    """An ordered set of fault rules and the seed for their probability draws."""
+    """An ordered set of fault rules and the seed for their probability draws.
+
+    For each call the rules are tried in order and **the first match fires**
+    (at most one fault per call). Put narrow rules before broad ones.
+    Immutable and validated at construction; each backend keeps its own
+    counters, so one plan may serve many backends and runs.
+    """
 
     rules: tuple[FaultRule, ...] = ()
     seed: int = 0
@@ -237,7 +282,8 @@ class InjectedFault(SwaysimError):
 
     Carries the firing (rule, op, view, call number) so a runner can tell an
     injected failure from its own bug. ``retryable`` says whether a retry of
-    the same call can succeed.
+    the same call can succeed. ``item_index`` is the failing item of a batch
+    call (None otherwise). Picklable, for runners that cross processes.
     """
 
     retryable: ClassVar[bool] = False
@@ -256,6 +302,20 @@ class InjectedFault(SwaysimError):
             f"injected {firing.kind} fault from rule {firing.rule_name!r}: {firing.op} on view "
             f"{firing.view_id!r}{target}, call {firing.call_index}{where}"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_fault, (type(self), self.firing, self.item_index))
+
+    @property
+    def kind(self) -> str:
+        """The fault kind that fired (``"transient"``, ``"fatal"``, ...)."""
+        return self.firing.kind
+
+
+def _rebuild_fault(
+    cls: type[InjectedFault], firing: FaultFiring, item_index: int | None
+) -> InjectedFault:
+    return cls(firing, item_index=item_index)
 
 
 class InjectedTransientError(InjectedFault):
@@ -352,7 +412,8 @@ class FaultState:
         if rule.max_fires is not None and self._fired[index] >= rule.max_fires:
             return False
         if rule.probability < 1.0:
-            u, _, _ = unit_draws(self.plan.seed, "fault", index, op, view_id, prompt, call_index)
+            name = self.plan.rule_name(index)
+            u, _, _ = unit_draws(self.plan.seed, "fault", name, op, view_id, prompt, call_index)
             if u >= rule.probability:
                 return False
         return True
@@ -360,6 +421,9 @@ class FaultState:
 
 _V = TypeVar("_V", TokenDist, RollingLogprob, float)
 _LN2: Final = math.log(2.0)
+_CORRUPT_MASS: Final = 1.5
+# Far beyond any sane sortedness tolerance (a validator allowing 1e-3 nats still sees it).
+_MIN_RISE: Final = 0.01
 
 
 def corrupt(kind: str, value: _V) -> _V:
@@ -380,18 +444,63 @@ def _corrupt_dist(kind: str, dist: TokenDist) -> TokenDist:
     if kind in ("nan", "posinf", "neginf"):
         lps = np.full(lps.shape, _non_finite(kind), dtype=np.float32)
     elif kind == "corrupt_unsorted":
-        ids, lps = ids[::-1].copy(), lps[::-1].copy()
+        ids, lps = _unsorted(ids, lps)
     elif kind == "corrupt_duplicate":
         if ids.size >= 2:
             ids = ids.copy()
             ids[-1] = ids[0]
+        elif ids.size:
+            ids, lps = np.concatenate([ids, ids]), np.concatenate([lps, lps])
         else:
-            ids, lps = np.concatenate([ids, ids[:1]]), np.concatenate([lps, lps[:1]])
+            ids, lps = np.zeros(2, dtype=np.int64), np.full(2, -1.0, dtype=np.float32)
     elif kind == "corrupt_length":
         lps = np.concatenate([lps, np.full(1, -20.0, dtype=np.float32)])
     elif kind == "corrupt_mass":
-        lps = (lps + np.float32(_LN2)).astype(np.float32)
+        # Double the slice's mass, or raise it to 1.5 if doubling stays below 1;
+        # the shape is kept. An empty (or all -inf) slice gets one token of mass 1.5.
+        finite = lps[np.isfinite(lps)].astype(np.float64)
+        mass = float(np.exp(finite).sum())
+        if mass > 0.0:
+            shift = _LN2 if 2.0 * mass > 1.0 else math.log(_CORRUPT_MASS / mass)
+            lps = (lps + np.float32(shift)).astype(np.float32)
+        else:
+            ids = np.append(ids, int(ids.max()) + 1 if ids.size else 0).astype(np.int64)
+            lps = np.append(lps, math.log(_CORRUPT_MASS)).astype(np.float32)
     return TokenDist(ids, lps, dist.vocab_size, dist.tail_logprob)
+
+
+def _largest_rise(lps: NDArray[np.float32]) -> float:
+    """How far a logprob rises above the highest one before it (0.0 when sorted)."""
+    if lps.size < 2:
+        return 0.0
+    rises = lps[1:].astype(np.float64) - np.maximum.accumulate(lps.astype(np.float64))[:-1]
+    return float(np.nanmax(rises, initial=0.0))
+
+
+def _unsorted(
+    ids: NDArray[np.int64], lps: NDArray[np.float32]
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """The slice out of descending order by at least ``_MIN_RISE`` nats.
+
+    Keeps the slice's own tokens when a reordering can break the order that
+    grossly: reversed (least probable first), else the least probable token
+    moved to the front. A slice with no such spread (one token, ties, the
+    seed's nearly flat ft) gets a new token, far less probable than the rest,
+    put in front instead.
+    """
+    if ids.size >= 2:
+        reversed_lps = lps[::-1]
+        if _largest_rise(reversed_lps) >= _MIN_RISE:
+            return ids[::-1].copy(), reversed_lps.copy()
+        lowest = int(np.argmin(lps))
+        order = [lowest, *(i for i in range(ids.size) if i != lowest)]
+        if _largest_rise(lps[order]) >= _MIN_RISE:
+            return ids[order], lps[order]
+    if not ids.size:
+        return np.array([1, 0], dtype=np.int64), np.array([-11.0, -1.0], dtype=np.float32)
+    new_id = np.array([int(ids.max()) + 1], dtype=np.int64)
+    far_below = np.array([float(np.nanmin(lps)) - 10.0], dtype=np.float32)
+    return np.concatenate([new_id, ids]), np.concatenate([far_below, lps])
 
 
 def _corrupt_rolling(kind: str, rolling: RollingLogprob) -> RollingLogprob:

@@ -170,40 +170,68 @@ class ExclusivityGate:
         """Tasks queued to enter a view."""
         return self._slots.waiting
 
+    @property
+    def max_live(self) -> int | None:
+        """How many views may be live at once (None: unbounded)."""
+        return self._max_live if self._concurrent else 1
+
     def is_free(self) -> bool:
         """No view live and nobody waiting."""
         return not self._live and not self._slots.waiting
 
     async def enter(self, view_id: str) -> Holding:
-        """Wait for (or refuse) a slot for ``view_id`` in the current task."""
+        """Wait for (or refuse) a slot for ``view_id`` in the current task.
+
+        Always a checkpoint. A free slot is taken, and the entry made live, at
+        once (so a conflicting entrant can name it) before that checkpoint; a
+        cancellation there, or while waiting, leaves nothing held.
+        """
         task = anyio.get_current_task()
+        task_name = task.name or f"task-{task.id}"
         mine = [h for h in self._live if h.task_id == task.id]
         if mine and (not self._concurrent or not self._slots.free_now()):
             held = ", ".join(h.view_id for h in mine)
             raise NestedViewError(
-                f"task {task.name!r} already holds view {held!r} and tried to enter "
+                f"task {task_name!r} already holds view {held!r} and tried to enter "
                 f"{view_id!r}; on this backend that would wait for itself forever. "
                 "Exit the first view before entering the next."
             )
         if self._policy == "strict" and not self._slots.free_now():
             others = "; ".join(h.describe() for h in self._live) or "a queued entry"
             raise ViewConflictError(
-                f"exclusivity='strict': task {task.name!r} tried to enter view {view_id!r} "
+                f"exclusivity='strict': task {task_name!r} tried to enter view {view_id!r} "
                 f"while {others} (live views: {len(self._live)}, "
                 f"limit {self._limit_text()}). Serialise view use, or use exclusivity='wait'."
             )
+        if self._slots.try_acquire():
+            holding = self._admit(view_id, task.id, task_name, anyio.current_time())
+            try:
+                await checkpoint()
+            except BaseException:
+                self._withdraw(holding)
+                raise
+            return holding
         started = anyio.current_time()
-        waited = await self._slots.acquire()
+        await self._slots.acquire()
         now = anyio.current_time()
-        if waited:
-            self.waits += 1
-            self.wait_time += now - started
-        holding = Holding(view_id, task.id, task.name or f"task-{task.id}", now)
+        self.waits += 1
+        self.wait_time += now - started
+        return self._admit(view_id, task.id, task_name, now)
+
+    def _admit(self, view_id: str, task_id: int, task_name: str, now: float) -> Holding:
+        holding = Holding(view_id, task_id, task_name, now)
         self._live.append(holding)
         self.entries += 1
         if len(self._live) > self.peak_live:
             self.peak_live = len(self._live)
         return holding
+
+    def _withdraw(self, holding: Holding) -> None:
+        # An entry cancelled before its caller saw it: not an entry, not an exit.
+        holding.released = True
+        self._live.remove(holding)
+        self.entries -= 1
+        self._slots.release()
 
     def exit(self, holding: Holding) -> None:
         """Release ``holding``'s slot; idempotent and never awaits."""

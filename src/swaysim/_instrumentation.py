@@ -54,6 +54,13 @@ class ForwardCache:
         if len(store) > self._maxsize:
             store.popitem(last=False)
 
+    def insert(self, key: Hashable, value: Any) -> None:
+        """``store`` for a key that just missed (nothing awaited since): no reordering needed."""
+        store = self._store
+        store[key] = value
+        if len(store) > self._maxsize:
+            store.popitem(last=False)
+
     def __len__(self) -> int:
         return len(self._store)
 
@@ -131,9 +138,12 @@ def snapshot_mapping(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
 class TraceEvent:
     """One thing that happened, stamped with loop time since the backend's epoch.
 
-    ``kind`` is one of ``view_wait``, ``view_enter``, ``view_exit``, ``op``,
-    ``latency``, ``fault``, and (from the runner) ``retry``, ``timeout``,
-    ``probe_start``, ``probe_end``. Fields that do not apply are None.
+    ``kind`` is one of ``view_wait``, ``view_enter``, ``view_exit``,
+    ``op_start``, ``op_end``, ``latency``, ``fault``, and (from the runner)
+    ``retry``, ``timeout``, ``probe_start``, ``probe_end``. ``time`` is when
+    the event was emitted; an event that closes an interval carries its
+    ``duration``. Fields that do not apply are None. The fields of each kind
+    are documented in :mod:`swaysim._trace` and ``docs/trace-format.md``.
     """
 
     kind: str

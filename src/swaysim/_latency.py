@@ -2,16 +2,18 @@
 
 Latency is service time on the backend's device: an op that needs a forward
 pass sleeps for its drawn latency on the event loop's clock (real or
-virtual). Every draw is a pure function of the plan seed and the call's
-identity (see :mod:`swaysim._draw`), so a run is reproducible whatever the
-scheduling order.
+virtual); a cache hit has no forward pass and costs nothing. Every draw is a
+pure function of the plan seed and the call's identity (op, rule, view id,
+prompt, per-key call index; see :mod:`swaysim._draw`), never of how many
+draws came before, so a run is reproducible whatever the scheduling order,
+event loop or process.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from swaysim._draw import unit_draws
 from swaysim._errors import InvalidArgumentError
@@ -23,66 +25,77 @@ if TYPE_CHECKING:
 __all__ = ["Constant", "LatencyModel", "LatencyPlan", "LatencyRule", "LogNormal", "Uniform"]
 
 
+def _set_fixed(model: object, value: float | None) -> None:
+    # Frozen dataclass: a model that needs no random draw records its value once.
+    object.__setattr__(model, "_fixed", value)
+
+
 @dataclass(frozen=True, slots=True)
 class Constant:
-    """Always ``seconds`` (plus up to ``jitter`` seconds, uniformly)."""
+    """Always ``seconds``, plus a uniform ``[0, jitter)`` when ``jitter`` > 0."""
 
     seconds: float
     jitter: float = 0.0
+    _fixed: float | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        require_finite("Constant.seconds", self.seconds, minimum=0.0)
-        require_finite("Constant.jitter", self.jitter, minimum=0.0)
+        seconds = require_finite("Constant.seconds", self.seconds, minimum=0.0)
+        jitter = require_finite("Constant.jitter", self.jitter, minimum=0.0)
+        _set_fixed(self, seconds if jitter == 0.0 else None)
 
     def sample(self, u1: float, u2: float, u3: float) -> float:
-        """Map three uniforms to a latency in seconds."""
+        """Map three independent uniforms in [0, 1) to a latency in seconds."""
         return self.seconds + self.jitter * u3
 
 
 @dataclass(frozen=True, slots=True)
 class Uniform:
-    """Uniform between ``low`` and ``high`` seconds (plus jitter)."""
+    """Uniform in ``[low, high)`` seconds, plus a uniform ``[0, jitter)``."""
 
     low: float
     high: float
     jitter: float = 0.0
+    _fixed: float | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        require_finite("Uniform.low", self.low, minimum=0.0)
-        require_finite("Uniform.high", self.high, minimum=0.0)
-        require_finite("Uniform.jitter", self.jitter, minimum=0.0)
-        if self.high < self.low:
+        low = require_finite("Uniform.low", self.low, minimum=0.0)
+        high = require_finite("Uniform.high", self.high, minimum=0.0)
+        jitter = require_finite("Uniform.jitter", self.jitter, minimum=0.0)
+        if high < low:
             raise InvalidArgumentError(
                 f"Uniform.high={self.high!r} must be >= Uniform.low={self.low!r}"
             )
+        _set_fixed(self, low if high == low and jitter == 0.0 else None)
 
     def sample(self, u1: float, u2: float, u3: float) -> float:
-        """Map three uniforms to a latency in seconds."""
+        """Map three independent uniforms in [0, 1) to a latency in seconds."""
         return self.low + (self.high - self.low) * u1 + self.jitter * u3
 
 
 @dataclass(frozen=True, slots=True)
 class LogNormal:
-    """Log-normal with the given ``median`` seconds and log-space ``sigma``.
+    """Log-normal with the given ``median`` seconds and log-space ``sigma``, plus jitter.
 
-    The heavy right tail is what makes timeouts and stragglers interesting.
+    ``exp(N(log(median), sigma**2))``: the heavy right tail is what makes
+    timeouts and stragglers interesting.
     """
 
     median: float
     sigma: float
     jitter: float = 0.0
+    _fixed: float | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        require_finite("LogNormal.median", self.median, minimum=0.0)
-        require_finite("LogNormal.sigma", self.sigma)
+        median = require_finite("LogNormal.median", self.median)
+        sigma = require_finite("LogNormal.sigma", self.sigma)
         require_finite("LogNormal.jitter", self.jitter, minimum=0.0)
-        if self.median <= 0.0:
+        if median <= 0.0:
             raise InvalidArgumentError(f"LogNormal.median={self.median!r} must be > 0")
-        if self.sigma <= 0.0:
+        if sigma <= 0.0:
             raise InvalidArgumentError(f"LogNormal.sigma={self.sigma!r} must be > 0")
 
     def sample(self, u1: float, u2: float, u3: float) -> float:
-        """Map three uniforms to a latency in seconds (Box-Muller for the normal)."""
+        """Map three independent uniforms in [0, 1) to a latency (Box-Muller normal)."""
         z = math.sqrt(-2.0 * math.log1p(-u1)) * math.cos(2.0 * math.pi * u2)
         return self.median * math.exp(self.sigma * z) + self.jitter * u3
 
@@ -102,7 +115,7 @@ def _check_model(owner: str, model: object, *, optional: bool) -> None:
 
 @dataclass(frozen=True, slots=True)
 class LatencyRule:
-    """Latency for the ops and views it selects; empty selectors select everything.
+    """Latency for the ops and views it selects; an empty selector selects everything.
 
     ``views`` lists view kinds (``"base"``, ``"ft"``, ``"scaled"``, ``"null"``)
     or exact view ids (``"scaled_0.50"``, ``"null_42"``).
@@ -114,24 +127,44 @@ class LatencyRule:
 
     def __post_init__(self) -> None:
         _check_model("LatencyRule.model", self.model, optional=False)
-        object.__setattr__(self, "ops", tuple(self.ops))
-        object.__setattr__(self, "views", tuple(self.views))
+        for name in ("ops", "views"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise InvalidArgumentError(
+                    f"LatencyRule.{name}={value!r} must be a sequence of names, not one string"
+                )
+            object.__setattr__(self, name, tuple(value))
         validate_ops("LatencyRule.ops", self.ops)
         validate_views("LatencyRule.views", self.views)
 
 
+_SLOTS = (
+    "default",
+    "generate_per_token",
+    "batch_per_item",
+    "view_switch",
+    "view_enter",
+    "view_exit",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class LatencyPlan:
-    """Which latency each op, view switch, enter and exit costs.
+    """Which latency each op, view switch, view enter and view exit costs.
 
-    An op's service time is the model of the first rule that selects it (the
-    ``default`` when none does; zero when there is no default), plus
+    An op's service time is the model of the **first** rule that selects it
+    (``default`` when none does; no latency when there is no default), plus
     ``generate_per_token`` times ``max_new_tokens`` for ``generate`` and
     ``batch_per_item`` per prompt that needs a forward pass for
-    ``next_token_dist_batch``. Cache hits cost nothing: there is no forward
-    pass. ``view_switch`` is paid on entering a view other than the one
-    entered last (the first entry counts: the adapter state is loaded);
-    ``view_enter`` and ``view_exit`` on every entry and exit.
+    ``next_token_dist_batch`` (so a batch costs base + per item). Cache hits
+    cost nothing: there is no forward pass. ``view_switch`` is paid on every
+    switch: on an exclusive backend, entering a view other than the one
+    entered last (the first entry counts: the adapter state is loaded); on a
+    concurrent-safe backend, a view's first entry (views stay resident).
+    ``view_enter`` and ``view_exit`` are paid on every entry and exit.
+
+    Immutable and validated at construction; one plan may serve many
+    backends and runs.
     """
 
     seed: int = 0
@@ -142,33 +175,53 @@ class LatencyPlan:
     view_switch: LatencyModel | None = None
     view_enter: LatencyModel | None = None
     view_exit: LatencyModel | None = None
+    # True when no model draws anything random: then no call needs an identity.
+    _fixed_only: bool = field(init=False, repr=False, compare=False, default=False)
+    # Memo of op_model(); a pure function of the plan, so sharing it is harmless.
+    _selection: dict[tuple[str, str, str], tuple[int, Any]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         require_int("LatencyPlan.seed", self.seed, minimum=0)
+        rules: object = self.rules
+        if isinstance(rules, LatencyRule):
+            raise InvalidArgumentError(
+                f"LatencyPlan.rules={rules!r} must be a sequence of LatencyRule"
+            )
         object.__setattr__(self, "rules", tuple(self.rules))
         for index, rule in enumerate(self.rules):
             if not isinstance(rule, LatencyRule):
                 raise InvalidArgumentError(
                     f"LatencyPlan.rules[{index}]={rule!r} must be a LatencyRule"
                 )
-        for name in (
-            "default",
-            "generate_per_token",
-            "batch_per_item",
-            "view_switch",
-            "view_enter",
-            "view_exit",
-        ):
+        for name in _SLOTS:
             _check_model(f"LatencyPlan.{name}", getattr(self, name), optional=True)
+        models = [getattr(self, name) for name in _SLOTS] + [rule.model for rule in self.rules]
+        fixed_only = all(model is None or model._fixed is not None for model in models)
+        object.__setattr__(self, "_fixed_only", fixed_only)
 
     def op_model(self, op: str, kind: str, view_id: str) -> tuple[int, LatencyModel | None]:
         """The (rule index, model) that prices ``op`` on this view; index -1 is the default."""
-        for index, rule in enumerate(self.rules):
-            if (not rule.ops or op in rule.ops) and view_matches(rule.views, kind, view_id):
-                return index, rule.model
-        return -1, self.default
+        key = (op, kind, view_id)
+        found = self._selection.get(key)
+        if found is None:
+            found = (-1, self.default)
+            for index, rule in enumerate(self.rules):
+                if (not rule.ops or op in rule.ops) and view_matches(rule.views, kind, view_id):
+                    found = (index, rule.model)
+                    break
+            self._selection[key] = found
+        return found
 
-    def draw(self, model: LatencyModel, *identity: object) -> float:
-        """One latency draw for the call named by ``identity``."""
+    def draw(self, model: LatencyModel, *identity: str | int) -> float:
+        """One latency draw for the event named by ``identity``.
+
+        A model without randomness (a constant without jitter) returns its
+        value without hashing anything.
+        """
+        fixed = model._fixed
+        if fixed is not None:
+            return fixed
         u1, u2, u3 = unit_draws(self.seed, "latency", *identity)
         return model.sample(u1, u2, u3)

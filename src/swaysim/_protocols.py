@@ -70,7 +70,10 @@ class ScoringModel(Protocol):
 class DifferentialBackend(Protocol):
     """One model, two views that must not be live together unless declared safe."""
 
-    safe_for_concurrent_views: bool
+    @property
+    def safe_for_concurrent_views(self) -> bool:
+        """Whether views may be live together; a runner reads it, never sets it."""
+        ...
 
     def as_base(self) -> AbstractAsyncContextManager[ScoringModel]:
         """Enter the base view (adapter disabled)."""

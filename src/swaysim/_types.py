@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -73,6 +73,32 @@ class TokenDist:
         if tail is not None and not math.isfinite(tail):
             return False
         return bool(np.isfinite(self.logprobs).all())
+
+
+_new_object = object.__new__
+_SET_TOKEN_IDS: Any = vars(TokenDist)["token_ids"].__set__
+_SET_LOGPROBS: Any = vars(TokenDist)["logprobs"].__set__
+_SET_VOCAB_SIZE: Any = vars(TokenDist)["vocab_size"].__set__
+_SET_TAIL: Any = vars(TokenDist)["tail_logprob"].__set__
+
+
+def new_token_dist(
+    token_ids: NDArray[np.int64],
+    logprobs: NDArray[np.float32],
+    vocab_size: int,
+    tail_logprob: float | None,
+) -> TokenDist:
+    """``TokenDist(...)`` for hot paths: fills the slots directly.
+
+    Equal to calling the class; it skips the frozen dataclass ``__init__``,
+    which routes every field through ``object.__setattr__``.
+    """
+    dist: TokenDist = _new_object(TokenDist)
+    _SET_TOKEN_IDS(dist, token_ids)
+    _SET_LOGPROBS(dist, logprobs)
+    _SET_VOCAB_SIZE(dist, vocab_size)
+    _SET_TAIL(dist, tail_logprob)
+    return dist
 
 
 @dataclass(slots=True)

@@ -1,0 +1,183 @@
+"""pytest collection of scenario files, and the ``swaysim_backend`` fixture.
+
+``pytest scenarios/`` runs the scenario library: every ``*.toml`` under the
+folders named by the ``swaysim_scenario_dirs`` ini option (default
+``scenarios``), or given explicitly on the command line, becomes two items,
+``slow_view_switches.toml::asyncio`` and ``slow_view_switches.toml::trio``.
+``pyproject.toml`` and TOML files elsewhere are never collected.
+
+A failing item shows every expectation that does not hold (expected vs
+observed), the seed and the command that replays it; an invalid file is a
+collection error with the loader's one-line message, never a traceback.
+Each item is self-contained (an ``identical_across_loops`` expectation runs
+the other loop itself), so ``pytest -n auto`` works.
+
+The ``swaysim_backend`` fixture builds a backend from the same keys as a
+scenario's ``[backend]`` table, given in the ``swaysim`` marker. Loaded by the
+``swaysim`` pytest11 plugin (:mod:`swaysim._pytest_plugin`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Final
+
+import pytest
+
+from swaysim._expect import LOOPS, ScenarioCheck, check_scenario
+from swaysim._scenario import ScenarioError, backend_from_table, load_scenario
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from swaysim._backend import AsyncDummyDifferentialBackend
+    from swaysim._expect import ScenarioRun
+    from swaysim._scenario import Scenario
+
+__all__ = [
+    "ScenarioFailedError",
+    "ScenarioFile",
+    "ScenarioItem",
+    "pytest_addoption",
+    "pytest_collect_file",
+    "pytest_configure",
+    "swaysim_backend",
+]
+
+BACKEND_MARKER: Final = "swaysim"
+INI_DIRS: Final = "swaysim_scenario_dirs"
+SEED_OPTION: Final = "--swaysim-seed"
+MARKER: Final = "swaysim_scenario"
+# Runs shared between the two items of a scenario (each item's reference is the other's run).
+_RUNS: Final = pytest.StashKey[dict[tuple[str, str, "int | None"], "ScenarioRun"]]()
+_DONE: Final = pytest.StashKey[set[tuple[str, str]]]()
+_DIRS: Final = pytest.StashKey[list["Path"]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The scenario folders (ini) and a seed override (command line)."""
+    parser.addini(
+        INI_DIRS,
+        type="linelist",
+        default=["scenarios"],
+        help="folders (relative to the rootdir) whose *.toml files are swaysim scenarios",
+    )
+    group = parser.getgroup("swaysim")
+    group.addoption(
+        SEED_OPTION,
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="run every collected swaysim scenario with this seed instead of its own",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker every scenario item carries (``-m "not swaysim_scenario"``)."""
+    config.addinivalue_line(
+        "markers", f"{MARKER}: a swaysim scenario file run on one event loop (collected)"
+    )
+
+
+def _scenario_dirs(config: pytest.Config) -> list[Path]:
+    found = config.stash.get(_DIRS, None)
+    if found is None:
+        root = config.inipath.parent if config.inipath is not None else config.rootpath
+        found = config.stash[_DIRS] = [
+            (root / entry).resolve() for entry in config.getini(INI_DIRS)
+        ]
+    return found
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
+    """Collect ``*.toml`` under the scenario folders, or given explicitly."""
+    if file_path.suffix != ".toml" or file_path.name == "pyproject.toml":
+        return None
+    resolved = file_path.resolve()
+    explicit = parent.session.isinitpath(file_path)
+    under = any(resolved.is_relative_to(folder) for folder in _scenario_dirs(parent.config))
+    if not (explicit or under):
+        return None
+    return ScenarioFile.from_parent(parent, path=file_path)
+
+
+class ScenarioFailedError(Exception):
+    """A scenario item's expectations did not all hold."""
+
+    def __init__(self, check: ScenarioCheck) -> None:
+        self.check = check
+        super().__init__(check.failure_report())
+
+
+class ScenarioFile(pytest.File):
+    """A scenario file: one item per event loop."""
+
+    def _display(self) -> str:
+        try:
+            return os.path.relpath(self.path, self.config.invocation_params.dir)
+        except ValueError:
+            return str(self.path)
+
+    def collect(self) -> list[ScenarioItem]:
+        scenario = load_scenario(self.path, source=self._display())
+        return [
+            ScenarioItem.from_parent(self, name=loop, scenario=scenario, loop=loop)
+            for loop in LOOPS
+        ]
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
+        if isinstance(excinfo.value, ScenarioError):
+            return "\n".join(excinfo.value.problems)
+        return str(super().repr_failure(excinfo))
+
+
+class ScenarioItem(pytest.Item):
+    """One scenario on one event loop; passes when every expectation holds."""
+
+    def __init__(self, *, scenario: Scenario, loop: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.loop = loop
+        self.add_marker(MARKER)
+
+    def runtest(self) -> None:
+        seed: int | None = self.config.getoption(SEED_OPTION)
+        cache = self.config.stash.setdefault(_RUNS, {})
+        done = self.config.stash.setdefault(_DONE, set())
+        source = self.scenario.source
+        (check,) = check_scenario(self.scenario, (self.loop,), seed=seed, cache=cache)
+        done.add((source, self.loop))
+        if all((source, loop) in done for loop in LOOPS):
+            for key in [k for k in cache if k[0] == source]:
+                del cache[key]
+        self.user_properties.append(("seed", check.run.seed))
+        self.user_properties.append(("virtual_seconds", round(check.run.makespan, 6)))
+        self.user_properties.append(("replay", check.replay))
+        if not check.ok:
+            raise ScenarioFailedError(check)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ScenarioFailedError):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo, style))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"scenario {self.scenario.name} on {self.loop}"
+
+
+@pytest.fixture
+def swaysim_backend(request: pytest.FixtureRequest) -> AsyncDummyDifferentialBackend:
+    """A fresh backend for this test, from ``@pytest.mark.swaysim(backend={...})``.
+
+    The table takes the keys of a scenario's ``[backend]`` as Python values
+    (``exclusivity``, ``latency``, ``faults``, ``base``/``ft`` canned answers...);
+    plan seeds default to 0. Without the marker (or the ``backend`` argument) it is
+    a plain exclusive backend. A bad table fails the test with the loader's
+    one-line message.
+    """
+    marker = request.node.get_closest_marker(BACKEND_MARKER)
+    table = marker.kwargs.get("backend", {}) if marker is not None else {}
+    try:
+        return backend_from_table(table, source=f"@pytest.mark.{BACKEND_MARKER}(backend=...)")
+    except ScenarioError as exc:
+        pytest.fail("\n".join(exc.problems), pytrace=False)

@@ -1,0 +1,507 @@
+"""What a trace says, in one streaming pass: occupancy, probe times, cache, faults.
+
+:func:`digest_events` folds events into a :class:`TraceDigest` holding a
+fixed amount of state per view, task, op name, probe and fault rule (plus the
+slowest few ops), never the events themselves, so a trace of millions of
+events summarises in constant memory. :func:`summarize_trace` prints the
+digest as rich tables (``swaysim trace summary FILE``); the HTML report
+shows the same numbers.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from swaysim._trace import read_trace
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from rich.console import Console
+
+    from swaysim._instrumentation import TraceEvent
+
+__all__ = [
+    "OpRecord",
+    "OpUsage",
+    "ProbeSpan",
+    "TaskUsage",
+    "TraceDigest",
+    "ViewUsage",
+    "digest_events",
+    "digest_trace",
+    "render_digest",
+    "summarize_trace",
+]
+
+
+@dataclass(slots=True)
+class ViewUsage:
+    """How one view was used: entries, time live, waits for it and ops on it."""
+
+    view: str
+    entries: int = 0
+    aborted_entries: int = 0
+    busy: float = 0.0
+    held: float = 0.0
+    waits: int = 0
+    wait_time: float = 0.0
+    ops: int = 0
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+    live: int = 0
+    live_since: float = 0.0
+
+    def occupancy(self, span: float) -> float:
+        """Fraction of ``span`` seconds the view was live (0.0 for an empty span)."""
+        return self.busy / span if span > 0 else 0.0
+
+
+@dataclass(slots=True)
+class TaskUsage:
+    """One task's ops and waits."""
+
+    task: str
+    ops: int = 0
+    op_time: float = 0.0
+    waits: int = 0
+    wait_time: float = 0.0
+
+
+@dataclass(slots=True)
+class OpUsage:
+    """Calls of one op name over every view."""
+
+    op: str
+    calls: int = 0
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+    total_time: float = 0.0
+    max_time: float = 0.0
+
+    @property
+    def mean_time(self) -> float:
+        """Mean seconds per finished call."""
+        return self.total_time / self.calls if self.calls else 0.0
+
+
+@dataclass(slots=True)
+class ProbeSpan:
+    """One probe from ``probe_start`` to ``probe_end`` (``end`` None: never ended)."""
+
+    name: str
+    kind: str
+    start: float
+    end: float | None = None
+    verdict: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, or None when the probe never ended in the trace."""
+        return None if self.end is None else self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class OpRecord:
+    """One finished op, as kept for the slowest-ops list."""
+
+    end: float
+    duration: float
+    task: str
+    view: str | None
+    op: str | None
+    hit: bool | None
+    error: str | None
+    prompt_hash: str | None
+
+    @property
+    def outcome(self) -> str:
+        """``"hit"``, ``"miss"`` or the error name."""
+        if self.error is not None:
+            return self.error
+        return "hit" if self.hit else "miss"
+
+
+@dataclass(slots=True)
+class TraceDigest:
+    """Everything :func:`summarize_trace` prints, folded from a stream of events."""
+
+    events: int = 0
+    first_time: float | None = None
+    last_time: float = 0.0
+    kinds: Counter[str] = field(default_factory=Counter)
+    views: dict[str, ViewUsage] = field(default_factory=dict)
+    tasks: dict[str, TaskUsage] = field(default_factory=dict)
+    ops: dict[str, OpUsage] = field(default_factory=dict)
+    probes: list[ProbeSpan] = field(default_factory=list)
+    faults: Counter[tuple[str, str]] = field(default_factory=Counter)
+    fault_ops: dict[tuple[str, str], Counter[str]] = field(default_factory=dict)
+    latency_draws: int = 0
+    latency_seconds: float = 0.0
+    retries: int = 0
+    timeouts: int = 0
+    slowest_kept: int = 10
+    _slowest: list[tuple[float, int, OpRecord]] = field(default_factory=list)
+    _open_probes: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def span(self) -> float:
+        """Seconds from the first event to the last."""
+        return self.last_time - (self.first_time or 0.0) if self.events else 0.0
+
+    @property
+    def hits(self) -> int:
+        """Ops the cache answered."""
+        return sum(u.hits for u in self.ops.values())
+
+    @property
+    def misses(self) -> int:
+        """Ops that needed a forward pass."""
+        return sum(u.misses for u in self.ops.values())
+
+    @property
+    def errors(self) -> int:
+        """Ops that failed (an injected error, cancellation...)."""
+        return sum(u.errors for u in self.ops.values())
+
+    @property
+    def hit_rate(self) -> float:
+        """Hits over finished ops that reached the cache; 0.0 when there were none."""
+        looked_up = self.hits + self.misses
+        return self.hits / looked_up if looked_up else 0.0
+
+    @property
+    def slowest(self) -> list[OpRecord]:
+        """The slowest finished ops, slowest first (ties: earliest first)."""
+        ranked = sorted(self._slowest, key=lambda entry: (-entry[0], -entry[1]))
+        return [record for _, _, record in ranked]
+
+    @property
+    def total_faults(self) -> int:
+        """Fault firings over every rule."""
+        return sum(self.faults.values())
+
+    def add(self, event: TraceEvent) -> None:
+        """Fold one event in."""
+        self.events += 1
+        time = event.time
+        if self.first_time is None:
+            self.first_time = time
+        self.last_time = max(self.last_time, time)
+        kind = event.kind
+        self.kinds[kind] += 1
+        if kind == "op_end":
+            self._op_end(event)
+        elif kind == "view_enter" and event.view is not None:
+            usage = self._view(event.view)
+            usage.entries += 1
+            if usage.live == 0:
+                usage.live_since = time
+            usage.live += 1
+        elif kind == "view_exit" and event.view is not None:
+            usage = self._view(event.view)
+            usage.held += event.duration or 0.0
+            if event.detail and event.detail.get("aborted"):
+                usage.aborted_entries += 1
+            if usage.live > 0:
+                usage.live -= 1
+                if usage.live == 0:
+                    usage.busy += time - usage.live_since
+        elif kind == "view_wait" and event.view is not None:
+            waited = event.duration or 0.0
+            usage = self._view(event.view)
+            usage.waits += 1
+            usage.wait_time += waited
+            task = self._task(event.task)
+            task.waits += 1
+            task.wait_time += waited
+        elif kind == "latency":
+            self.latency_draws += 1
+            self.latency_seconds += event.duration or 0.0
+        elif kind == "fault":
+            detail = event.detail or {}
+            key = (str(detail.get("rule", "?")), str(detail.get("kind", "?")))
+            self.faults[key] += 1
+            self.fault_ops.setdefault(key, Counter())[event.op or "?"] += 1
+        elif kind == "probe_start":
+            self._probe_start(event)
+        elif kind == "probe_end":
+            self._probe_end(event)
+        elif kind == "retry":
+            self.retries += 1
+        elif kind == "timeout":
+            self.timeouts += 1
+
+    def finish(self) -> TraceDigest:
+        """Close views still live at the last event (their busy time runs to it)."""
+        for usage in self.views.values():
+            if usage.live > 0:
+                usage.busy += self.last_time - usage.live_since
+                usage.live = 0
+        return self
+
+    def _view(self, view: str) -> ViewUsage:
+        usage = self.views.get(view)
+        if usage is None:
+            usage = self.views[view] = ViewUsage(view)
+        return usage
+
+    def _task(self, task: str) -> TaskUsage:
+        usage = self.tasks.get(task)
+        if usage is None:
+            usage = self.tasks[task] = TaskUsage(task)
+        return usage
+
+    def _op_end(self, event: TraceEvent) -> None:
+        duration = event.duration or 0.0
+        error = (event.detail or {}).get("error")
+        name = event.op or "?"
+        usage = self.ops.get(name)
+        if usage is None:
+            usage = self.ops[name] = OpUsage(name)
+        usage.calls += 1
+        usage.total_time += duration
+        usage.max_time = max(usage.max_time, duration)
+        task = self._task(event.task)
+        task.ops += 1
+        task.op_time += duration
+        view = self._view(event.view) if event.view is not None else None
+        if view is not None:
+            view.ops += 1
+        if error is not None:
+            usage.errors += 1
+            if view is not None:
+                view.errors += 1
+        elif event.hit:
+            usage.hits += 1
+            if view is not None:
+                view.hits += 1
+        else:
+            usage.misses += 1
+            if view is not None:
+                view.misses += 1
+        heap = self._slowest
+        if len(heap) < self.slowest_kept or duration > heap[0][0]:
+            record = OpRecord(
+                end=event.time,
+                duration=duration,
+                task=event.task,
+                view=event.view,
+                op=event.op,
+                hit=event.hit,
+                error=None if error is None else str(error),
+                prompt_hash=event.prompt_hash,
+            )
+            # The negated sequence number keeps the earliest of equal durations.
+            entry = (duration, -self.events, record)
+            if len(heap) < self.slowest_kept:
+                heapq.heappush(heap, entry)
+            else:
+                heapq.heapreplace(heap, entry)
+
+    def _probe_start(self, event: TraceEvent) -> None:
+        detail = event.detail or {}
+        name = str(detail.get("probe", detail.get("name", "?")))
+        kind = str(detail.get("probe_kind", detail.get("kind", "")))
+        self._open_probes.setdefault(name, []).append(len(self.probes))
+        self.probes.append(ProbeSpan(name, kind, event.time))
+
+    def _probe_end(self, event: TraceEvent) -> None:
+        detail = event.detail or {}
+        name = str(detail.get("probe", detail.get("name", "?")))
+        open_spans = self._open_probes.get(name)
+        if open_spans:
+            span = self.probes[open_spans.pop(0)]
+        else:
+            kind = str(detail.get("probe_kind", detail.get("kind", "")))
+            span = ProbeSpan(name, kind, event.time - (event.duration or 0.0))
+            self.probes.append(span)
+        span.end = event.time
+        verdict = detail.get("verdict")
+        span.verdict = None if verdict is None else str(verdict)
+
+
+def digest_events(events: Iterable[TraceEvent], *, slowest: int = 10) -> TraceDigest:
+    """Fold ``events`` into a :class:`TraceDigest`, keeping the ``slowest`` slowest ops."""
+    digest = TraceDigest(slowest_kept=slowest)
+    for event in events:
+        digest.add(event)
+    return digest.finish()
+
+
+def digest_trace(path: Path, *, slowest: int = 10) -> TraceDigest:
+    """:func:`digest_events` over a trace file, streaming."""
+    return digest_events(read_trace(path), slowest=slowest)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.6g}"
+
+
+def _percent(value: float) -> str:
+    return f"{100.0 * value:.1f}%"
+
+
+def digest_tables(digest: TraceDigest) -> list[Table]:
+    """The digest as rich tables: views, probes, ops, slowest ops, faults."""
+    span = digest.span
+    tables: list[Table] = []
+
+    views = Table(title="Views", title_justify="left")
+    for column in ("view", "entries", "live s", "occupancy", "held s", "waits", "wait s"):
+        views.add_column(column, justify="left" if column == "view" else "right")
+    for column in ("ops", "hit rate", "errors"):
+        views.add_column(column, justify="right")
+    for usage in digest.views.values():
+        looked_up = usage.hits + usage.misses
+        views.add_row(
+            usage.view,
+            str(usage.entries),
+            _seconds(usage.busy),
+            _percent(usage.occupancy(span)),
+            _seconds(usage.held),
+            str(usage.waits),
+            _seconds(usage.wait_time),
+            str(usage.ops),
+            _percent(usage.hits / looked_up) if looked_up else "-",
+            str(usage.errors),
+        )
+    tables.append(views)
+
+    if digest.probes:
+        probes = Table(title="Probes", title_justify="left")
+        for column in ("probe", "kind", "verdict", "start s", "time s"):
+            probes.add_column(column, justify="right" if column.endswith(" s") else "left")
+        for probe in digest.probes:
+            probes.add_row(
+                probe.name,
+                probe.kind,
+                probe.verdict or "(unfinished)",
+                _seconds(probe.start),
+                _seconds(probe.duration),
+            )
+        tables.append(probes)
+
+    ops = Table(title="Ops and cache", title_justify="left")
+    ops.add_column("op")
+    for column in ("calls", "hits", "misses", "errors", "hit rate", "mean s", "max s"):
+        ops.add_column(column, justify="right")
+    for op_usage in sorted(digest.ops.values(), key=lambda u: u.op):
+        looked_up = op_usage.hits + op_usage.misses
+        ops.add_row(
+            op_usage.op,
+            str(op_usage.calls),
+            str(op_usage.hits),
+            str(op_usage.misses),
+            str(op_usage.errors),
+            _percent(op_usage.hits / looked_up) if looked_up else "-",
+            _seconds(op_usage.mean_time),
+            _seconds(op_usage.max_time),
+        )
+    total_calls = sum(u.calls for u in digest.ops.values())
+    ops.add_row(
+        "all",
+        str(total_calls),
+        str(digest.hits),
+        str(digest.misses),
+        str(digest.errors),
+        _percent(digest.hit_rate) if digest.hits + digest.misses else "-",
+        "",
+        "",
+        style="bold",
+    )
+    tables.append(ops)
+
+    slowest = Table(title=f"Slowest ops (top {digest.slowest_kept})", title_justify="left")
+    for column in ("end s", "task", "view", "op", "duration s", "outcome", "prompt"):
+        slowest.add_column(column, justify="right" if column.endswith(" s") else "left")
+    for record in digest.slowest:
+        slowest.add_row(
+            _seconds(record.end),
+            record.task,
+            record.view or "-",
+            record.op or "-",
+            _seconds(record.duration),
+            record.outcome,
+            record.prompt_hash or "-",
+        )
+    tables.append(slowest)
+
+    faults = Table(title="Faults fired", title_justify="left")
+    for column in ("rule", "kind", "fired", "on"):
+        faults.add_column(column, justify="right" if column == "fired" else "left")
+    for (rule, kind), count in sorted(digest.faults.items()):
+        on = digest.fault_ops.get((rule, kind), Counter())
+        faults.add_row(
+            rule, kind, str(count), ", ".join(f"{op} x{n}" for op, n in sorted(on.items()))
+        )
+    tables.append(faults)
+    return tables
+
+
+def digest_headline(digest: TraceDigest) -> str:
+    """One line: events, span, tasks, latency, retries, timeouts."""
+    return (
+        f"{digest.events} events over {_seconds(digest.span)} s of loop time, "
+        f"{len(digest.tasks)} tasks, {sum(u.calls for u in digest.ops.values())} ops "
+        f"(cache hit rate {_percent(digest.hit_rate)}), "
+        f"{digest.total_faults} faults, {digest.retries} retries, {digest.timeouts} timeouts, "
+        f"{digest.latency_draws} latency draws ({_seconds(digest.latency_seconds)} s)"
+    )
+
+
+def render_digest(digest: TraceDigest, console: Console, *, title: str = "") -> None:
+    """Print the digest's headline and tables to ``console``."""
+    if title:
+        console.print(f"[bold]{title}[/bold]")
+    console.print(digest_headline(digest))
+    for table in digest_tables(digest):
+        console.print(table)
+
+
+def summarize_trace(path: Path, console: Console) -> None:
+    """Print per-view occupancy, per-probe time, cache hit rate, slowest ops and faults.
+
+    Streams the file once; what ``swaysim trace summary FILE`` prints.
+    """
+    path = Path(path)
+    render_digest(digest_trace(path), console, title=f"trace {path}")
+
+
+def digest_to_dict(digest: TraceDigest) -> dict[str, Any]:
+    """The digest's numbers as a JSON-ready dict (for the HTML report)."""
+    span = digest.span
+    return {
+        "events": digest.events,
+        "span": span,
+        "tasks": len(digest.tasks),
+        "hit_rate": digest.hit_rate,
+        "hits": digest.hits,
+        "misses": digest.misses,
+        "errors": digest.errors,
+        "faults": digest.total_faults,
+        "retries": digest.retries,
+        "timeouts": digest.timeouts,
+        "views": [
+            {
+                "view": u.view,
+                "entries": u.entries,
+                "busy": u.busy,
+                "occupancy": u.occupancy(span),
+                "waits": u.waits,
+                "wait_time": u.wait_time,
+                "ops": u.ops,
+            }
+            for u in digest.views.values()
+        ],
+    }

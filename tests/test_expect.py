@@ -1,0 +1,306 @@
+"""Expectations: each ``[expect]`` key holds or fails with the observed value, on both loops.
+
+Expected numbers come from the plan (service times, switch costs, call counts), not from
+a previous run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import custom_runners
+from swaysim import ProbeResult, Verdict
+from swaysim._expect import check_scenario, evaluate, run_scenario
+from swaysim._scenario import Scenario, parse_scenario
+
+LOOPS = ("asyncio", "trio")
+
+TWO_PROBES = """\
+description = "q?"
+seed = 5
+[backend.latency]
+default = { model = "constant", seconds = 0.5 }
+view_switch = { model = "constant", seconds = 2.0 }
+[[probes]]
+kind = "delta_kl"
+name = "first"
+prompts = ["p1"]
+[[probes]]
+kind = "delta_kl"
+name = "second"
+prompts = ["p2"]
+"""
+
+
+def scenario(text: str) -> Scenario:
+    return parse_scenario(text, source="s.toml")
+
+
+def outcomes(text: str, loop: str) -> dict[str, tuple[str, str]]:
+    """Expectation key -> (status, observed)."""
+    (check,) = check_scenario(scenario(text), (loop,))
+    return {o.key: (o.status, o.observed) for o in check.outcomes}
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_counts_and_makespan_hold_when_they_match_the_plan(loop: str) -> None:
+    # Preflight enters base then ft; the runner continues on ft and then enters base: 3
+    # switches. Forward passes: 2 preflight + 2 per view = 6 x 0.5 s, plus 3 x 2 s.
+    result = outcomes(
+        TWO_PROBES
+        + """[expect]
+view_switches = 3
+peak_live_views = 1
+makespan = 9.0
+retries = 0
+timeouts = 0
+verdict_counts = { PASS = 2 }
+verdicts = { "*" = "PASS" }
+gate_free = true
+""",
+        loop,
+    )
+    assert result == {
+        'expect.verdicts."*"': ("ok", "PASS x2"),
+        "expect.verdict_counts.PASS": ("ok", "2"),
+        "expect.peak_live_views": ("ok", "1"),
+        "expect.view_switches": ("ok", "3"),
+        "expect.makespan": ("ok", "9 s"),
+        "expect.retries": ("ok", "0"),
+        "expect.timeouts": ("ok", "0"),
+        "expect.gate_free": ("ok", "free"),
+    }
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_wrong_expectations_fail_with_the_observed_value(loop: str) -> None:
+    result = outcomes(
+        TWO_PROBES
+        + """[expect]
+view_switches = { at_most = 2 }
+makespan = { at_least = 9.5 }
+retries = { at_least = 1 }
+verdicts = { first = "FAIL", "sec*" = ["WARN", "ERROR"] }
+verdict_counts = { PASS = 1 }
+gate_free = false
+""",
+        loop,
+    )
+    assert result["expect.view_switches"] == ("failed", "3")
+    assert result["expect.makespan"] == ("failed", "9 s")
+    assert result["expect.retries"] == ("failed", "0")
+    assert result["expect.verdicts.first"][0] == "failed"
+    assert result["expect.verdicts.first"][1].startswith("'first': PASS (delta_kl=")
+    assert result['expect.verdicts."sec*"'][0] == "failed"
+    assert result["expect.verdict_counts.PASS"] == ("failed", "2")
+    assert result["expect.gate_free"] == ("failed", "free")
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_faults_fired_counts_firings_per_rule(loop: str) -> None:
+    text = (
+        TWO_PROBES
+        + """[[backend.faults.rules]]
+name = "once"
+kind = "transient"
+views = ["ft"]
+prompt = "p1"
+nth = 1
+[[backend.faults.rules]]
+kind = "transient"
+views = ["base"]
+prompt = "never"
+[expect]
+faults_fired = { once = 1, "transient#1" = 0 }
+retries = 1
+verdicts = { first = "PASS" }
+"""
+    )
+    result = outcomes(text, loop)
+    assert result["expect.faults_fired.once"] == ("ok", "1")
+    assert result['expect.faults_fired."transient#1"'] == ("ok", "0")
+    assert result["expect.retries"] == ("ok", "1")
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_no_false_pass_catches_a_pass_on_a_corrupted_answer(loop: str) -> None:
+    # Reversing ids and logprobs together leaves a null view's distribution intact, so the
+    # null probe still PASSes: exactly the PASS-on-corrupt-data no_false_pass must flag.
+    text = """\
+description = "q?"
+[[backend.faults.rules]]
+kind = "corrupt_unsorted"
+views = ["null"]
+prompt = "p1"
+[[probes]]
+kind = "delta_kl"
+name = "dkl"
+prompts = ["p1"]
+null = "null"
+[[probes]]
+kind = "null_adapter"
+name = "null"
+target = "dkl"
+seeds = [0, 1]
+init_scale = 0.2
+[expect]
+no_false_pass = true
+verdicts = { null = "PASS" }
+"""
+    result = outcomes(text, loop)
+    assert result["expect.verdicts.null"][0] == "ok"
+    status, observed = result["expect.no_false_pass"]
+    assert status == "failed"
+    assert observed.startswith(
+        "'null' passed on a corrupt_unsorted next_token_dist('p1') on null_0"
+    )
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_no_false_pass_holds_when_preflight_aborts(loop: str) -> None:
+    text = TWO_PROBES + (
+        '[[backend.faults.rules]]\nkind = "nan"\nviews = ["base"]\n'
+        "[expect]\nno_false_pass = true\naborted = true\n"
+    )
+    result = outcomes(text, loop)
+    assert result["expect.no_false_pass"] == ("ok", "none")
+    assert result["expect.aborted"][0] == "ok"
+    assert result["expect.aborted"][1].startswith("aborted (base view produced 8/8 non-finite")
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_cancellation_is_observed_and_the_gate_is_free(loop: str) -> None:
+    # 0.5 s forward passes: the 1.25 s deadline falls inside the first probe request.
+    text = (
+        TWO_PROBES.replace("[[probes]]", "[runner]\ncancel_after = 1.25\n[[probes]]", 1)
+        + "[expect]\ncancelled = true\ngate_free = true\nmakespan = 1.25\n"
+        + "verdicts = { first = 'PASS' }\n"
+    )
+    result = outcomes(text, loop)
+    assert result["expect.cancelled"] == ("ok", "cancelled at 1.25 s")
+    assert result["expect.gate_free"] == ("ok", "free")
+    assert result["expect.makespan"] == ("ok", "1.25 s")
+    assert result["expect.verdicts.first"] == (
+        "failed",
+        "'first': no result [the suite was cancelled]",
+    )
+
+
+def test_identical_across_loops_compares_with_the_other_loop() -> None:
+    text = TWO_PROBES + "[expect]\nidentical_across_loops = true\n"
+    checks = check_scenario(scenario(text), LOOPS)
+    assert [c.outcomes[0].observed for c in checks] == [
+        "identical to trio",
+        "identical to asyncio",
+    ]
+    run = checks[0].run
+    altered = dataclasses.replace(
+        run,
+        loop="trio",
+        results=(dataclasses.replace(run.results[0], raw=0.5), *run.results[1:]),
+        suite=None,
+    )
+    (outcome,) = evaluate(run, altered)
+    assert outcome.failed
+    assert outcome.observed.startswith("probe 'first' raw: ")
+    (alone,) = evaluate(run)
+    assert alone.status == "n/a"
+
+
+def test_one_loop_runs_the_other_as_reference_and_a_cache_shares_it() -> None:
+    parsed = scenario(TWO_PROBES + "[expect]\nidentical_across_loops = true\n")
+    cache: dict[tuple[str, str, int | None], object] = {}
+    (first,) = check_scenario(parsed, ("asyncio",), cache=cache)  # type: ignore[arg-type]
+    assert set(cache) == {("s.toml", "asyncio", None), ("s.toml", "trio", None)}
+    (second,) = check_scenario(parsed, ("trio",), cache=cache)  # type: ignore[arg-type]
+    assert second.run is cache[("s.toml", "trio", None)]
+    assert first.ok
+    assert second.ok
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_plain_results_from_a_custom_runner_make_counters_not_applicable(loop: str) -> None:
+    text = (
+        TWO_PROBES.replace(
+            "[[probes]]",
+            '[runner]\nrunner = "custom_runners:plain"\nconcurrency = 2\n[[probes]]',
+            1,
+        )
+        + "[expect]\nretries = 0\ntimeouts = 0\nno_false_pass = true\nview_switches = 3\n"
+    )
+    custom_runners.CALLS.clear()
+    result = outcomes(text, loop)
+    assert custom_runners.CALLS == [{"concurrency": 2, "seed": 5}]
+    assert result["expect.retries"][0] == "n/a"
+    assert result["expect.timeouts"][0] == "n/a"
+    assert result["expect.no_false_pass"][0] == "n/a"
+    assert result["expect.view_switches"] == ("ok", "3")
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_custom_runner_returning_a_suite_keeps_every_expectation(loop: str) -> None:
+    text = (
+        TWO_PROBES.replace("[[probes]]", '[runner]\nrunner = "custom_runners:suite"\n[[probes]]', 1)
+        + "[expect]\nretries = 0\nno_false_pass = true\n"
+    )
+    result = outcomes(text, loop)
+    assert result == {"expect.no_false_pass": ("ok", "none"), "expect.retries": ("ok", "0")}
+
+
+@pytest.mark.parametrize(
+    ("runner", "observed"),
+    [
+        ("crashes", "it raised ValueError: the runner fell over"),
+        (
+            "wrong_type",
+            "it raised TypeError: the runner returned int; it must return a SuiteResult "
+            "or a sequence of ProbeResult",
+        ),
+    ],
+)
+def test_a_runner_that_does_not_complete_fails_the_scenario(runner: str, observed: str) -> None:
+    text = (
+        TWO_PROBES.replace(
+            "[[probes]]", f'[runner]\nrunner = "custom_runners:{runner}"\n[[probes]]', 1
+        )
+        + "[expect]\ngate_free = true\n"
+    )
+    (check,) = check_scenario(scenario(text), ("asyncio",))
+    assert not check.ok
+    assert check.failures[0].line() == f"runner: expected to complete, observed {observed}"
+
+
+def test_a_synchronous_runner_is_called_without_awaiting() -> None:
+    text = (
+        TWO_PROBES.replace(
+            "[[probes]]", '[runner]\nrunner = "custom_runners:synchronous"\n[[probes]]', 1
+        )
+        + "[expect]\nverdicts = { '*' = 'FAIL' }\n"
+    )
+    run = run_scenario(scenario(text), "trio")
+    assert [r.verdict for r in run.results] == [Verdict.FAIL, Verdict.FAIL]
+    assert all(isinstance(r, ProbeResult) for r in run.results)
+
+
+def test_a_failure_report_names_expectations_seed_and_replay_command() -> None:
+    text = TWO_PROBES + "[expect]\nview_switches = 4\n"
+    (check,) = check_scenario(scenario(text), ("trio",), seed=17)
+    assert check.failure_report() == (
+        "scenario 's' (s.toml) failed on trio:\n"
+        "  expect.view_switches: expected 4, observed 3\n"
+        "  seed: 17\n"
+        "  replay: swaysim run s.toml --backend trio --seed 17"
+    )
+
+
+def test_the_readme_example_holds() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Scenarios", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    checks = check_scenario(parse_scenario(example, source="README.md"))
+    assert [c.loop for c in checks] == list(LOOPS)
+    assert all(c.ok for c in checks), [c.failure_report() for c in checks]
+    assert len(checks[0].outcomes) == 12

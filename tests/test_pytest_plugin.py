@@ -1,0 +1,194 @@
+"""The ``swaysim`` pytest marker, exercised in fresh pytest sessions through ``pytester``."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+# Inner sessions load plugins from entry points like the outer one. looptime's
+# fails on async fixtures without pytest-asyncio; hypothesis's adds a second
+# per session. Neither is needed here.
+PLUGIN_ARGS = (
+    "-p",
+    "no:looptime_plugin",
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:hypothesispytest",
+)
+
+
+def run(
+    pytester: pytest.Pytester, source: str, *args: str, mode: str = "strict"
+) -> pytest.RunResult:
+    pytester.makeini(f"[pytest]\nanyio_mode = {mode}\nfilterwarnings = error\n")
+    pytester.makepyfile(source)
+    return pytester.runpytest(*PLUGIN_ARGS, "-v", *args)
+
+
+def test_a_marked_test_runs_on_both_loops_in_virtual_time(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import time
+        import anyio
+        import pytest
+
+        @pytest.mark.swaysim
+        async def test_a_day_passes(anyio_backend_name):
+            wall = time.perf_counter()
+            start = anyio.current_time()
+            with anyio.fail_after(86_400 + 1):
+                await anyio.sleep(86_400)
+            assert anyio.current_time() - start == pytest.approx(86_400)
+            assert time.perf_counter() - wall < 5
+            print("ran on", anyio_backend_name)
+        """,
+        "-s",
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_a_day_passes?asyncio? ran on asyncio*"])
+    result.stdout.fnmatch_lines(["*test_a_day_passes?trio? ran on trio*"])
+
+
+def test_loops_and_virtual_time_can_be_chosen(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import anyio
+        import pytest
+
+        @pytest.mark.swaysim(loops=("trio",))
+        async def test_trio_only(anyio_backend_name, anyio_backend_options):
+            assert anyio_backend_name == "trio"
+            assert anyio_backend_options["clock"].autojump_threshold == 0
+
+        @pytest.mark.swaysim(virtual_time=False)
+        async def test_real_clock(anyio_backend_options):
+            assert anyio_backend_options == {}
+            start = anyio.current_time()
+            await anyio.sleep(0.002)
+            assert anyio.current_time() - start >= 0.002
+        """,
+    )
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_trio_only?trio? PASSED*",
+            "*test_real_clock?asyncio? PASSED*",
+            "*test_real_clock?trio? PASSED*",
+        ]
+    )
+
+
+def test_it_composes_with_parametrize_fixtures_and_classes(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import anyio
+        import pytest
+
+        @pytest.fixture
+        async def warmed_up():
+            await anyio.sleep(100)
+            yield anyio.current_time()
+            await anyio.sleep(100)
+
+        @pytest.mark.swaysim
+        class TestGroup:
+            @pytest.mark.parametrize("seconds", [1, 2])
+            async def test_fresh_clock_per_item(self, seconds, warmed_up):
+                # Each item starts a fresh clock at zero, also on trio where
+                # items share one parametrize value.
+                assert warmed_up == pytest.approx(100)
+                await anyio.sleep(seconds)
+                assert anyio.current_time() == pytest.approx(100 + seconds)
+
+            def test_sync_tests_are_left_alone(self):
+                pass
+        """,
+    )
+    result.assert_outcomes(passed=5)
+
+
+def test_a_module_mark_applies_and_the_closest_mark_wins(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        pytestmark = pytest.mark.swaysim(loops=("asyncio",))
+
+        async def test_module_default(anyio_backend_name):
+            assert anyio_backend_name == "asyncio"
+
+        @pytest.mark.swaysim(loops=("trio",))
+        async def test_own_mark(anyio_backend_name):
+            assert anyio_backend_name == "trio"
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_it_overrides_a_conftest_anyio_backend_only_where_marked(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(params=["asyncio"])
+        def anyio_backend(request):
+            return request.param
+        """
+    )
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        async def test_unmarked(anyio_backend):
+            assert anyio_backend == "asyncio"
+
+        @pytest.mark.swaysim
+        async def test_marked(anyio_backend):
+            assert isinstance(anyio_backend, tuple)
+        """,
+        mode="auto",
+    )
+    result.assert_outcomes(passed=3)
+
+
+@pytest.mark.parametrize(
+    ("mark", "message"),
+    [
+        ("swaysim(loops=('curio',))", "*loops=('curio',)*must be a non-empty tuple*"),
+        ("swaysim(loops='trio')", "*loops='trio'*"),
+        ("swaysim(loops=())", "*loops=()*"),
+        ("swaysim(virtual_time='yes')", "*virtual_time='yes'*True or False*"),
+        ("swaysim(clock=1)", "*unknown argument(s) clock*"),
+        ("swaysim('trio')", "*keyword arguments only*"),
+    ],
+)
+def test_bad_marker_arguments_fail_collection_with_a_message(
+    pytester: pytest.Pytester, mark: str, message: str
+) -> None:
+    result = run(
+        pytester,
+        f"""
+        import pytest
+
+        @pytest.mark.{mark}
+        async def test_x():
+            pass
+        """,
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([message])
+
+
+def test_the_marker_is_registered(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    result = pytester.runpytest(*PLUGIN_ARGS, "--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.swaysim(virtual_time=True, loops=*"])
