@@ -13,6 +13,8 @@ themselves; the runner schedules both kinds.
 from __future__ import annotations
 
 import enum
+import functools
+import inspect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -391,12 +393,28 @@ class Probe(ABC):
         return f"<{type(self).__name__} {self.name!r}>"
 
 
+def _is_async_callable(func: object) -> bool:
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
 class FunctionProbe:
-    """A probe written as ``async def probe(backend, ctx) -> ProbeResult``.
+    """A probe written as a function of the backend: ``probe(backend, ctx) -> ProbeResult``.
 
     The function enters views itself; on an exclusive backend the runner runs
-    function probes one at a time so they can never collide. ``ctx.call(view_op,
-    *args)`` applies the runner's op timeout and retry policy to one op.
+    function probes one at a time so they can never collide.
+
+    - An ``async def`` function gets the async backend; ``await
+      ctx.call(view.op, *args)`` applies the runner's op timeout and retry
+      policy to one op.
+    - A plain ``def`` function (dlm-sway style synchronous probe code) runs in
+      a worker thread and gets a :class:`~swaysim.BlockingBackend` whose views
+      are ordinary context managers; the runner's ``op_timeout`` bounds each
+      of its ops, and ``probe_timeout`` the whole function. Exclusivity,
+      latency and faults behave exactly as for async callers.
     """
 
     kind: ClassVar[str] = "function"
@@ -404,7 +422,7 @@ class FunctionProbe:
     def __init__(
         self,
         name: str,
-        func: Callable[[Any, ProbeContext], Awaitable[ProbeResult]],
+        func: Callable[[Any, ProbeContext], Awaitable[ProbeResult] | ProbeResult],
         *,
         requires: Sequence[str] = (),
     ) -> None:
@@ -416,6 +434,7 @@ class FunctionProbe:
             raise InvalidArgumentError(f"func={func!r} must be an async function")
         self.name = name
         self.func = func
+        self.is_async = _is_async_callable(func)
         self.requires: tuple[str, ...] = tuple(requires)
 
     def finish(self, result: ProbeResult, duration: float) -> ProbeResult:

@@ -40,10 +40,11 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import anyio
 
+from swaysim._bridge import run_sync_probe
 from swaysim._draw import unit_draws
 from swaysim._errors import InvalidArgumentError, SwaysimError
 from swaysim._faults import InjectedFault, InjectedViewExitError
@@ -63,7 +64,7 @@ from swaysim._protocols import PreflightCheckable
 from swaysim._vocab import require_finite, require_int
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 
     from swaysim._instrumentation import TraceSink
 
@@ -519,22 +520,31 @@ class _Run:
         start = anyio.current_time()
         state.first_start = start
         self.emit("probe_start", probe=probe.name, probe_kind=probe.kind)
+        # move_on_after, not fail_after: a TimeoutError the function raises
+        # itself (an op timeout) is the function's error, not the probe budget.
+        deadline = math.inf if self.probe_timeout is None else start + self.probe_timeout
         try:
-            scope = anyio.fail_after(self.probe_timeout) if self.probe_timeout else nullcontext()
-            with scope:
-                raw = await probe.func(self.backend, self.ctx)
-            result = probe.finish(raw, anyio.current_time() - start)
-        except TimeoutError:
-            self.timeouts += 1
-            self.emit("timeout", probe=probe.name, op="probe", seconds=self.probe_timeout)
-            result = ProbeResult(
-                probe.name,
-                probe.kind,
-                Verdict.ERROR,
-                message=f"probe timed out after {self.probe_timeout} s (probe_timeout)",
-                evidence={"timeout": "probe", "seconds": self.probe_timeout},
-                duration=anyio.current_time() - start,
-            )
+            with anyio.CancelScope(deadline=deadline) as budget:
+                if probe.is_async:
+                    raw = await cast("Awaitable[ProbeResult]", probe.func(self.backend, self.ctx))
+                else:
+                    sync_func = cast("Callable[[Any, ProbeContext], ProbeResult]", probe.func)
+                    raw = await run_sync_probe(
+                        self.backend, sync_func, self.ctx, op_timeout=self.op_timeout
+                    )
+            if budget.cancelled_caught:
+                self.timeouts += 1
+                self.emit("timeout", probe=probe.name, op="probe", seconds=self.probe_timeout)
+                result = ProbeResult(
+                    probe.name,
+                    probe.kind,
+                    Verdict.ERROR,
+                    message=f"probe timed out after {self.probe_timeout} s (probe_timeout)",
+                    evidence={"timeout": "probe", "seconds": self.probe_timeout},
+                    duration=anyio.current_time() - start,
+                )
+            else:
+                result = probe.finish(raw, anyio.current_time() - start)
         except Exception as exc:
             result = ProbeResult(
                 probe.name,
