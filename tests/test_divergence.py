@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from swaysim import SwaysimError, TokenDist
 from swaysim._divergence import (
+    Normalization,
     ProbeMathError,
     _check_js_bounds,
     aligned_probs,
@@ -304,12 +305,39 @@ def test_an_unsorted_base_is_an_error() -> None:
         divergence(corrupt("corrupt_unsorted", SYNTH_BASE), SYNTH_FT)
 
 
-def test_an_unsorted_corruption_of_the_nearly_flat_synth_ft_is_still_caught() -> None:
-    # The seed's ft rises by 2e-4 across its top-8, within the sort tolerance, so
-    # no reordering of its own tokens could be caught: the fault puts a far less
-    # probable token in front instead.
-    with pytest.raises(ProbeMathError, match=r"^ft TokenDist: not sorted.*position 1 "):
-        validate_token_dist(corrupt("corrupt_unsorted", SYNTH_FT), label="ft")
+@pytest.mark.parametrize("view", ["ft", "null", "scaled_0.50", "scaled_1.00"])
+def test_an_unsorted_corruption_that_no_contract_sees_changes_nothing(view: str) -> None:
+    # corrupt_unsorted is a pure permutation. The seed's ft is flat within the sort
+    # tolerance and null/scaled views carry no order contract, so it goes unseen
+    # there; the divergence, which does not depend on order, must then be unchanged.
+    base, ft = _backend_models()
+    contract: Normalization
+    if view == "ft":
+        dist, contract = SYNTH_FT, True
+    elif view == "null":
+        dist, contract = NullModel(base, 3, 0.02, 1.0).next_token_dist("prompt", 8), "top_k"
+    else:
+        lam = float(view.split("_")[1])
+        dist, contract = ScaledModel(base, ft, lam).next_token_dist("prompt", 8), "top_k"
+    dirty = corrupt("corrupt_unsorted", dist)
+    assert sorted(zip(dirty.token_ids.tolist(), dirty.logprobs.tolist(), strict=True)) == sorted(
+        zip(dist.token_ids.tolist(), dist.logprobs.tolist(), strict=True)
+    )
+    labels = ("base", view)
+    value = divergence(SYNTH_BASE, dirty, normalized=(True, contract), labels=labels)
+    assert value == divergence(SYNTH_BASE, dist, normalized=(True, contract), labels=labels)
+
+
+def test_a_mass_corruption_is_caught_under_the_top_k_contract() -> None:
+    base, ft = _backend_models()
+    for dist in (
+        NullModel(base, 3, 0.02, 1.0).next_token_dist("prompt", 8),
+        ScaledModel(base, ft, 0.5).next_token_dist("prompt", 8),
+        ScaledModel(base, ft, 1.0).next_token_dist("prompt", 8),
+    ):
+        validate_token_dist(dist, label="view", normalized="top_k")
+        with pytest.raises(ProbeMathError, match=r"^view TokenDist: .*> 1"):
+            validate_token_dist(corrupt("corrupt_mass", dist), label="view", normalized="top_k")
 
 
 @pytest.mark.parametrize("kind", ["corrupt_unsorted", "corrupt_mass"])

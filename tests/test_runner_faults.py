@@ -103,19 +103,8 @@ def assert_untouched(result: SuiteResult, clean: SuiteResult, affected: set[str]
             assert bare(result, probe.name) == bare(clean, probe.name), probe.name
 
 
-# Log-score views (scaled, null) are validated without order or mass checks (see
-# swaysim._divergence: the seed's own scaled view is unsorted with mass 1.89 at
-# lam=1.25), so a corruption of only order or mass is indistinguishable there.
-UNDETECTABLE = {
-    ("corrupt_unsorted", "scaled"),
-    ("corrupt_unsorted", "null"),
-    ("corrupt_mass", "scaled"),
-    ("corrupt_mass", "null"),
-}
 OP_KINDS = [k for k in FAULT_KINDS if k not in VIEW_EVENT_KINDS]
-CASES = [
-    (kind, view) for kind in OP_KINDS for view in VIEW_KINDS if (kind, view) not in UNDETECTABLE
-]
+CASES = [(kind, view) for kind in OP_KINDS for view in VIEW_KINDS]
 
 
 @pytest.mark.parametrize(("kind", "view"), CASES)
@@ -135,6 +124,10 @@ async def test_every_op_fault_kind_on_every_view_kind(kind: str, view: str) -> N
     for name in affected:
         outcome = result.result(name)
         if kind == "transient":
+            continue
+        if kind == "corrupt_unsorted" and outcome.verdict is not Verdict.ERROR:
+            # A permutation nobody relies on: allowed only if it changed nothing.
+            assert bare(result, name) == bare(clean, name), name
             continue
         assert outcome.verdict is Verdict.ERROR, (name, outcome)
         if kind == "fatal":

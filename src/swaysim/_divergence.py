@@ -8,19 +8,23 @@ that names the side (``base``, ``ft`` or a view id), what is wrong and the
 offending value, so a probe reports ERROR instead of a number computed from
 garbage.
 
-Two validation contracts exist for next-token distributions, because the
+Three validation contracts exist for next-token distributions, because the
 seed's own views do not all keep the :class:`TokenDist` contract:
 
 - ``normalized=True`` (the contract; use it for ``base`` and ``ft``): logprobs
   are at most 0, sorted by descending logprob, and the top-k mass plus the
   tail mass is at most 1.
-- ``normalized=False`` (log-scores; use it for ``scaled`` and ``null`` views):
-  the seed's scaled view is an unnormalised log-linear blend (top-k mass 1.89
-  and the top token last at ``lam=1.25``) and its null view adds noise without
-  re-sorting and keeps the base tail after renormalising the top-k (mass 1.048
-  with the tail). Order, sign and mass are then not checked, since
-  :func:`aligned_probs` renormalises anyway; the structural, finiteness and
-  degeneracy checks still apply.
+- ``normalized="top_k"`` (use it for ``null`` views and ``scaled`` views with
+  ``0 <= lam <= 1``): logprobs at most 0 and the top-k mass alone at most 1,
+  order not checked. The null view adds noise without re-sorting and keeps
+  the base tail after renormalising its top-k to 1 (mass 1.048 with the
+  tail); a log-linear blend ``p**(1-lam) * q**lam`` of two distributions has
+  mass at most 1 for lam in [0, 1] (Hoelder), but is not sorted.
+- ``normalized=False`` (log-scores; ``scaled`` views with lam outside [0, 1]):
+  extrapolated blends are not distributions at all (top-k mass 1.89 and the
+  top token last at ``lam=1.25``, positive logprobs from about 1.7), so only
+  the structural, finiteness and degeneracy checks apply; :func:`aligned_probs`
+  renormalises anyway.
 """
 
 from __future__ import annotations
@@ -165,7 +169,11 @@ def _tail_mass(label: str, subject: str, tail: float | None) -> float:
     return 0.0 if value == 0.0 else math.exp(value)
 
 
-def validate_token_dist(dist: TokenDist, *, label: str, normalized: bool = True) -> None:
+Normalization = bool | Literal["top_k"]
+"""How much of the TokenDist contract a view keeps: True, "top_k" or False (see above)."""
+
+
+def validate_token_dist(dist: TokenDist, *, label: str, normalized: Normalization = True) -> None:
     """Raise :class:`ProbeMathError` unless ``dist`` is a distribution one may compute on.
 
     Always checked: one-dimensional integer ids and float logprobs of equal,
@@ -177,7 +185,8 @@ def validate_token_dist(dist: TokenDist, *, label: str, normalized: bool = True)
     With ``normalized=True`` (the :class:`TokenDist` contract) also: each
     logprob at most 0, sorted by descending logprob (within
     :data:`SORT_TOLERANCE`), and top-k plus tail mass at most 1 (within
-    :data:`MASS_TOLERANCE`). Pass ``normalized=False`` for views whose
+    :data:`MASS_TOLERANCE`). With ``normalized="top_k"``: each logprob at
+    most 0 and the top-k mass alone at most 1. Pass ``normalized=False`` for views whose
     logprobs are log-scores to renormalise (the seed's scaled and null views;
     see the module docstring).
     """
@@ -216,8 +225,16 @@ def validate_token_dist(dist: TokenDist, *, label: str, normalized: bool = True)
     logprobs = raw.astype(np.float64)
     _require_finite_values(label, what, "logprobs", logprobs)
     tail_mass = _tail_mass(label, what, dist.tail_logprob)
-    if normalized:
+    if normalized is not False:
         _require_at_most_zero(label, what, "logprobs", logprobs)
+    if normalized == "top_k":
+        top_mass = math.fsum(np.exp(logprobs).tolist())
+        if top_mass > 1.0 + MASS_TOLERANCE:
+            raise fail(
+                f"holds probability mass {top_mass:.6g} in its top-{logprobs.size} > 1 "
+                f"(tolerance {MASS_TOLERANCE:g})",
+            )
+    elif normalized:
         if logprobs.size > 1:
             rises = logprobs[1:] - np.maximum.accumulate(logprobs)[:-1]
             worst = int(np.argmax(rises))
@@ -322,7 +339,7 @@ def aligned_probs(
     ft: TokenDist,
     *,
     labels: tuple[str, str] = ("base", "ft"),
-    normalized: tuple[bool, bool] = (True, True),
+    normalized: tuple[Normalization, Normalization] = (True, True),
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Both distributions as probability vectors over the union of their top-k ids.
 
@@ -438,13 +455,15 @@ def divergence(
     kind: DivergenceKind = "js",
     *,
     labels: tuple[str, str] = ("base", "ft"),
-    normalized: tuple[bool, bool] = (True, True),
+    normalized: tuple[Normalization, Normalization] = (True, True),
 ) -> float:
     """JS(base, ft), or for ``kind="kl"`` KL(ft || base): how far ft moved from base.
 
     Aligns both over the union of their supports (:func:`aligned_probs`). For
     a scaled or null view in place of ``ft``, pass its id in ``labels`` and
-    ``normalized=(True, False)``.
+    the contract that view keeps (see the module docstring): ``(True,
+    "top_k")`` for null views and scaled views with lam in [0, 1], ``(True,
+    False)`` beyond.
     """
     if kind not in ("js", "kl"):
         raise InvalidArgumentError(f"kind={kind!r} is unknown; expected 'js' or 'kl'")

@@ -20,9 +20,12 @@ What each kind does:
 - ``hang``: the op holds a device slot and sleeps until cancelled.
 - ``nan`` / ``posinf`` / ``neginf``: every logprob of the result (and a
   rolling total or a ``logprob_of`` score) becomes NaN / +Inf / -Inf.
-- ``corrupt_unsorted`` / ``corrupt_duplicate`` / ``corrupt_length`` /
-  ``corrupt_mass``: a ``TokenDist`` whose ids are not in descending
-  probability order (by at least 0.01 nats), repeat an id, have one logprob more than ids, or carry
+- ``corrupt_unsorted``: the same (id, logprob) pairs, least probable first.
+  A pure permutation: it breaks code that reads ``token_ids[0]`` as the
+  argmax, and it cannot change a number computed without relying on order
+  (on a nearly flat slice, such as the seed's ft, it may change nothing).
+- ``corrupt_duplicate`` / ``corrupt_length`` / ``corrupt_mass``: a
+  ``TokenDist`` that repeats an id, has one logprob more than ids, or carries
   probability mass above 1 (the slice's mass doubled, at least to 1.5); a
   rolling result with a logprob too many; a ``logprob_of`` score above 0.
 - ``enter_error`` / ``exit_error``: entering (after the switch and enter
@@ -53,7 +56,6 @@ from swaysim._vocab import (
 )
 
 if TYPE_CHECKING:
-    from numpy.typing import NDArray
 
     from swaysim._vocab import Op
 
@@ -423,7 +425,6 @@ _V = TypeVar("_V", TokenDist, RollingLogprob, float)
 _LN2: Final = math.log(2.0)
 _CORRUPT_MASS: Final = 1.5
 # Far beyond any sane sortedness tolerance (a validator allowing 1e-3 nats still sees it).
-_MIN_RISE: Final = 0.01
 
 
 def corrupt(kind: str, value: _V) -> _V:
@@ -444,7 +445,11 @@ def _corrupt_dist(kind: str, dist: TokenDist) -> TokenDist:
     if kind in ("nan", "posinf", "neginf"):
         lps = np.full(lps.shape, _non_finite(kind), dtype=np.float32)
     elif kind == "corrupt_unsorted":
-        ids, lps = _unsorted(ids, lps)
+        # The same (id, logprob) pairs, least probable first: code that takes
+        # token_ids[0] as the argmax reads the wrong token. A pure permutation,
+        # so a consumer that does not rely on the order is unaffected.
+        order = np.argsort(lps, kind="stable")
+        ids, lps = ids[order], lps[order]
     elif kind == "corrupt_duplicate":
         if ids.size >= 2:
             ids = ids.copy()
@@ -467,40 +472,6 @@ def _corrupt_dist(kind: str, dist: TokenDist) -> TokenDist:
             ids = np.append(ids, int(ids.max()) + 1 if ids.size else 0).astype(np.int64)
             lps = np.append(lps, math.log(_CORRUPT_MASS)).astype(np.float32)
     return TokenDist(ids, lps, dist.vocab_size, dist.tail_logprob)
-
-
-def _largest_rise(lps: NDArray[np.float32]) -> float:
-    """How far a logprob rises above the highest one before it (0.0 when sorted)."""
-    if lps.size < 2:
-        return 0.0
-    rises = lps[1:].astype(np.float64) - np.maximum.accumulate(lps.astype(np.float64))[:-1]
-    return float(np.nanmax(rises, initial=0.0))
-
-
-def _unsorted(
-    ids: NDArray[np.int64], lps: NDArray[np.float32]
-) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """The slice out of descending order by at least ``_MIN_RISE`` nats.
-
-    Keeps the slice's own tokens when a reordering can break the order that
-    grossly: reversed (least probable first), else the least probable token
-    moved to the front. A slice with no such spread (one token, ties, the
-    seed's nearly flat ft) gets a new token, far less probable than the rest,
-    put in front instead.
-    """
-    if ids.size >= 2:
-        reversed_lps = lps[::-1]
-        if _largest_rise(reversed_lps) >= _MIN_RISE:
-            return ids[::-1].copy(), reversed_lps.copy()
-        lowest = int(np.argmin(lps))
-        order = [lowest, *(i for i in range(ids.size) if i != lowest)]
-        if _largest_rise(lps[order]) >= _MIN_RISE:
-            return ids[order], lps[order]
-    if not ids.size:
-        return np.array([1, 0], dtype=np.int64), np.array([-11.0, -1.0], dtype=np.float32)
-    new_id = np.array([int(ids.max()) + 1], dtype=np.int64)
-    far_below = np.array([float(np.nanmin(lps)) - 10.0], dtype=np.float32)
-    return np.concatenate([new_id, ids]), np.concatenate([far_below, lps])
 
 
 def _corrupt_rolling(kind: str, rolling: RollingLogprob) -> RollingLogprob:

@@ -60,6 +60,15 @@ def _strings(owner: str, values: Sequence[str]) -> tuple[str, ...]:
     return items
 
 
+def _contract(view: ViewRef) -> maths.Normalization:
+    """How much of the TokenDist contract the seed's ``view`` keeps (see _divergence)."""
+    if view.kind in ("base", "ft"):
+        return True
+    if view.kind == "null" or (view.lam is not None and 0.0 <= view.lam <= 1.0):
+        return "top_k"
+    return False
+
+
 class NumericProbe(Probe):
     """A probe with one statistic of a view against base, calibratable by a null adapter.
 
@@ -192,7 +201,7 @@ class DeltaKL(NumericProbe):
                     other,
                     self.divergence,
                     labels=("base", view.label),
-                    normalized=(True, view.kind == "ft"),
+                    normalized=(True, _contract(view)),
                 )
             )
         return values
@@ -273,7 +282,7 @@ class AdapterAblation(Probe):
                         answers.get(view, ask),
                         self.divergence,
                         labels=("base", view.label),
-                        normalized=(True, False),
+                        normalized=(True, _contract(view)),
                     )
                 )
             curve.append(math.fsum(values) / len(values))
