@@ -35,6 +35,7 @@ from swaysim._errors import (
     ViewConflictError,
     ViewError,
 )
+from swaysim._expect import ScenarioCheck, check_scenario
 from swaysim._faults import (
     FaultFiring,
     FaultPlan,
@@ -80,6 +81,7 @@ from swaysim._reference_probes import (
 )
 from swaysim._report import write_report
 from swaysim._runner import SuiteResult, run_suite
+from swaysim._scenario import Scenario, ScenarioError, load_scenario
 from swaysim._trace import JsonlTraceWriter, TraceFormatError, TraceRecorder, read_trace
 from swaysim._trace_summary import summarize_trace
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist
@@ -132,6 +134,9 @@ __all__ = [
     "ProbeResult",
     "RollingLogprob",
     "ScalableDifferentialBackend",
+    "Scenario",
+    "ScenarioCheck",
+    "ScenarioError",
     "ScoringModel",
     "StaleViewError",
     "SuiteResult",
@@ -151,9 +156,11 @@ __all__ = [
     "ZScore",
     "__version__",
     "blocking_backend",
+    "check_scenario",
     "divergence",
     "export_chrome",
     "hold_virtual_time",
+    "load_scenario",
     "null_view",
     "read_trace",
     "run",
