@@ -44,5 +44,15 @@ unit: $(VENV)/.installed-dev
 
 test: lint typecheck unit
 
+$(VENV)/.installed-bench: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install -q -c constraints.txt -e ".[dev,bench]"
+	@touch $@ $(VENV)/.installed-dev $(VENV)/.installed
+
+# Every benchmarks/bench_*.py, one after another (about six minutes on two cores);
+# writes benchmarks/RESULTS.md. BENCH_ARGS=--quick for a smoke run.
+BENCH_ARGS ?=
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,7 +1,9 @@
 """How close run_suite's schedule comes to the best possible, against the naive runner.
 
 Run: ``.venv/bin/python benchmarks/bench_scheduler.py`` (``--loop trio`` for trio
-only; it takes a few seconds: everything runs in virtual time).
+only; it takes a few seconds: everything runs in virtual time). ``--repeats N``
+runs the whole measurement N times per loop (virtual makespans repeat exactly;
+wall time varies); ``--json PATH`` writes the figures for run_all.py.
 
 A reference suite of 30 probes (10 delta_kl, 4 null_adapter, 4 adapter_ablation,
 6 preference_flip, 6 perplexity_shift) over 12 distinct views (base, ft, six
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -49,6 +52,7 @@ from typing import Any
 import anyio
 
 import swaysim
+from _harness import Report, add_json_argument, print_figures
 from swaysim import (
     AdapterAblation,
     AsyncDummyDifferentialBackend,
@@ -278,17 +282,102 @@ def report(loop: str, rows: list[Row], facts: dict[str, float], checks: list[str
     return ok
 
 
+def add_figures(
+    out: Report, loop: str, runs: list[list[Row]], facts: dict[str, float], walls: list[float]
+) -> None:
+    """Makespan and switches against their bounds and the naive runner, over the repeats."""
+    group = f"scheduler, {loop} (virtual time)"
+    for index, first in enumerate(runs[0]):
+        rows = [run[index] for run in runs]
+        naive = [
+            next(r for r in run if r.backend == first.backend and r.runner == "naive")
+            for run in runs
+        ]
+        label = f"{first.backend}, {first.runner} at concurrency {first.concurrency}"
+        if first.note:
+            label += f", {first.note.split(' (')[0]}"
+        views = int(facts[f"{first.backend} views"])
+        pooled = first.runner == "run_suite" and not first.note
+        exclusive_target = pooled and first.backend == "exclusive"
+        safe_target = (
+            pooled and first.backend == "concurrent-safe" and first.concurrency == SAFE_CONCURRENCY
+        )
+        slack = EXCLUSIVE_SLACK if exclusive_target else SAFE_SLACK
+        ratio = statistics.median(r.ratio for r in rows)
+        out.add(
+            group,
+            f"{label}: makespan",
+            "s",
+            [r.makespan for r in rows],
+            reference_name="lower bound",
+            reference=[r.bound for r in rows],
+            paired=[r.ratio for r in rows],
+            target=f"<= {1 + slack:.2f}x" if exclusive_target or safe_target else None,
+            met=ratio <= 1 + slack if exclusive_target or safe_target else None,
+            cause="the schedule leaves the device idle or switches more than the bound assumes",
+        )
+        switches = statistics.median(r.switches for r in rows)
+        out.add(
+            group,
+            f"{label}: view switches",
+            "switches",
+            [r.switches for r in rows],
+            reference_name="distinct views",
+            reference=[views for _ in rows],
+            compare="difference",
+            target="== distinct views" if exclusive_target else None,
+            met=switches == views if exclusive_target else None,
+            cause="a view was entered more than once",
+        )
+        if first.runner == "naive":
+            continue
+        speedups = [n.makespan / r.makespan for n, r in zip(naive, rows, strict=True)]
+        out.add(
+            group,
+            f"{label}: makespan vs the naive runner",
+            "s",
+            [r.makespan for r in rows],
+            reference_name="naive runner's makespan",
+            reference=[n.makespan for n in naive],
+            paired=[r.makespan / n.makespan for n, r in zip(naive, rows, strict=True)],
+            target=f"<= {1 / SAFE_SPEEDUP:.2f}x (>= {SAFE_SPEEDUP:g}x faster)"
+            if safe_target
+            else None,
+            met=statistics.median(speedups) >= SAFE_SPEEDUP if safe_target else None,
+            cause="pooling does not overlap enough work at this concurrency",
+        )
+    out.add(group, "wall time of the whole measurement", "s", walls)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--loop", choices=("asyncio", "trio", "both"), default="both")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per loop")
+    parser.add_argument("--quick", action="store_true", help="one repeat")
+    add_json_argument(parser)
     args = parser.parse_args()
     loops = ("asyncio", "trio") if args.loop == "both" else (args.loop,)
+    repeats = 1 if args.quick else args.repeats
+    out = Report("bench_scheduler", "scheduler: makespan and switches vs bounds and naive")
+    out.settings.update(repeats=repeats, loops=list(loops), switch_s=SWITCH_SECONDS)
     ok = True
     for loop in loops:
-        started = time.perf_counter()
-        rows, facts, checks = swaysim.run(measure, backend=loop)
-        ok &= report(loop, rows, facts, checks)
-        print(f"  wall time: {time.perf_counter() - started:.2f} s")
+        runs: list[list[Row]] = []
+        walls: list[float] = []
+        for repeat in range(repeats):
+            started = time.perf_counter()
+            rows, facts, checks = swaysim.run(measure, backend=loop)
+            walls.append(time.perf_counter() - started)
+            runs.append(rows)
+            if repeat == 0:
+                ok &= report(loop, rows, facts, checks)
+        same = all([r.makespan for r in run] == [r.makespan for r in runs[0]] for run in runs)
+        # trio shuffles its run queue on purpose, so its concurrent makespans may vary a little.
+        print(
+            f"  wall time: {statistics.median(walls):.2f} s (median of {repeats}); virtual "
+            f"makespans identical in every repeat: {same}"
+        )
+        add_figures(out, loop, runs, facts, walls)
     print(
         "\nbounds: exclusive = work + views x switch; concurrent-safe = switch + "
         "max(work / concurrency, max request);\nwork and max request come from the "
@@ -298,6 +387,8 @@ def main() -> int:
         f"and >= {SAFE_SPEEDUP:g}x faster than naive."
     )
     print("result:", "all targets met" if ok else "TARGET MISSED")
+    print_figures(out)
+    out.write(args.json)
     return 0 if ok else 1
 
 

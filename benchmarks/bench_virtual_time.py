@@ -15,8 +15,9 @@ repeats). Targets, on swaysim's two clocks: virtual/wall >= 1,000 and cost per
 latency event <= 1.5 x a bare sleep. looptime (``noop_cycles`` 42, its
 default, and 0) is measured on asyncio for comparison when installed.
 
-Run: ``.venv/bin/python benchmarks/bench_virtual_time.py [--ops N] [--repeats R]``.
-Exits 1 when a target is missed.
+Run: ``.venv/bin/python benchmarks/bench_virtual_time.py [--ops N] [--repeats R]``
+(``--quick`` for a smoke run, ``--json PATH`` for run_all.py). Exits 1 when a
+target is missed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import trio.testing
 
+from _harness import Report, add_json_argument, print_figures
 from swaysim import (
     AsyncDummyDifferentialBackend,
     Constant,
@@ -137,7 +139,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=10_000, help="sequential ops per run")
     parser.add_argument("--repeats", type=int, default=5, help="measurements per loop")
+    parser.add_argument("--quick", action="store_true", help="1,000 ops, 2 repeats")
+    add_json_argument(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.ops, args.repeats = 1_000, 2
+    report = Report("bench_virtual_time", "virtual time: latency-heavy runs")
+    report.settings.update(ops=args.ops, repeats=args.repeats, latency_s=LATENCY)
 
     header = (
         f"{'loop':34} {'ops wall s':>10} {'virtual s':>9} {'virt/wall':>10} {'virt/cpu':>9} "
@@ -172,13 +180,56 @@ def main() -> int:
             f"{label:34} {ops_wall:10.3f} {virtual:9.1f} {speedup:9.0f}x {virtual / cpu:8.0f}x "
             f"{event_us:9.2f} {sleep_us:9.2f} {ratio:5.2f}x {lognormal_us:19.2f}  {verdict}"
         )
+        add_figures(report, label, args.ops, samples, targeted)
     print(
         f"\ntargets (swaysim's clocks): virtual/wall >= {RATIO_TARGET:,.0f}x, "
         f"cost per latency event <= {EVENT_COST_TARGET}x a bare virtual anyio.sleep.\n"
         "virt/cpu divides by the process's CPU time instead: when it is far above "
         "virt/wall, other processes were competing for the CPU."
     )
-    return 1 if failed else 0
+    print_figures(report)
+    report.write(args.json)
+    return 1 if failed and not args.quick else 0
+
+
+def add_figures(
+    report: Report, label: str, ops: int, samples: list[Sample], targeted: bool
+) -> None:
+    """Per configuration: virtual/wall, and the wall cost per latency event vs a bare sleep."""
+    group = f"virtual time, {label}"
+    speedups = [s.ops_virtual / s.ops_wall for s in samples]
+    report.add(
+        group,
+        f"virtual/wall ratio, {ops:,} sequential 50 ms ops",
+        "x",
+        speedups,
+        target=f">= {RATIO_TARGET:,.0f}x" if targeted else None,
+        met=statistics.median(speedups) >= RATIO_TARGET if targeted else None,
+        cause="wall cost per latency event too high for 50 ms events (see the next row)",
+        note=None if targeted else "for comparison; swaysim's targets apply to its own clocks",
+    )
+    ratios = [s.ops_wall / s.bare_wall for s in samples]
+    report.add(
+        group,
+        "wall cost per latency event (Constant)",
+        "us",
+        [s.ops_wall / ops * 1e6 for s in samples],
+        reference_name="bare virtual anyio.sleep(0.05)",
+        reference=[s.bare_wall / ops * 1e6 for s in samples],
+        paired=ratios,
+        target=f"<= {EVENT_COST_TARGET}x" if targeted else None,
+        met=statistics.median(ratios) <= EVENT_COST_TARGET if targeted else None,
+        cause="the op path around the sleep (lookups, draw, device slot) costs more than a sleep",
+    )
+    report.add(
+        group,
+        "wall cost per latency event (LogNormal, seeded draw)",
+        "us",
+        [s.lognormal_wall / ops * 1e6 for s in samples],
+        reference_name="bare virtual anyio.sleep(0.05)",
+        reference=[s.bare_wall / ops * 1e6 for s in samples],
+        paired=[s.lognormal_wall / s.bare_wall for s in samples],
+    )
 
 
 if __name__ == "__main__":

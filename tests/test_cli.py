@@ -123,6 +123,7 @@ def test_json_output_shape(files: dict[str, Path], tmp_path: Path) -> None:
         "exit_code",
         "loops",
         "seed",
+        "schedule_jitter",
         "wall_seconds",
         "checks",
     }
@@ -145,6 +146,7 @@ def test_json_output_shape(files: dict[str, Path], tmp_path: Path) -> None:
         "description",
         "loop",
         "seed",
+        "schedule_jitter",
         "ok",
         "virtual_seconds",
         "wall_seconds",

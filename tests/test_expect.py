@@ -212,11 +212,11 @@ def test_identical_across_loops_compares_with_the_other_loop() -> None:
 
 def test_one_loop_runs_the_other_as_reference_and_a_cache_shares_it() -> None:
     parsed = scenario(TWO_PROBES + "[expect]\nidentical_across_loops = true\n")
-    cache: dict[tuple[str, str, int | None], object] = {}
+    cache: dict[tuple[str, str, int | None, int | None], object] = {}
     (first,) = check_scenario(parsed, ("asyncio",), cache=cache)  # type: ignore[arg-type]
-    assert set(cache) == {("s.toml", "asyncio", None), ("s.toml", "trio", None)}
+    assert set(cache) == {("s.toml", "asyncio", None, None), ("s.toml", "trio", None, None)}
     (second,) = check_scenario(parsed, ("trio",), cache=cache)  # type: ignore[arg-type]
-    assert second.run is cache[("s.toml", "trio", None)]
+    assert second.run is cache[("s.toml", "trio", None, None)]
     assert first.ok
     assert second.ok
 

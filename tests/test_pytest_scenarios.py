@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import xml.etree.ElementTree as ET
 
 import pytest
+
+from swaysim._expect import run_scenario
+from swaysim._scenario import parse_scenario
 
 pytest_plugins = ["pytester"]
 
@@ -138,10 +142,12 @@ def test_junit_properties_carry_seed_virtual_time_and_replay(pytester: pytest.Py
     result.assert_outcomes(passed=2)
     case = ET.parse(pytester.path / "out.xml").getroot().iter("testcase").__next__()
     properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+    results = run_scenario(parse_scenario(GOOD), "asyncio").fingerprint
     assert properties == {
         "seed": "3",
         "virtual_seconds": "2.0",
         "replay": "swaysim run scenarios/good.toml --backend asyncio --seed 3",
+        "results": hashlib.sha256(results.encode()).hexdigest()[:16],
     }
 
 

@@ -5,7 +5,8 @@ path: count, look up the cache, compute on a miss, one checkpoint. Anything
 configured sends it through ``AsyncDummyDifferentialBackend._call``, which
 adds, in order: the per-key call index, fault selection, a single-flight cache
 lookup (concurrent identical calls share one forward pass), service time on
-the device, the fault's effect, and trace events.
+the device, the fault's effect, and trace events; with ``schedule_jitter``,
+seeded extra checkpoints and tiny sleeps before and after the op.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 import sniffio
 from anyio.lowlevel import checkpoint, current_token
 
-from swaysim._draw import stable_hash
+from swaysim._draw import stable_hash, unit_draws
 from swaysim._dummy import ModeModel, NullModel, ScaledModel, ViewModel
 from swaysim._errors import InvalidArgumentError, StaleViewError, ViewError
 from swaysim._faults import (
@@ -64,6 +65,10 @@ _GENERATE, _LOGPROB_OF, _ROLLING, _NTD, _BATCH = range(5)
 _PREFLIGHT_PROMPT: Final = "preflight"
 _PREFLIGHT_TOP_K: Final = 8
 _ASYNCIO_CHECKPOINT: Final = functools.partial(asyncio.sleep, 0)
+JITTER_MAX_CHECKPOINTS: Final = 3
+"""Extra checkpoints ``schedule_jitter`` may insert at one op boundary."""
+JITTER_MAX_SECONDS: Final = 5e-6
+"""Longest virtual sleep ``schedule_jitter`` may insert at one op boundary."""
 
 
 def _reject_top_k(top_k: object) -> NoReturn:
@@ -377,6 +382,15 @@ class AsyncDummyDifferentialBackend:
     once when they cost time (default 1 on an exclusive backend, unbounded
     on a concurrent-safe one). Nothing binds to an event loop before a task
     waits, so one backend object works under asyncio and trio.
+
+    ``schedule_jitter`` (a seed, None: off) is chaos scheduling for the
+    runner under test: before and after every op it inserts 0 to
+    ``JITTER_MAX_CHECKPOINTS`` extra checkpoints and a virtual sleep of at
+    most ``JITTER_MAX_SECONDS``, so concurrent ops interleave and complete in
+    other orders. Both are drawn from the jitter seed and the call (op, view,
+    prompt, per-key call index), so a seed replays the same perturbation;
+    fault decisions and latency draws do not change, so a correct runner's
+    results do not either.
     """
 
     def __init__(
@@ -392,6 +406,7 @@ class AsyncDummyDifferentialBackend:
         latency: LatencyPlan | None = None,
         faults: FaultPlan | None = None,
         trace: TraceSink | None = None,
+        schedule_jitter: int | None = None,
     ) -> None:
         if base is not None and not isinstance(base, DummyResponses):
             raise InvalidArgumentError(f"base={base!r} must be a DummyResponses or None")
@@ -417,6 +432,8 @@ class AsyncDummyDifferentialBackend:
             raise InvalidArgumentError(f"faults={faults!r} must be a FaultPlan or None")
         if trace is not None and not isinstance(trace, TraceSink):
             raise InvalidArgumentError(f"trace={trace!r} must have an emit(event) method")
+        if schedule_jitter is not None:
+            require_int("schedule_jitter", schedule_jitter, minimum=0)
 
         self._safe = safe_for_concurrent_views
         self._gate = ExclusivityGate(
@@ -437,7 +454,10 @@ class AsyncDummyDifferentialBackend:
         self._faults = FaultState(faults) if faults is not None and faults.rules else None
         self._fault_plan = faults
         self._trace = trace
-        self._plain = latency is None and self._faults is None and trace is None
+        self._jitter = schedule_jitter
+        self._plain = (
+            latency is None and self._faults is None and trace is None and schedule_jitter is None
+        )
 
         self._forward_passes = 0
         self._key_calls: dict[Hashable, int] = {}
@@ -449,6 +469,8 @@ class AsyncDummyDifferentialBackend:
         self._switches = 0
         self._latency_draws = 0
         self._latency_seconds = 0.0
+        self._jitter_events = 0
+        self._jitter_seconds = 0.0
         self._epoch = 0.0
         self._epoch_loop: object = None
         self._sleep: Callable[[float], Awaitable[Any]] = anyio.sleep
@@ -474,6 +496,11 @@ class AsyncDummyDifferentialBackend:
     def faults(self) -> FaultPlan | None:
         """The fault plan, if any."""
         return self._fault_plan
+
+    @property
+    def schedule_jitter(self) -> int | None:
+        """The chaos-scheduling seed, if any (see the class docstring)."""
+        return self._jitter
 
     @property
     def fault_log(self) -> tuple[FaultFiring, ...]:
@@ -610,6 +637,8 @@ class AsyncDummyDifferentialBackend:
             faults_fired=snapshot_mapping(faults.fired_per_rule if faults else {}),
             latency_draws=self._latency_draws,
             latency_seconds=self._latency_seconds,
+            jitter_events=self._jitter_events,
+            jitter_seconds=self._jitter_seconds,
         )
 
     def __repr__(self) -> str:
@@ -630,6 +659,11 @@ class AsyncDummyDifferentialBackend:
             parts.append(f"faults={self._faults.total_fired} armed")
         if self._latency is not None:
             parts.append("latency")
+        if self._jitter is not None:
+            parts.append(
+                f"schedule_jitter={self._jitter} ({self._jitter_events} events, "
+                f"{self._jitter_seconds:.6g} s)"
+            )
         return f"<{type(self).__name__} {' '.join(parts)}>"
 
     # -- entering and exiting ----------------------------------------------------
@@ -644,8 +678,22 @@ class AsyncDummyDifferentialBackend:
         return anyio.current_time() - self._epoch
 
     def _task_name(self) -> str:
-        task = anyio.get_current_task()
-        return f"{task.name}#{task.id}"
+        """The current task as ``"name#id"``, the name and id anyio's ``TaskInfo`` gives it.
+
+        Read from the loop's own task: ``anyio.get_current_task()`` builds a
+        ``TaskInfo`` (and looks up the parent) per call, a microsecond per
+        trace event. Not cached per task: the lookup would cost as much.
+        """
+        library = sniffio.current_async_library()
+        if library == "asyncio":
+            current = asyncio.current_task()
+            if current is not None:
+                return f"{current.get_name()}#{id(current)}"
+        elif library == "trio":
+            task = sys.modules["trio"].lowlevel.current_task()
+            return f"{task.name}#{id(task)}"
+        info = anyio.get_current_task()  # pragma: no cover - anyio supports asyncio and trio only
+        return f"{info.name}#{info.id}"  # pragma: no cover
 
     def _is_switch(self, cache_id: str) -> bool:
         if self._safe:
@@ -781,17 +829,18 @@ class AsyncDummyDifferentialBackend:
         detail: dict[str, Any] | None = None,
     ) -> None:
         assert self._trace is not None
+        # Positional: a third cheaper than keywords, on a path taken three times per op.
         self._trace.emit(
             TraceEvent(
-                kind=kind,
-                time=self._now() if time is None else time,
-                task=self._task_name(),
-                view=view,
-                op=op,
-                prompt_hash=prompt_hash,
-                hit=hit,
-                duration=duration,
-                detail=detail,
+                kind,
+                self._now() if time is None else time,
+                self._task_name(),
+                view,
+                op,
+                prompt_hash,
+                hit,
+                duration,
+                detail,
             )
         )
 
@@ -895,6 +944,28 @@ class AsyncDummyDifferentialBackend:
         finally:
             device.release()
 
+    async def _jitter_pause(
+        self, view: DummyView, where: str, op: str, view_id: str, key_text: str, call_index: int
+    ) -> None:
+        """``schedule_jitter`` at one op boundary: extra checkpoints, then a tiny sleep.
+
+        Both are a pure function of (jitter seed, boundary, op, view, key,
+        per-key call index), so a seed perturbs the same calls the same way in
+        every run. The sleep is never zero: no two boundaries resume at the
+        same instant, so the order they resume in is the jitter's, not the
+        scheduler's (trio deliberately shuffles tasks woken together).
+        """
+        u_count, u_seconds, _ = unit_draws(
+            self._jitter or 0, "jitter", where, op, view_id, key_text, call_index
+        )
+        checkpoints = int(u_count * (JITTER_MAX_CHECKPOINTS + 1))
+        seconds = JITTER_MAX_SECONDS * (1.0 - u_seconds)
+        self._jitter_events += checkpoints + 1
+        self._jitter_seconds += seconds
+        for _ in range(checkpoints):
+            await view._checkpoint()
+        await self._sleep(seconds)
+
     def _check_live(self, view: DummyView, op: str) -> None:
         if not view._live:
             raise view._stale(op)
@@ -947,7 +1018,14 @@ class AsyncDummyDifferentialBackend:
         trace = self._trace
         faults = self._faults
         plan = self._latency
-        if faults is None and trace is None and plan is not None and plan._fixed_only:
+        jitter = self._jitter
+        if (
+            faults is None
+            and trace is None
+            and jitter is None
+            and plan is not None
+            and plan._fixed_only
+        ):
             # Nothing reads the call's identity: skip the per-key count (and its memory).
             started = 0.0
             call_index = 0
@@ -963,6 +1041,8 @@ class AsyncDummyDifferentialBackend:
                 self._record_firing(firing)
                 if firing.kind == "hang":
                     await self._hang()
+        if jitter is not None:
+            await self._jitter_pause(view, "before", op, model.id, key_text, call_index)
         fails = firing is not None and firing.kind in ERROR_KINDS
 
         value: Any = MISSING
@@ -984,6 +1064,8 @@ class AsyncDummyDifferentialBackend:
         if hit:
             await view._checkpoint()
             if fails:
+                if jitter is not None:
+                    await self._jitter_pause(view, "after", op, model.id, key_text, call_index)
                 raise self._injected(firing)
         else:
             if cache_key is not None:
@@ -1004,6 +1086,8 @@ class AsyncDummyDifferentialBackend:
                 if not view._live:
                     raise view._stale(op)
                 if fails:
+                    if jitter is not None:
+                        await self._jitter_pause(view, "after", op, model.id, key_text, call_index)
                     raise self._injected(firing)
                 value = self._compute(model, op_index, prompt, top_k, completion)
                 if cache_key is not None:
@@ -1016,6 +1100,8 @@ class AsyncDummyDifferentialBackend:
                         landed.set()
         if firing is not None and firing.kind in OUTPUT_KINDS:
             value = corrupt(firing.kind, value)
+        if jitter is not None:
+            await self._jitter_pause(view, "after", op, model.id, key_text, call_index)
         if trace is not None:
             self._emit(
                 "op_end",
@@ -1086,6 +1172,9 @@ class AsyncDummyDifferentialBackend:
         batch_index = self._next_index(op, model.id, "\x1ebatch\x1e" + batch_key)
         if any(f is not None and f.kind == "hang" for f in firings):
             await self._hang()
+        jitter = self._jitter
+        if jitter is not None:
+            await self._jitter_pause(view, "before", op, model.id, batch_key, batch_index)
 
         cache = self._cache
         inflight = self._inflight
@@ -1114,6 +1203,10 @@ class AsyncDummyDifferentialBackend:
                 raise view._stale(op)
             for item, firing in enumerate(firings):
                 if firing is not None and firing.kind in ERROR_KINDS:
+                    if jitter is not None:
+                        await self._jitter_pause(
+                            view, "after", op, model.id, batch_key, batch_index
+                        )
                     raise self._injected(firing, item)
             for key, items in missing.items():
                 value = model.next_token_dist(prompts[items[0]], top_k)
@@ -1129,6 +1222,8 @@ class AsyncDummyDifferentialBackend:
         for item, firing in enumerate(firings):
             if firing is not None and firing.kind in OUTPUT_KINDS:
                 values[item] = corrupt(firing.kind, values[item])
+        if jitter is not None:
+            await self._jitter_pause(view, "after", op, model.id, batch_key, batch_index)
         if self._trace is not None:
             self._emit(
                 "op_end",

@@ -240,6 +240,13 @@ def _loops(backend: str) -> tuple[str, ...]:
     default=None,
     help="Override every scenario's seed (plans without a seed of their own follow it).",
 )
+@click.option(
+    "--jitter",
+    type=click.IntRange(0, MAX_SEED),
+    default=None,
+    metavar="SEED",
+    help="Chaos scheduling: run with this schedule_jitter seed (overrides the scenario's).",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write results here.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="JUnit XML report.")
 @click.option(
@@ -253,6 +260,7 @@ def run(
     paths: tuple[str, ...],
     backend: str,
     seed: int | None,
+    jitter: int | None,
     json_path: str | None,
     junit_path: str | None,
     trace_dir: str | None,
@@ -293,7 +301,12 @@ def run(
             )
             done_before = bar.tasks[0].completed
             outcome = check_scenario(
-                scenario, loops, seed=seed, trace_for=trace_for, on_progress=advance
+                scenario,
+                loops,
+                seed=seed,
+                trace_for=trace_for,
+                on_progress=advance,
+                schedule_jitter=jitter,
             )
             bar.update(task, completed=done_before + len(scenario.probe_plan) * len(loops))
             if run_dirs is not None and folder is not None:
@@ -324,6 +337,7 @@ def run(
             "exit_code": code,
             "loops": list(loops),
             "seed": seed,
+            "schedule_jitter": jitter,
             "wall_seconds": wall,
             "checks": [c.to_dict() for c in checks],
         }

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LOOPS",
     "Outcome",
+    "RunKey",
     "ScenarioCheck",
     "ScenarioRun",
     "check_scenario",
@@ -50,6 +51,8 @@ __all__ = [
 
 LOOPS: Final = ("asyncio", "trio")
 RequestKey = tuple[str, str, str]
+RunKey = tuple[str, str, int | None, int | None]
+"""A shared run: scenario source, loop, seed override and jitter override."""
 Status = Literal["ok", "failed", "n/a"]
 _SECONDS_TOLERANCE: Final = 1e-9
 
@@ -82,6 +85,8 @@ class ScenarioRun:
     requests: Mapping[str, tuple[RequestKey, ...]] | None
     error: str | None
     """Why the runner did not complete (it raised), else None."""
+    schedule_jitter: int | None = None
+    """The backend's chaos-scheduling seed, if any (part of the replay command)."""
 
     @property
     def aborted(self) -> bool:
@@ -131,10 +136,14 @@ def run_scenario(
     seed: int | None = None,
     trace: TraceSink | None = None,
     on_progress: Callable[[ProbeResult, int, int], object] | None = None,
+    schedule_jitter: int | None = None,
 ) -> ScenarioRun:
-    """Run ``scenario`` once on ``loop`` ("asyncio" or "trio") on a virtual clock."""
+    """Run ``scenario`` once on ``loop`` ("asyncio" or "trio") on a virtual clock.
+
+    ``schedule_jitter`` overrides the scenario's ``[backend] schedule_jitter``.
+    """
     seed = scenario.seed if seed is None else seed
-    backend = scenario.build_backend(seed, trace=trace)
+    backend = scenario.build_backend(seed, trace=trace, schedule_jitter=schedule_jitter)
     probes = scenario.build_probes()
     options = scenario.runner_options(seed)
     cancel_after = scenario.spec.runner.cancel_after
@@ -192,6 +201,7 @@ def run_scenario(
         timeouts=suite.timeouts if suite is not None else None,
         requests=suite.requests if suite is not None and not cancelled else None,
         error=error,
+        schedule_jitter=backend.schedule_jitter,
     )
 
 
@@ -390,12 +400,18 @@ def evaluate(run: ScenarioRun, reference: ScenarioRun | None = None) -> list[Out
     if expect.view_switches is not None:
         out.append(_count("expect.view_switches", run.view_switches, expect.view_switches))
     if expect.makespan is not None:
+        # Schedule jitter adds tiny sleeps: the upper bound widens by exactly what they added.
+        bounds, widened = expect.makespan, run.statistics.jitter_seconds
+        expected = _bounds_text(bounds, " s")
+        if widened and bounds.at_most is not None:
+            bounds = bounds.model_copy(update={"at_most": bounds.at_most + widened})
+            expected += f" (at most +{widened:.3g} s of schedule jitter)"
         out.append(
             _ok(
                 "expect.makespan",
-                _bounds_text(expect.makespan, " s"),
+                expected,
                 f"{run.makespan:.6g} s",
-                _within(run.makespan, expect.makespan, _SECONDS_TOLERANCE),
+                _within(run.makespan, bounds, _SECONDS_TOLERANCE),
             )
         )
     for rule, bounds in expect.faults_fired.items():
@@ -467,8 +483,10 @@ class ScenarioCheck:
 
     @property
     def replay(self) -> str:
-        """The command that replays exactly this run."""
-        return self.scenario.replay_command(self.loop, self.run.seed)
+        """The command that replays exactly this run (its seed and jitter seed)."""
+        return self.scenario.replay_command(
+            self.loop, self.run.seed, schedule_jitter=self.run.schedule_jitter
+        )
 
     def failure_report(self) -> str:
         """Every failed expectation (expected vs observed), the seed and the replay command."""
@@ -476,6 +494,11 @@ class ScenarioCheck:
             f"scenario {self.scenario.name!r} ({self.scenario.source}) failed on {self.loop}:",
             *(f"  {o.line()}" for o in self.failures),
             f"  seed: {self.run.seed}",
+            *(
+                [f"  schedule_jitter: {self.run.schedule_jitter}"]
+                if self.run.schedule_jitter is not None
+                else []
+            ),
             f"  replay: {self.replay}",
         ]
         return "\n".join(lines)
@@ -489,6 +512,7 @@ class ScenarioCheck:
             "description": self.scenario.description,
             "loop": self.loop,
             "seed": run.seed,
+            "schedule_jitter": run.schedule_jitter,
             "ok": self.ok,
             "virtual_seconds": run.makespan,
             "wall_seconds": run.wall_seconds,
@@ -539,24 +563,33 @@ def check_scenario(
     seed: int | None = None,
     trace_for: Callable[[str], TraceSink | None] | None = None,
     on_progress: Callable[[ProbeResult, int, int], object] | None = None,
-    cache: MutableMapping[tuple[str, str, int | None], ScenarioRun] | None = None,
+    cache: MutableMapping[RunKey, ScenarioRun] | None = None,
+    schedule_jitter: int | None = None,
 ) -> list[ScenarioCheck]:
     """Run ``scenario`` on each of ``loops`` and check its expectations.
 
     When ``identical_across_loops`` is expected and only one loop is asked
     for, the other loop runs too (untraced) as the reference, so every check
     stands on its own (one pytest item per loop works under xdist). With a
-    ``cache`` (keyed by source, loop and seed), untraced runs are shared
-    between calls: the pytest item for trio reuses the asyncio item's
-    reference run instead of running it again.
+    ``cache`` (keyed by source, loop, seed and jitter seed), untraced runs
+    are shared between calls: the pytest item for trio reuses the asyncio
+    item's reference run instead of running it again. ``schedule_jitter``
+    overrides the scenario's ``[backend] schedule_jitter``.
     """
 
     def obtain(loop: str, trace: TraceSink | None = None) -> ScenarioRun:
-        key = (scenario.source, loop, seed)
+        key = (scenario.source, loop, seed, schedule_jitter)
         shareable = cache is not None and trace is None and on_progress is None
         if shareable and cache is not None and key in cache:
             return cache[key]
-        found = run_scenario(scenario, loop, seed=seed, trace=trace, on_progress=on_progress)
+        found = run_scenario(
+            scenario,
+            loop,
+            seed=seed,
+            trace=trace,
+            on_progress=on_progress,
+            schedule_jitter=schedule_jitter,
+        )
         if shareable and cache is not None:
             cache[key] = found
         return found

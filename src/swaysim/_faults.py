@@ -56,7 +56,6 @@ from swaysim._vocab import (
 )
 
 if TYPE_CHECKING:
-
     from swaysim._vocab import Op
 
 __all__ = [

@@ -103,6 +103,10 @@ class BackendStatistics:
     faults_fired: Mapping[str, int] = field(default_factory=dict)
     latency_draws: int = 0
     latency_seconds: float = 0.0
+    jitter_events: int = 0
+    """Extra checkpoints and sleeps ``schedule_jitter`` inserted at op boundaries."""
+    jitter_seconds: float = 0.0
+    """Virtual seconds those sleeps added (what a makespan bound may widen by)."""
 
     @property
     def total_calls(self) -> int:

@@ -19,6 +19,7 @@ scenario's ``[backend]`` table, given in the ``swaysim`` marker. Loaded by the
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import TYPE_CHECKING, Any, Final
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from swaysim._backend import AsyncDummyDifferentialBackend
-    from swaysim._expect import ScenarioRun
+    from swaysim._expect import RunKey, ScenarioRun
     from swaysim._scenario import Scenario
 
 __all__ = [
@@ -41,21 +42,23 @@ __all__ = [
     "pytest_addoption",
     "pytest_collect_file",
     "pytest_configure",
+    "results_digest",
     "swaysim_backend",
 ]
 
 BACKEND_MARKER: Final = "swaysim"
 INI_DIRS: Final = "swaysim_scenario_dirs"
 SEED_OPTION: Final = "--swaysim-seed"
+JITTER_OPTION: Final = "--swaysim-jitter"
 MARKER: Final = "swaysim_scenario"
 # Runs shared between the two items of a scenario (each item's reference is the other's run).
-_RUNS: Final = pytest.StashKey[dict[tuple[str, str, "int | None"], "ScenarioRun"]]()
+_RUNS: Final = pytest.StashKey[dict["RunKey", "ScenarioRun"]]()
 _DONE: Final = pytest.StashKey[set[tuple[str, str]]]()
 _DIRS: Final = pytest.StashKey[list["Path"]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """The scenario folders (ini) and a seed override (command line)."""
+    """The scenario folders (ini), and seed and jitter-seed overrides (command line)."""
     parser.addini(
         INI_DIRS,
         type="linelist",
@@ -70,13 +73,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SEED",
         help="run every collected swaysim scenario with this seed instead of its own",
     )
+    group.addoption(
+        JITTER_OPTION,
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="chaos scheduling: run every collected swaysim scenario with this "
+        "schedule_jitter seed (extra checkpoints and tiny sleeps at op boundaries)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker every scenario item carries (``-m "not swaysim_scenario"``)."""
+    """Register the marker every scenario item carries (``-m "not swaysim_scenario"``).
+
+    A negative ``--swaysim-seed`` or ``--swaysim-jitter`` is a usage error, reported once.
+    """
     config.addinivalue_line(
         "markers", f"{MARKER}: a swaysim scenario file run on one event loop (collected)"
     )
+    for option in (SEED_OPTION, JITTER_OPTION):
+        value = config.getoption(option, default=None)
+        if value is not None and value < 0:
+            raise pytest.UsageError(f"{option}={value} must be an integer >= 0")
 
 
 def _scenario_dirs(config: pytest.Config) -> list[Path]:
@@ -99,6 +117,15 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFi
     if not (explicit or under):
         return None
     return ScenarioFile.from_parent(parent, path=file_path)
+
+
+def results_digest(run: ScenarioRun) -> str:
+    """A short hash of a run's results without timing: equal runs, equal digests.
+
+    Recorded as the ``results`` property of every scenario item (JUnit XML), so
+    reports from different machines, or from ``-n 0`` and ``-n auto``, compare.
+    """
+    return hashlib.sha256(run.fingerprint.encode()).hexdigest()[:16]
 
 
 class ScenarioFailedError(Exception):
@@ -142,17 +169,23 @@ class ScenarioItem(pytest.Item):
 
     def runtest(self) -> None:
         seed: int | None = self.config.getoption(SEED_OPTION)
+        jitter: int | None = self.config.getoption(JITTER_OPTION)
         cache = self.config.stash.setdefault(_RUNS, {})
         done = self.config.stash.setdefault(_DONE, set())
         source = self.scenario.source
-        (check,) = check_scenario(self.scenario, (self.loop,), seed=seed, cache=cache)
+        (check,) = check_scenario(
+            self.scenario, (self.loop,), seed=seed, cache=cache, schedule_jitter=jitter
+        )
         done.add((source, self.loop))
         if all((source, loop) in done for loop in LOOPS):
             for key in [k for k in cache if k[0] == source]:
                 del cache[key]
         self.user_properties.append(("seed", check.run.seed))
+        if check.run.schedule_jitter is not None:
+            self.user_properties.append(("schedule_jitter", check.run.schedule_jitter))
         self.user_properties.append(("virtual_seconds", round(check.run.makespan, 6)))
         self.user_properties.append(("replay", check.replay))
+        self.user_properties.append(("results", results_digest(check.run)))
         if not check.ok:
             raise ScenarioFailedError(check)
 

@@ -330,6 +330,8 @@ class BackendSpec(_Spec):
     """Latency plan."""
     faults: FaultPlanSpec | None = None
     """Fault plan."""
+    schedule_jitter: Seed | None = None
+    """Chaos-scheduling seed: extra checkpoints and tiny sleeps at op boundaries."""
 
 
 class _ProbeSpec(_Spec):
@@ -1227,11 +1229,22 @@ class Scenario:
         return tuple(p.name for p in self.probe_plan)
 
     def build_backend(
-        self, seed: int | None = None, *, trace: TraceSink | None = None
+        self,
+        seed: int | None = None,
+        *,
+        trace: TraceSink | None = None,
+        schedule_jitter: int | None = None,
     ) -> AsyncDummyDifferentialBackend:
-        """A fresh backend; plan seeds default to ``seed`` (the scenario seed when None)."""
+        """A fresh backend; plan seeds default to ``seed`` (the scenario seed when None).
+
+        ``schedule_jitter`` overrides ``[backend] schedule_jitter`` (None keeps the file's).
+        """
         seed = self.seed if seed is None else seed
-        return _build_backend(self.spec.backend, seed, self.source, trace)
+        return _build_backend(self.spec.backend, seed, self.source, trace, schedule_jitter)
+
+    def schedule_jitter(self, override: int | None = None) -> int | None:
+        """The jitter seed a run uses: ``override``, else ``[backend] schedule_jitter``."""
+        return self.spec.backend.schedule_jitter if override is None else override
 
     def build_probes(self) -> list[Probe]:
         """Fresh probe objects (a null adapter binds to its target, so never reuse them)."""
@@ -1255,10 +1268,14 @@ class Scenario:
             options["seed"] = seed
         return options
 
-    def replay_command(self, loop: str, seed: int | None = None) -> str:
-        """The exact command that replays this scenario on ``loop``."""
+    def replay_command(
+        self, loop: str, seed: int | None = None, *, schedule_jitter: int | None = None
+    ) -> str:
+        """The exact command that replays this scenario on ``loop`` (with its jitter seed)."""
         seed = self.seed if seed is None else seed
-        return f"swaysim run {shlex.quote(self.source)} --backend {loop} --seed {seed}"
+        command = f"swaysim run {shlex.quote(self.source)} --backend {loop} --seed {seed}"
+        jitter = self.schedule_jitter(schedule_jitter)
+        return command if jitter is None else f"{command} --jitter {jitter}"
 
     def __repr__(self) -> str:
         return (
@@ -1268,12 +1285,18 @@ class Scenario:
 
 
 def _build_backend(
-    spec: BackendSpec, seed: int, source: str, trace: TraceSink | None
+    spec: BackendSpec,
+    seed: int,
+    source: str,
+    trace: TraceSink | None,
+    schedule_jitter: int | None = None,
 ) -> AsyncDummyDifferentialBackend:
     builder = _Builder(source)
     kwargs: dict[str, Any] = spec.model_dump(
         exclude_unset=True, exclude={"base", "ft", "latency", "faults"}
     )
+    if schedule_jitter is not None:
+        kwargs["schedule_jitter"] = schedule_jitter
     if spec.base is not None:
         kwargs["base"] = builder.responses(spec.base, "backend.base")
     if spec.ft is not None:

@@ -99,6 +99,7 @@ import json
 import math
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
@@ -191,8 +192,77 @@ def event_record(event: TraceEvent) -> dict[str, Any]:
     return record
 
 
+# The C encoder ``_ENCODER.encode`` builds on every call, made once: a trace
+# detail is a small acyclic dict, so the circular-reference check is skipped.
+_C_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
+_DETAIL_ENCODER: Final = (
+    None
+    if _C_MAKE_ENCODER is None
+    else _C_MAKE_ENCODER(
+        None, _json_default, encode_basestring_ascii, None, ":", ",", *(False,) * 3
+    )
+)
+
+
+_LINE_START: Final = f'{{"v":{SCHEMA_VERSION},"kind":'
+
+
+def _encode_detail(detail: Mapping[str, Any]) -> str:
+    if type(detail) is not dict:
+        detail = dict(detail)
+    if _DETAIL_ENCODER is None:  # pragma: no cover - CPython always has _json
+        return _ENCODER.encode(detail)
+    return "".join(_DETAIL_ENCODER(detail, 0))
+
+
+def _encode_fast(event: TraceEvent) -> str:
+    """``encode_event`` for the common event, spelled out: half the cost of encoding a dict.
+
+    Byte-identical to ``_ENCODER.encode(event_record(event))`` (a test checks
+    it); raises ``TypeError`` or ``ValueError`` for anything unusual (a
+    non-float or non-finite number, a non-string field), which the caller
+    hands to the general path.
+    """
+    time = event.time
+    if type(time) is not float or not math.isfinite(time):
+        raise ValueError(time)
+    quote = encode_basestring_ascii
+    parts = [
+        _LINE_START,
+        quote(event.kind),
+        ',"time":',
+        float.__repr__(time),
+        ',"task":',
+        quote(event.task),
+    ]
+    if event.view is not None:
+        parts += (',"view":', quote(event.view))
+    if event.op is not None:
+        parts += (',"op":', quote(event.op))
+    if event.prompt_hash is not None:
+        parts += (',"prompt_hash":', quote(event.prompt_hash))
+    hit = event.hit
+    if hit is not None:
+        if type(hit) is not bool:
+            raise TypeError(hit)
+        parts.append(',"hit":true' if hit else ',"hit":false')
+    duration = event.duration
+    if duration is not None:
+        if type(duration) is not float or not math.isfinite(duration):
+            raise ValueError(duration)
+        parts += (',"duration":', float.__repr__(duration))
+    if event.detail is not None:
+        parts += (',"detail":', _encode_detail(event.detail))
+    parts.append("}")
+    return "".join(parts)
+
+
 def encode_event(event: TraceEvent) -> str:
     """One trace line for ``event``, without the newline."""
+    try:
+        return _encode_fast(event)
+    except (TypeError, ValueError):
+        pass
     record = event_record(event)
     try:
         return _ENCODER.encode(record)

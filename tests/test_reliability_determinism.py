@@ -1,0 +1,152 @@
+"""Determinism: a fault-heavy scenario's results JSON is byte-identical everywhere.
+
+The same suite, run in two processes whose ``PYTHONHASHSEED`` differ, on asyncio and
+trio, at concurrency 1 and 32, with and without schedule jitter, must produce the
+same bytes: ``SuiteResult.to_dict(include_timing=False)`` plus every fault firing
+and the per-rule counts, as canonical JSON. And the scenario library run by pytest
+across xdist worker processes (``pytest scenarios/ -n 2``) reports exactly what it
+reports in one process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from swaysim._expect import LOOPS, check_scenario
+from swaysim._pytest_scenarios import results_digest
+from swaysim._scenario import discover_scenarios, load_scenario
+
+SCENARIOS = (
+    "flaky_ft_view",  # transient faults by probability, retries with seeded backoff
+    "corrupt_distributions",  # five output-corrupting fault kinds
+    "nan_in_null_view_only",  # NaN nulls: calibration fails, dependants fail
+    "hang_under_timeout",  # a hang cut off by op_timeout
+    "retries_exhausted",  # a retry budget spent
+)
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARY = ROOT / "scenarios"
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import swaysim
+    from swaysim import run_suite
+    from swaysim._scenario import load_scenario
+
+    names, folder = json.loads(sys.argv[1])
+    out = {"hash": hash("swaysim"), "documents": {}}
+    for name in names:
+        scenario = load_scenario(f"{folder}/{name}.toml", source=f"scenarios/{name}.toml")
+        for loop in ("asyncio", "trio"):
+            for concurrency in (1, 32):
+                for jitter in (None, 7):
+                    backend = scenario.build_backend(schedule_jitter=jitter)
+                    probes = scenario.build_probes()
+                    options = {**scenario.runner_options(), "concurrency": concurrency}
+
+                    async def main():
+                        return await run_suite(backend, probes, **options)
+
+                    suite = swaysim.run(main, backend=loop)
+                    document = {
+                        "suite": suite.to_dict(include_timing=False),
+                        "faults_fired": dict(backend.statistics().faults_fired),
+                        "firings": sorted(
+                            [f.rule_name, f.kind, f.op, f.view_id, f.prompt, f.call_index]
+                            for f in backend.fault_log
+                        ),
+                    }
+                    variant = f"{name}/{loop}/c{concurrency}/j{jitter}"
+                    out["documents"][variant] = json.dumps(document, sort_keys=True)
+    print(json.dumps(out))
+    """
+)
+
+
+def run_children(hash_seeds: tuple[str, ...]) -> list[dict[str, object]]:
+    argument = json.dumps([list(SCENARIOS), str(LIBRARY)])
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, argument],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in hash_seeds
+    ]
+    outputs = []
+    for child in children:
+        stdout, stderr = child.communicate(timeout=300)
+        assert child.returncode == 0, stderr
+        outputs.append(json.loads(stdout))
+    return outputs
+
+
+def test_results_json_is_byte_identical_across_processes_loops_concurrency_and_jitter() -> None:
+    first, second = run_children(("0", "4242"))
+    # The two processes really did hash strings differently...
+    assert first["hash"] != second["hash"]
+    # ...and yet produced the same bytes for every variant of every scenario.
+    assert first["documents"] == second["documents"]
+    documents = first["documents"]
+    assert isinstance(documents, dict)
+    for name in SCENARIOS:
+        variants = {key: text for key, text in documents.items() if key.startswith(f"{name}/")}
+        assert len(variants) == 2 * 2 * 2
+        reference = variants[f"{name}/asyncio/c1/jNone"]
+        different = sorted(key for key, text in variants.items() if text != reference)
+        assert not different, f"{name}: {different} differ from asyncio/c1/jNone"
+        # The document is not trivially empty: faults fired and probes were judged.
+        parsed = json.loads(reference)
+        assert parsed["firings"], name
+        assert parsed["suite"]["results"], name
+
+
+def test_the_library_under_xdist_reports_what_one_process_computes(tmp_path: Path) -> None:
+    report = tmp_path / "parallel.xml"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "scenarios/",
+            "-n",
+            "2",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={report}",
+            "-o",
+            "junit_family=xunit1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 workers" in done.stdout
+    parallel = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+        parallel[properties["replay"]] = properties
+    serial = {}
+    for path in discover_scenarios([LIBRARY]):
+        scenario = load_scenario(path, source=f"scenarios/{path.name}")
+        for check in check_scenario(scenario, LOOPS):
+            assert check.ok, check.failure_report()
+            serial[check.replay] = {
+                "seed": str(check.run.seed),
+                "virtual_seconds": str(round(check.run.makespan, 6)),
+                "replay": check.replay,
+                "results": results_digest(check.run),
+            }
+    assert len(serial) == 2 * len(list(discover_scenarios([LIBRARY])))
+    assert parallel == serial
