@@ -455,7 +455,10 @@ class Page:
 @pytest.fixture(scope="module")
 def page() -> Iterator[Page]:
     if not Path(CHROMIUM).is_file():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)")
+        reason = f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)"
+        if os.environ.get("SWAYSIM_REQUIRE_CHROMIUM"):
+            pytest.fail(f"SWAYSIM_REQUIRE_CHROMIUM is set but {reason}")
+        pytest.skip(reason)
     browser = Chromium(CHROMIUM)
     try:
         yield Page(browser)

@@ -850,18 +850,19 @@ class AsyncDummyDifferentialBackend:
         op: str,
         key_text: str,
         detail: dict[str, Any] | None,
-        call: Callable[[], Awaitable[_T]],
+        call: Callable[[str], Awaitable[_T]],
     ) -> _T:
         """Bracket one traced op: ``op_start`` now, ``op_end`` with the error if it fails.
 
-        The op itself emits ``op_end`` on success (it knows whether the cache hit).
+        The op itself, called with the prompt hash, emits ``op_end`` on success
+        (it knows whether the cache hit).
         """
         view_id = view._model.id
         prompt_hash = stable_hash(key_text)
         started = self._now()
         self._emit("op_start", view_id, op=op, prompt_hash=prompt_hash, detail=detail)
         try:
-            return await call()
+            return await call(prompt_hash)
         except BaseException as exc:
             cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
             self._emit(
@@ -981,7 +982,7 @@ class AsyncDummyDifferentialBackend:
         *,
         tokens: int = 0,
         completion: str = "",
-        traced: bool = False,
+        prompt_hash: str | None = None,
     ) -> Any:
         """One op with latency, faults or tracing configured.
 
@@ -994,13 +995,13 @@ class AsyncDummyDifferentialBackend:
         time (right after a checkpoint on a cache hit) and nothing is cached;
         an output fault corrupts a copy of the value, never the cached one.
         """
-        if self._trace is not None and not traced:
+        if self._trace is not None and prompt_hash is None:
             return await self._traced_op(
                 view,
                 OPS[op_index],
                 key_text,
                 None,
-                lambda: self._call(
+                lambda hashed: self._call(
                     view,
                     op_index,
                     prompt,
@@ -1009,7 +1010,7 @@ class AsyncDummyDifferentialBackend:
                     cache_key,
                     tokens=tokens,
                     completion=completion,
-                    traced=True,
+                    prompt_hash=hashed,
                 ),
             )
         model = view._model
@@ -1107,7 +1108,7 @@ class AsyncDummyDifferentialBackend:
                 "op_end",
                 model.id,
                 op=op,
-                prompt_hash=stable_hash(key_text),
+                prompt_hash=prompt_hash,
                 hit=hit,
                 duration=self._now() - started,
                 detail={"call": call_index},
@@ -1131,7 +1132,7 @@ class AsyncDummyDifferentialBackend:
         return model.generate(prompt)
 
     async def _call_batch(
-        self, view: DummyView, prompts: list[str], top_k: int, *, traced: bool = False
+        self, view: DummyView, prompts: list[str], top_k: int, *, prompt_hash: str | None = None
     ) -> list[TokenDist]:
         """``next_token_dist_batch`` with latency, faults or tracing configured.
 
@@ -1146,13 +1147,13 @@ class AsyncDummyDifferentialBackend:
         ``batch_per_item`` per distinct prompt it computes; nothing to
         compute, nothing to pay.
         """
-        if self._trace is not None and not traced:
+        if self._trace is not None and prompt_hash is None:
             return await self._traced_op(
                 view,
                 "next_token_dist_batch",
                 "\x1e".join(prompts),
                 {"items": len(prompts)},
-                lambda: self._call_batch(view, prompts, top_k, traced=True),
+                lambda hashed: self._call_batch(view, prompts, top_k, prompt_hash=hashed),
             )
         model = view._model
         model.calls[_BATCH] += 1
@@ -1229,7 +1230,7 @@ class AsyncDummyDifferentialBackend:
                 "op_end",
                 model.id,
                 op=op,
-                prompt_hash=stable_hash(batch_key),
+                prompt_hash=prompt_hash,
                 hit=not missing,
                 duration=self._now() - started,
                 detail={"items": len(prompts), "computed": len(missing), "call": batch_index},

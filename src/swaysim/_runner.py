@@ -165,14 +165,13 @@ class _ProbeState:
     active: int = 0
     busy_since: float = 0.0
     timed_out: bool = False
+    early: ProbeResult | None = None
+    result: ProbeResult | None = None
+    done: anyio.Event | None = None
 
     def used(self, now: float) -> float:
         """Loop seconds this probe has had a request in flight (its probe_timeout budget)."""
         return self.busy + (now - self.busy_since if self.active else 0.0)
-
-    early: ProbeResult | None = None
-    result: ProbeResult | None = None
-    done: anyio.Event | None = None
 
 
 class _Run:
@@ -387,14 +386,20 @@ class _Run:
 
     # -- one view ------------------------------------------------------------------
 
-    async def run_view(self, view: ViewRef, works: list[_Work], workers: int) -> None:
-        """Enter ``view`` once (retrying a transient enter failure) and serve ``works``."""
+    async def with_view(
+        self, view: ViewRef, works: list[_Work], serve: Callable[[Any], Awaitable[None]]
+    ) -> None:
+        """Enter ``view`` once, retrying a transient enter failure, and ``serve(handle)`` in it.
+
+        A failed entry fails the view's pending requests; a failed exit keeps
+        the answers (they were computed) and is recorded as an incident.
+        """
         for attempt in range(self.retries + 1):
             entered = False
             try:
                 async with view.open(self.backend) as handle:
                     entered = True
-                    await self.serve(works, handle, workers)
+                    await serve(handle)
                 return
             except InjectedViewExitError as exc:
                 self.incidents.append(f"view {view.label}: {exc}")
@@ -402,9 +407,7 @@ class _Run:
             except Exception as exc:
                 if entered:
                     self.incidents.append(f"view {view.label}: {type(exc).__name__}: {exc}")
-                    self.fail_pending(works, view, exc)
-                    return
-                if attempt < self.retries and self.retryable(exc):
+                elif attempt < self.retries and self.retryable(exc):
                     delay = self.backoff_delay(f"enter|{view.label}", attempt)
                     self.retried += 1
                     self.emit("retry", view.label, op="enter", attempt=attempt + 1, delay=delay)
@@ -412,6 +415,10 @@ class _Run:
                     continue
                 self.fail_pending(works, view, exc)
                 return
+
+    async def run_view(self, view: ViewRef, works: list[_Work], workers: int) -> None:
+        """Exclusive backend: serve ``works`` in ``view`` with up to ``workers`` tasks."""
+        await self.with_view(view, works, lambda handle: self.serve(works, handle, workers))
 
     def fail_pending(self, works: list[_Work], view: ViewRef, exc: BaseException) -> None:
         for work in works:
@@ -444,26 +451,12 @@ class _Run:
             async with limiter:
                 await self.run_work(work, handle)
 
-        for attempt in range(self.retries + 1):
-            entered = False
-            try:
-                async with view.open(self.backend) as handle:
-                    entered = True
-                    async with anyio.create_task_group() as group:
-                        for work in works:
-                            group.start_soon(one, work, handle)
-                return
-            except InjectedViewExitError as exc:
-                self.incidents.append(f"view {view.label}: {exc}")
-                return
-            except Exception as exc:
-                if not entered and attempt < self.retries and self.retryable(exc):
-                    delay = self.backoff_delay(f"enter|{view.label}", attempt)
-                    self.retried += 1
-                    await anyio.sleep(delay)
-                    continue
-                self.fail_pending(works, view, exc)
-                return
+        async def serve(handle: Any) -> None:
+            async with anyio.create_task_group() as group:
+                for work in works:
+                    group.start_soon(one, work, handle)
+
+        await self.with_view(view, works, serve)
 
     # -- probes --------------------------------------------------------------------
 
@@ -582,7 +575,8 @@ def _error(probe: Probe, message: str, cause: BaseException | str) -> ProbeResul
     return probe.result(Verdict.ERROR, message=message, evidence=_error_evidence(cause))
 
 
-def _check_probes(probes: Sequence[AnyProbe]) -> dict[str, AnyProbe]:
+def _check_probes(probes: Sequence[AnyProbe]) -> None:
+    """Unique names, resolved null targets, known dependencies, no cycles; else raise."""
     by_name: dict[str, AnyProbe] = {}
     for index, probe in enumerate(probes):
         if not isinstance(probe, Probe | FunctionProbe):
@@ -604,7 +598,6 @@ def _check_probes(probes: Sequence[AnyProbe]) -> dict[str, AnyProbe]:
                     f"probe {probe.name!r} requires {dep!r}, which is not in the suite"
                 )
     _topological(probes, by_name)
-    return by_name
 
 
 def _topological(probes: Sequence[AnyProbe], by_name: dict[str, AnyProbe]) -> list[AnyProbe]:
@@ -708,7 +701,7 @@ async def run_suite(
         if not (isinstance(kind, type) and issubclass(kind, BaseException)):
             raise InvalidArgumentError(f"retry_on[{index}]={kind!r} must be an exception type")
     probes = list(probes)
-    by_name = _check_probes(probes)
+    _check_probes(probes)
     if trace is None:
         trace = getattr(backend, "trace_sink", None)
 
@@ -725,8 +718,7 @@ async def run_suite(
         trace=trace,
         on_progress=on_progress,
     )
-    run.origin = anyio.current_time()
-    started = anyio.current_time()
+    started = run.origin = anyio.current_time()
     statistics = getattr(backend, "statistics", None)
     before = statistics() if callable(statistics) else None
 
@@ -794,7 +786,6 @@ async def run_suite(
             state.plan = {}
             state.early = _error(probe, f"planning raised {type(exc).__name__}: {exc}", exc)
     run.total = len(states)
-    del by_name
 
     if mode == "naive":
         await _run_naive(run, states)
