@@ -604,6 +604,33 @@ async def test_a_timeout_around_a_hung_sync_probe_fires_in_virtual_time() -> Non
     assert (stats.live_views, stats.waiting) == (0, 0)
 
 
+async def test_except_exception_in_probe_code_cannot_swallow_the_cancellation() -> None:
+    backend = AsyncDummyDifferentialBackend(
+        faults=FaultPlan((FaultRule("hang", ops=("next_token_dist",)),))
+    )
+    seen: list[str] = []
+
+    def probe(sync_backend: BlockingBackend) -> None:
+        with sync_backend.as_finetuned() as view:
+            try:
+                view.next_token_dist("q")
+            except Exception:  # what probe code writes to record an error and carry on
+                seen.append("swallowed")
+            except BaseException as exc:
+                seen.append(type(exc).__name__)
+            # Carrying on anyway does not get past the next call.
+            try:
+                view.logprob_of("q", "a")
+            except BaseException as exc:
+                seen.append(type(exc).__name__)
+                raise
+
+    with pytest.raises(TimeoutError), anyio.fail_after(5.0):
+        await run_sync_probe(backend, probe)
+    assert seen == ["BridgeCancelled", "BridgeCancelled"]
+    assert backend.is_free()
+
+
 async def test_cancelling_a_sync_probe_stops_its_wait_for_a_view() -> None:
     backend = AsyncDummyDifferentialBackend()
     seen: list[object] = []

@@ -37,10 +37,11 @@ from swaysim import (
     LatencyPlan,
     LogNormal,
     TraceEvent,
+    read_trace,
     run,
     write_report,
 )
-from swaysim._report import BINS, ROW_INTERVAL_CAP
+from swaysim._report import BINS, MAX_DETAIL_ROWS, ROW_INTERVAL_CAP
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -167,6 +168,15 @@ def report_of(run_dir: Path) -> str:
     return output.read_text(encoding="utf-8")
 
 
+def trace_run_dir(run_dir: Path, events: list[TraceEvent]) -> Path:
+    """A run directory holding only a trace of ``events`` (no results.json)."""
+    run_dir.mkdir(parents=True)
+    with JsonlTraceWriter(run_dir / "trace.jsonl") as writer:
+        for trace_event in events:
+            writer.emit(trace_event)
+    return run_dir
+
+
 def timeline_data(page: str) -> dict[str, Any]:
     match = re.search(r'<script type="application/json" id="timeline-data">(.*?)</script>', page)
     assert match is not None
@@ -208,6 +218,21 @@ def test_the_report_shows_probes_statistics_and_the_trace_summary(tmp_path: Path
     assert len(data["faults"]["t"]) == results["statistics"]["faults_fired"]["flaky-ft"]
 
 
+def test_the_legend_names_every_colour_the_timeline_draws(tmp_path: Path) -> None:
+    page = report_of(make_run_dir(tmp_path / "run"))
+    legend = re.search(r'<div class="legend">(.*?)</div>', page)
+    assert legend is not None
+    named = dict(re.findall(r'<i style="background:(#[0-9a-f]{6})"></i>([^<]+)</span>', legend[1]))
+    drawn = {
+        layer["color"]
+        for group in timeline_data(page)["groups"]
+        for row in group["rows"]
+        for layer in row["layers"]
+    }
+    assert drawn <= set(named), drawn - set(named)
+    assert named["#9ca3af"] == "SKIP"
+
+
 def test_text_from_the_run_is_escaped(tmp_path: Path) -> None:
     evil = "</script><script>alert('x')</script> & <b>"
     page = report_of(make_run_dir(tmp_path / "run", workers=2, message=evil, task_name=evil))
@@ -244,14 +269,8 @@ def synthetic_ops(count: int, seed: int = 11) -> tuple[list[TraceEvent], float]:
 
 
 def test_a_busy_row_is_binned_and_keeps_its_busy_time(tmp_path: Path) -> None:
-    count = ROW_INTERVAL_CAP + 5_000
-    events, busy = synthetic_ops(count)
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    with JsonlTraceWriter(run_dir / "trace.jsonl") as writer:
-        for trace_event in events:
-            writer.emit(trace_event)
-    page = report_of(run_dir)
+    events, busy = synthetic_ops(ROW_INTERVAL_CAP + 5_000)
+    page = report_of(trace_run_dir(tmp_path / "run", events))
     assert "binned into 4000 time bins" in page
     data = timeline_data(page)
     rows = {row["name"]: row for group in data["groups"] for row in group["rows"]}
@@ -266,7 +285,32 @@ def test_a_busy_row_is_binned_and_keeps_its_busy_time(tmp_path: Path) -> None:
     binned_busy = sum(sum(layer["v"]) for layer in layers.values()) * bin_width
     assert binned_busy == pytest.approx(busy, rel=1e-4)
     assert max(max(layer["v"]) for layer in layers.values()) <= 1.0 + 1e-6
+    # A binned row keeps no labels: every string on the page is one an exact interval uses.
+    used = {
+        label
+        for row in rows.values()
+        for layer in row["layers"]
+        if layer["mode"] == "intervals"
+        for label in layer["label"]
+    }
+    assert set(range(len(data["strings"]))) == used | set(data["faults"]["label"])
     assert len(page) < 1_000_000
+
+
+def test_more_tasks_and_probes_than_detail_rows_share_aggregate_rows(tmp_path: Path) -> None:
+    workers = MAX_DETAIL_ROWS + 5
+    page = report_of(make_run_dir(tmp_path / "run", workers=workers, prompts=2))
+    data = timeline_data(page)
+    groups = {group["name"]: group["rows"] for group in data["groups"]}
+    assert [row["name"] for row in groups["tasks"]] == ["ops running"]
+    assert [row["name"] for row in groups["probes"]] == ["probes running"]
+    probes = groups["probes"][0]["layers"]
+    assert [layer["name"] for layer in probes] == ["probe"]
+    assert len(probes[0]["s"]) == workers
+    ops = sum(len(layer["s"]) for layer in groups["tasks"][0]["layers"])
+    assert ops == sum(e.kind == "op_end" for e in read_trace(tmp_path / "run" / "trace.jsonl"))
+    assert f"{workers} tasks: more than {MAX_DETAIL_ROWS}" in page
+    assert f"{workers} probes: drawn as one row" in page
 
 
 def test_a_run_of_ten_thousand_events_stays_a_small_page(tmp_path: Path) -> None:
@@ -499,14 +543,22 @@ def test_the_harness_catches_console_errors_exceptions_and_requests(
     assert any(p.startswith("request: http://127.0.0.1:9/x.png") for p in found), found
 
 
-def test_the_report_renders_in_chromium_without_errors(page: Page, tmp_path: Path) -> None:
-    run_dir = make_run_dir(tmp_path / "run")
+def load_report(page: Page, run_dir: Path, *, max_elements: int = 1_000) -> Path:
+    """Write ``run_dir``'s report, load it, and check the timeline drew and the DOM is small.
+
+    The DOM grows with the tables (per probe, view, op name and rule), never per event.
+    """
     output = run_dir / "report.html"
     write_report(run_dir, output)
     page.load(output)
     assert page.evaluate("document.body.dataset.timelineReady") == "1"
     assert page.evaluate(PAINTED) > 5_000
-    assert page.evaluate("document.getElementsByTagName('*').length") < 1_000
+    assert page.evaluate("document.getElementsByTagName('*').length") < max_elements
+    return output
+
+
+def test_the_report_renders_in_chromium_without_errors(page: Page, tmp_path: Path) -> None:
+    output = load_report(page, make_run_dir(tmp_path / "run"))
     assert page.evaluate("document.getElementById('range').textContent").endswith("(100.0%)")
     shot = page.screenshot()
     assert page.problems(output.resolve().as_uri()) == []
@@ -529,18 +581,16 @@ def test_the_report_renders_in_chromium_without_errors(page: Page, tmp_path: Pat
 
 def test_a_report_of_a_binned_run_renders_without_errors(page: Page, tmp_path: Path) -> None:
     events, _ = synthetic_ops(ROW_INTERVAL_CAP + 5_000)
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    with JsonlTraceWriter(run_dir / "trace.jsonl") as writer:
-        for trace_event in events:
-            writer.emit(trace_event)
-    output = run_dir / "report.html"
-    write_report(run_dir, output)
-    page.load(output)
-    assert page.evaluate("document.body.dataset.timelineReady") == "1"
-    assert page.evaluate(PAINTED) > 5_000
-    assert page.evaluate("document.getElementsByTagName('*').length") < 1_000
+    output = load_report(page, trace_run_dir(tmp_path / "run", events))
     for _ in range(12):
         page.evaluate("document.getElementById('zoom-in').click()")
     assert page.evaluate(PAINTED) > 1_000
+    assert page.problems(output.resolve().as_uri()) == []
+
+
+def test_a_report_with_aggregate_rows_renders_without_errors(page: Page, tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path / "run", workers=MAX_DETAIL_ROWS + 5, prompts=2)
+    # Two tables of 45 probes: about 20 elements per probe.
+    output = load_report(page, run_dir, max_elements=2_000)
+    page.evaluate("document.getElementById('zoom-in').click()")
     assert page.problems(output.resolve().as_uri()) == []

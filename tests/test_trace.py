@@ -7,33 +7,47 @@ import gzip
 import hashlib
 import json
 import math
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 
+import swaysim._trace
 from swaysim import (
+    AdapterAblation,
     AsyncDummyDifferentialBackend,
     Constant,
+    DeltaKL,
     DummyResponses,
     FaultPlan,
     FaultRule,
+    FunctionProbe,
+    InjectedFault,
     InjectedTransientError,
     InjectedViewEnterError,
     InvalidArgumentError,
     JsonlTraceWriter,
     LatencyPlan,
     LatencyRule,
+    NullAdapter,
+    ProbeContext,
+    ProbeResult,
     SwaysimError,
     TraceEvent,
     TraceFormatError,
     TraceRecorder,
+    Verdict,
     read_trace,
+    run_suite,
 )
-from swaysim._trace import EVENT_KINDS, decode_event, encode_event
+from swaysim._trace import EVENT_KINDS, decode_event, encode_event, event_record
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from collections.abc import Callable
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "trace-format.md"
 
 
 def sha12(text: str) -> str:
@@ -263,6 +277,124 @@ async def test_tracing_changes_no_result_and_no_count() -> None:
     traced = AsyncDummyDifferentialBackend(canned, canned, trace=TraceRecorder())
     assert await drive(plain) == await drive(traced)
     assert plain.statistics() == traced.statistics()
+
+
+# -- the schema as documented is the schema as written ---------------------------------
+
+
+def documented_in_markdown() -> dict[str, set[str]]:
+    """Per kind, every backticked name in its row of docs/trace-format.md's kind tables."""
+    fields: dict[str, set[str]] = {}
+    in_kind_table = False
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("|"):
+            in_kind_table = False
+        elif line == "| kind | emitted when | fields |":
+            in_kind_table = True
+        elif in_kind_table and (match := re.fullmatch(r"\| `(\w+)` \| [^|]+ \| (.+) \|", line)):
+            fields[match.group(1)] = set(re.findall(r"`([\w.]+)", match.group(2)))
+    return fields
+
+
+def documented_in_docstring() -> dict[str, set[str]]:
+    """Per kind, every ``name`` in its row of the swaysim._trace docstring's kind table."""
+    doc = swaysim._trace.__doc__ or ""
+    table = doc.split("kind           by  when, and its fields")[1].split("\n\n")[0]
+    rows = re.split(r"\n(?=[a-z_]+ +[BR] )", table.split("=\n", 1)[1])
+    fields: dict[str, set[str]] = {}
+    for row in rows:
+        kind = row.split()[0]
+        if kind in EVENT_KINDS:
+            fields[kind] = set(re.findall(r"``([\w.]+)``", row))
+    return fields
+
+
+def written_fields(trace_event: TraceEvent) -> set[str]:
+    """The keys one event's line holds besides the four every line has, details as detail.x."""
+    record = event_record(trace_event)
+    detail = record.pop("detail", {})
+    keys = set(record) - {"v", "kind", "time", "task"}
+    return keys | {f"detail.{key}" for key in detail}
+
+
+async def run_everything_once(sink: TraceRecorder) -> None:
+    """A suite that makes the backend and the runner write every kind and every variant.
+
+    Retries of a request (flaky) and of a view entry (no-load, which also
+    aborts an entry), an exit fault (no-unload), an op timeout on a hung op
+    (stuck), a function probe that times out, and batches that pass and fail.
+    """
+    backend = AsyncDummyDifferentialBackend(
+        latency=LatencyPlan(default=Constant(0.01), view_switch=Constant(0.05)),
+        faults=FaultPlan(
+            (
+                FaultRule("transient", name="flaky", views=("ft",), prompt="q1", nth=1),
+                FaultRule("enter_error", name="no-load", views=("scaled",), nth=1),
+                FaultRule("exit_error", name="no-unload", views=("null",), max_fires=1),
+                FaultRule("hang", name="stuck", views=("base",), prompt="slow*"),
+                FaultRule(
+                    "transient", name="bad-batch", ops=("next_token_dist_batch",), prompt="b2"
+                ),
+            )
+        ),
+        trace=sink,
+    )
+
+    async def batches(backend: Any, ctx: ProbeContext) -> ProbeResult:
+        async with backend.as_finetuned() as view:
+            await view.next_token_dist_batch(["b1", "b3"], top_k=4)
+            with pytest.raises(InjectedFault):
+                await view.next_token_dist_batch(["b1", "b2"], top_k=4)
+        return ProbeResult("batches", "function", Verdict.PASS)
+
+    async def hangs(backend: Any, ctx: ProbeContext) -> ProbeResult:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    await run_suite(
+        backend,
+        [
+            DeltaKL("dkl", ["q1", "q2"], top_k=4, null="null"),
+            NullAdapter("null", target="dkl", seeds=(0, 1)),
+            AdapterAblation("ablation", ["q1"], lams=(0.5, 1.0), top_k=4),
+            DeltaKL("slow", ["slow prompt"], top_k=4),
+            FunctionProbe("batches", batches),
+            FunctionProbe("hangs", hangs),
+        ],
+        op_timeout=1.0,
+        probe_timeout=30.0,
+        retries=2,
+    )
+
+
+@pytest.mark.parametrize("documented", [documented_in_markdown, documented_in_docstring])
+async def test_every_field_written_is_documented_for_its_kind(
+    documented: Callable[[], dict[str, set[str]]],
+) -> None:
+    fields = documented()
+    assert sorted(fields) == sorted(EVENT_KINDS)
+    recorder = TraceRecorder()
+    await run_known_scenario(known_backend(recorder))
+    await run_everything_once(recorder)
+    assert {e.kind for e in recorder} == set(EVENT_KINDS)
+    undocumented = {
+        (e.kind, field) for e in recorder for field in written_fields(e) - fields[e.kind]
+    }
+    assert not undocumented
+    variants = {(e.kind, frozenset(written_fields(e))) for e in recorder}
+    # The variants the documentation describes in words, each seen at least once.
+    for kind, shape in [
+        ("retry", {"view", "op", "detail.attempt", "detail.delay"}),
+        ("retry", {"view", "op", "detail.attempt", "detail.delay", "detail.probe", "detail.error"}),
+        ("timeout", {"op", "detail.probe", "detail.seconds"}),
+        ("timeout", {"view", "op", "detail.probe", "detail.seconds"}),
+        ("fault", {"view", "op", "detail.rule", "detail.kind", "detail.call"}),
+        ("view_exit", {"view", "duration", "detail.aborted"}),
+        ("op_end", {"view", "op", "prompt_hash", "duration", "detail.items", "detail.error"}),
+    ]:
+        assert (kind, frozenset(shape)) in variants, (kind, shape)
+    # As documented, runner events name a scaled view the runner's way, not by its id.
+    assert "scaled_0.50" in {e.view for e in recorder.of_kind("retry")}
 
 
 def event(kind: str = "op_end", **fields: Any) -> TraceEvent:

@@ -58,6 +58,9 @@ def test_occupancy_counts_overlapping_holds_once() -> None:
     assert ft.busy == 1.0
     assert base.occupancy(digest.span) == 0.75
     assert digest.hit_rate == 1.0
+    # base had no ops, so no hit rate at all (not 0 %).
+    assert (base.hit_rate, ft.hit_rate, digest.ops["generate"].hit_rate) == (None, 1.0, 1.0)
+    assert digest.calls == 1
 
 
 def test_probes_retries_and_timeouts() -> None:

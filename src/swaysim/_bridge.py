@@ -28,9 +28,10 @@ the probe fires only after the probe really ran that long (in loop time).
 Cancellation. Cancelling :func:`run_sync_probe` (a ``fail_after`` around it)
 cancels whatever the thread is blocked on; the thread sees
 :class:`BridgeCancelled`, a ``BaseException`` like the loops' own
-cancellation, so ``except Exception`` in probe code does not swallow it. The
-thread's views are released before it sees it. The runner's call then raises
-the loop's cancellation (``TimeoutError`` under ``fail_after``).
+cancellation, so ``except Exception`` in probe code does not swallow it, and
+every later view entry or op raises it too. Once the thread has returned,
+its views are released and the call raises the loop's cancellation
+(``TimeoutError`` under ``fail_after``).
 """
 
 from __future__ import annotations
@@ -82,16 +83,26 @@ _OPTIONAL_CAPABILITIES: Final = ("as_scaled_adapter", "as_null_adapter", "prefli
 
 
 class BridgeError(SwaysimError):
-    """The blocking bridge was misused: used after it closed, or from its own loop's thread."""
+    """The blocking bridge cannot serve a call.
+
+    Raised when a blocking backend or view is called after its bridge closed
+    (the ``blocking_backend`` block exited, the ``run_sync_probe`` call
+    returned), when the bridge closes while a thread is still blocked on a
+    call, or when the call comes from the bridge's own event loop thread,
+    which would deadlock.
+    """
 
 
 class BridgeCancelled(BaseException):
     """The loop-side caller cancelled the work this thread was blocked on.
 
     Raised in the thread by a blocking call when :func:`run_sync_probe` is
-    cancelled (a timeout around it, say). Like the event loops' own
-    cancellation it is a ``BaseException``, so probe code that catches
-    ``Exception`` unwinds instead of carrying on. Let it propagate.
+    cancelled (a timeout around it, say), and by every view entry or op the
+    thread attempts after that. It is deliberately a ``BaseException``, like
+    ``trio.Cancelled`` and ``asyncio.CancelledError``: probe code routinely
+    catches ``Exception`` (to record an error, to retry), and if that caught
+    it the probe would carry on working, and holding the caller up, after
+    the caller gave up on it. Let it propagate.
     """
 
 

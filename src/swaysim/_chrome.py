@@ -11,13 +11,14 @@ The output is a JSON object whose ``traceEvents`` array holds, one per line:
   <view>``), and instant events for faults, latency draws, retries and
   timeouts;
 - process "probes": slices from ``probe_start`` to ``probe_end`` (args:
-  kind, verdict), on as many tracks as probes ran at once.
+  probe_kind, verdict), on as many tracks as probes ran at once.
 
 Slices are ``B``/``E`` pairs; every ``B`` gets its ``E`` (a slice still open
 when the trace ends is closed at the trace's last timestamp with
 ``args.unfinished``), and timestamps never decrease along a track. Times are
-microseconds of loop time. The conversion streams: memory holds one entry
-per track and per open slice, never the events.
+microseconds of loop time. The conversion streams: memory holds a few
+entries per task, view and probe name and one per open slice, never the
+events.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import json
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
-from swaysim._trace import SCHEMA_VERSION, finite_or_name, read_trace
+from swaysim._trace import SCHEMA_VERSION, finite_or_name, probe_name, read_trace
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -50,11 +51,6 @@ def _us(seconds: float) -> float:
 
 def _detail(event: TraceEvent) -> dict[str, Any]:
     return dict(event.detail) if event.detail else {}
-
-
-def _probe_name(event: TraceEvent) -> str:
-    detail = event.detail or {}
-    return str(detail.get("probe", detail.get("name", "?")))
 
 
 class _Converter:
@@ -210,11 +206,7 @@ class _Converter:
         elif kind == "op_end":
             self._op_end(event, ts, out)
         elif kind == "probe_start":
-            lane = self._probe_lane(out)
-            self.open_probes.setdefault(_probe_name(event), []).append(lane)
-            track = (PROBES_PID, self.probe_tids[lane])
-            args = {k: v for k, v in _detail(event).items() if k != "probe"}
-            self._begin(track, _probe_name(event), "probe", ts, args, out)
+            self._probe_start(event, ts, out)
         elif kind == "probe_end":
             self._probe_end(event, ts, out)
         else:
@@ -284,10 +276,17 @@ class _Converter:
             self._begin(track, name, "op", begin, {"view": event.view}, out)
         self._end(track, ts, args, out)
 
+    def _probe_start(self, event: TraceEvent, ts: float, out: list[dict[str, Any]]) -> None:
+        name = probe_name(event)
+        lane = self._probe_lane(out)
+        self.open_probes.setdefault(name, []).append(lane)
+        track = (PROBES_PID, self.probe_tids[lane])
+        self._begin(track, name, "probe", ts, _probe_args(event), out)
+
     def _probe_end(self, event: TraceEvent, ts: float, out: list[dict[str, Any]]) -> None:
-        name = _probe_name(event)
+        name = probe_name(event)
         lanes = self.open_probes.get(name)
-        args = {k: v for k, v in _detail(event).items() if k != "probe"}
+        args = _probe_args(event)
         if lanes:
             lane = lanes.pop()
         else:
@@ -309,6 +308,11 @@ class _Converter:
 
 def _meta(name: str, pid: int, tid: int, args: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "ph": "M", "pid": pid, "tid": tid, "args": args}
+
+
+def _probe_args(event: TraceEvent) -> dict[str, Any]:
+    """A probe event's detail without the probe's name, which names the slice."""
+    return {k: v for k, v in _detail(event).items() if k != "probe"}
 
 
 def _instant_name(event: TraceEvent) -> str:

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from swaysim._errors import InvalidArgumentError
-from swaysim._trace import read_trace
+from swaysim._trace import probe_name, read_trace
 from swaysim._trace_summary import TraceDigest, digest_trace
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from swaysim._instrumentation import TraceEvent
 
@@ -58,8 +58,21 @@ _COLORS: Final = {
     "WARN": "#d97706",
     "SKIP": "#9ca3af",
     "ERROR": "#7c3aed",
-    "unfinished": "#6b7280",
 }
+#: The timeline's legend: which colour (a key of ``_COLORS``) means what.
+_LEGEND: Final = (
+    ("held", "view held"),
+    ("wait", "waiting for a view"),
+    ("hit", "op, cache hit"),
+    ("miss", "op, forward pass"),
+    ("error", "op failed / fault fired"),
+    ("PASS", "probe PASS"),
+    ("FAIL", "FAIL"),
+    ("WARN", "WARN"),
+    ("SKIP", "SKIP"),
+    ("ERROR", "ERROR"),
+    ("probe", "probe, no verdict or aggregated"),
+)
 
 
 def _round(value: float) -> float:
@@ -68,13 +81,19 @@ def _round(value: float) -> float:
 
 @dataclass
 class _Layer:
-    """One colour of one timeline row: exact intervals, or coverage per time bin."""
+    """One colour of one timeline row: exact intervals, or coverage per time bin.
+
+    ``intern`` turns an exact interval's label into an index into the
+    report's string table; a binned layer keeps no labels, so its text never
+    reaches the page.
+    """
 
     name: str
     color: str
     binned: bool
     t0: float
     bin_width: float
+    intern: Callable[[str], int]
     starts: list[float] = field(default_factory=list)
     ends: list[float] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
@@ -86,13 +105,13 @@ class _Layer:
             self.coverage = [0.0] * BINS
             self.slope = [0.0] * (BINS + 1)
 
-    def add(self, start: float, end: float, label: int) -> None:
+    def add(self, start: float, end: float, label: str) -> None:
         """Add the interval [start, end]; O(1) whether exact or binned."""
         end = max(end, start)
         if not self.binned:
             self.starts.append(start)
             self.ends.append(end)
-            self.labels.append(label)
+            self.labels.append(self.intern(label))
             return
         width = self.bin_width
         first = min(BINS - 1, max(0, int((start - self.t0) / width)))
@@ -222,7 +241,7 @@ class _Timeline:
         return _Row(
             name,
             {
-                layer: _Layer(layer, _COLORS[layer], binned, self.t0, self.bin_width)
+                layer: _Layer(layer, _COLORS[layer], binned, self.t0, self.bin_width, self._label)
                 for layer in layers
             },
         )
@@ -244,7 +263,7 @@ class _Timeline:
             text = f"{event.op} on {event.view}: " + (str(error) if error is not None else layer)
             row = self.task_rows_by_name.get(event.task) if self.task_rows else self.tasks_row
             if row is not None:
-                row.layers[layer].add(start, time, self._label(text))
+                row.layers[layer].add(start, time, text)
         elif kind == "view_enter" and event.view is not None:
             self.held.setdefault((event.task, event.view), []).append(time)
         elif kind == "view_exit" and event.view is not None:
@@ -252,38 +271,37 @@ class _Timeline:
             start = starts.pop() if starts else time - (event.duration or 0.0)
             row = self.view_rows.get(event.view)
             if row is not None:
-                row.layers["held"].add(start, time, self._label(event.task))
+                row.layers["held"].add(start, time, event.task)
         elif kind == "view_wait":
             start = time - (event.duration or 0.0)
-            label = self._label(f"{event.task} waits for {event.view}")
+            label = f"{event.task} waits for {event.view}"
             self.waiting_row.layers["wait"].add(start, time, label)
             task_row = self.task_rows_by_name.get(event.task)
             if task_row is not None:
                 task_row.layers["wait"].add(start, time, label)
         elif kind == "probe_start":
-            name = _probe_name(event)
-            self.probe_starts.setdefault(name, []).append(time)
+            self.probe_starts.setdefault(probe_name(event), []).append(time)
         elif kind == "probe_end":
             self._probe_end(event)
         elif kind == "fault":
-            detail = event.detail or {}
-            text = (
-                f"fault {detail.get('kind', '?')} ({detail.get('rule', '?')}) on "
-                f"{event.op} / {event.view} in {event.task}"
-            )
             if self.faults_binned:
                 index = min(BINS - 1, max(0, int((time - self.t0) / self.bin_width)))
                 self.fault_bins[index] += 1
             else:
+                detail = event.detail or {}
+                text = (
+                    f"fault {detail.get('kind', '?')} ({detail.get('rule', '?')}) on "
+                    f"{event.op} / {event.view} in {event.task}"
+                )
                 self.fault_times.append(_round(time))
                 self.fault_labels.append(self._label(text))
 
     def _probe_end(self, event: TraceEvent) -> None:
-        name = _probe_name(event)
+        name = probe_name(event)
         starts = self.probe_starts.get(name)
         start = starts.pop(0) if starts else event.time - (event.duration or 0.0)
         verdict = str((event.detail or {}).get("verdict", "probe"))
-        label = self._label(f"{name}: {verdict}")
+        label = f"{name}: {verdict}"
         if self.probes_row is not None:
             self.probes_row.layers["probe"].add(start, event.time, label)
             return
@@ -298,10 +316,10 @@ class _Timeline:
             row = self.view_rows.get(view)
             for start in starts:
                 if row is not None:
-                    row.layers["held"].add(start, self.t1, self._label(f"{task} (still held)"))
+                    row.layers["held"].add(start, self.t1, f"{task} (still held)")
         for name, starts in self.probe_starts.items():
             for start in starts:
-                label = self._label(f"{name}: unfinished")
+                label = f"{name}: unfinished"
                 if self.probes_row is not None:
                     self.probes_row.layers["probe"].add(start, self.t1, label)
                 elif name in self.probe_rows_by_name:
@@ -337,7 +355,6 @@ class _Timeline:
             "strings": self.strings,
             "groups": groups,
             "faults": faults,
-            "colors": _COLORS,
         }
 
 
@@ -351,11 +368,6 @@ def _task_labels(tasks: list[str]) -> dict[str, str]:
         seen[name] = seen.get(name, 0) + 1
         labels[task] = name if total[name] == 1 else f"{name} ({seen[name]})"
     return labels
-
-
-def _probe_name(event: TraceEvent) -> str:
-    detail = event.detail or {}
-    return str(detail.get("probe", detail.get("name", "?")))
 
 
 # -- HTML ------------------------------------------------------------------------------
@@ -381,6 +393,10 @@ def _num(value: object) -> str:
 
 def _seconds(value: float | None) -> str:
     return "&ndash;" if value is None else f"{value:.4g}&nbsp;s"
+
+
+def _percent(value: float | None) -> str:
+    return "&ndash;" if value is None else f"{100.0 * value:.1f}%"
 
 
 def _table(headers: list[str], rows: list[list[str]], *, numeric: set[int] | None = None) -> str:
@@ -463,11 +479,7 @@ def _summary_section(digest: TraceDigest) -> str:
                 _num(u.waits),
                 _seconds(u.wait_time),
                 _num(u.ops),
-                (
-                    f"{100.0 * u.hits / (u.hits + u.misses):.1f}%"
-                    if u.hits + u.misses
-                    else "&ndash;"
-                ),
+                _percent(u.hit_rate),
                 _num(u.errors),
             ]
             for u in digest.views.values()
@@ -499,11 +511,7 @@ def _summary_section(digest: TraceDigest) -> str:
                 _num(u.hits),
                 _num(u.misses),
                 _num(u.errors),
-                (
-                    f"{100.0 * u.hits / (u.hits + u.misses):.1f}%"
-                    if u.hits + u.misses
-                    else "&ndash;"
-                ),
+                _percent(u.hit_rate),
                 _seconds(u.mean_time),
                 _seconds(u.max_time),
             ]
@@ -590,7 +598,7 @@ def render_report(
         ("makespan", (results or {}).get("makespan")),
         ("trace", f"{digest.events:,} events over {digest.span:.4g} s"),
         ("tasks", len(digest.tasks)),
-        ("ops", sum(u.calls for u in digest.ops.values())),
+        ("ops", digest.calls),
         ("cache hit rate", f"{100.0 * digest.hit_rate:.1f}%"),
         ("faults", digest.total_faults),
         ("retries", digest.retries),
@@ -618,6 +626,10 @@ def render_report(
         "facts": fact_html,
         "verdicts": verdict_html,
         "notes": notes,
+        "legend": "".join(
+            f'<span><i style="background:{_COLORS[key]}"></i>{_e(text)}</span>'
+            for key, text in _LEGEND
+        ),
         "probes": _probe_section(results),
         "summary": _summary_section(digest),
         "statistics": _statistics_section(results),
@@ -778,7 +790,8 @@ _SCRIPT: Final = r"""
       cov[p0] += p0 + 1 - x0;
       seen[p0] = 1;
       for (let p = p0 + 1; p < p1; p++) { cov[p] += 1; seen[p] = 1; }
-      if (p1 < w) { cov[p1] += x1 - p1; seen[p1] = 1; }
+      cov[p1] += x1 - p1;
+      seen[p1] = 1;
     }
     return { cov: cov, seen: seen };
   }
@@ -876,7 +889,6 @@ _SCRIPT: Final = r"""
         for (const l of layers) total += l.c.cov[p];
         top = Math.max(top, total);
       }
-      line.top = top;
       for (let p = 0; p < w; p++) {
         let base = line.y + line.h - 1;
         for (const l of layers) {
@@ -1031,17 +1043,7 @@ style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
 <button id="zoom-reset" type="button" title="show the whole run">reset</button>
 <span id="range"></span>
 </div>
-<div class="legend">
-<span><i style="background:#3b82f6"></i>view held</span>
-<span><i style="background:#f59e0b"></i>waiting for a view</span>
-<span><i style="background:#2dd4bf"></i>op, cache hit</span>
-<span><i style="background:#6366f1"></i>op, forward pass</span>
-<span><i style="background:#ef4444"></i>op failed / fault fired</span>
-<span><i style="background:#16a34a"></i>probe PASS</span>
-<span><i style="background:#dc2626"></i>FAIL</span>
-<span><i style="background:#d97706"></i>WARN</span>
-<span><i style="background:#7c3aed"></i>ERROR</span>
-</div>
+<div class="legend">{{legend}}</div>
 <div class="timeline-box">
 <canvas id="timeline" aria-label="timeline of view occupancy, waits, ops, probes and faults">\
 </canvas>

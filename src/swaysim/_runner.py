@@ -268,7 +268,7 @@ class _Run:
                 self.retried += 1
                 self.emit(
                     "retry",
-                    view.label,
+                    view.view_id,
                     op=ask.op,
                     probe=live[0].probe.name,
                     attempt=attempt + 1,
@@ -297,7 +297,7 @@ class _Run:
         probe.timed_out = True
         self.timeouts += 1
         self.emit(
-            "timeout", view.label, probe=probe.probe.name, op="probe", seconds=self.probe_timeout
+            "timeout", view.view_id, probe=probe.probe.name, op="probe", seconds=self.probe_timeout
         )
 
     async def in_flight(
@@ -348,7 +348,7 @@ class _Run:
         self.timeouts += 1
         self.emit(
             "timeout",
-            work.view.label,
+            work.view.view_id,
             op=work.ask.op,
             probe=live[0].probe.name,
             seconds=self.op_timeout,
@@ -410,7 +410,7 @@ class _Run:
                 elif attempt < self.retries and self.retryable(exc):
                     delay = self.backoff_delay(f"enter|{view.label}", attempt)
                     self.retried += 1
-                    self.emit("retry", view.label, op="enter", attempt=attempt + 1, delay=delay)
+                    self.emit("retry", view.view_id, op="enter", attempt=attempt + 1, delay=delay)
                     await anyio.sleep(delay)
                     continue
                 self.fail_pending(works, view, exc)

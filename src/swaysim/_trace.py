@@ -30,6 +30,7 @@ read as absent). Readers ignore keys they do not know: adding a key keeps
     The emitting task as ``"name#id"`` (anyio's task name and id).
 ``view`` (string)
     The view id: ``"base"``, ``"ft"``, ``"scaled_0.50"``, ``"null_42"``...
+    (the runner's ``retry`` and ``timeout`` events use the same ids).
 ``op`` (string)
     The op name (``"next_token_dist"``...); for ``latency`` what was priced
     (an op name, ``"switch"``, ``"enter"`` or ``"exit"``); for ``fault`` the
@@ -64,9 +65,9 @@ view_exit      B   the view was released; ``view``, ``duration`` = seconds held
 op_start       B   an op call began; ``view``, ``op``, ``prompt_hash``; a batch
                    adds ``detail.items``.
 op_end         B   the call finished, successfully or not; ``view``, ``op``,
-                   ``prompt_hash``, ``duration``. On success: ``hit`` and
-                   ``detail.call`` (the per-key call index); a batch adds
-                   ``detail.items`` and ``detail.computed`` (items that needed
+                   ``prompt_hash``, ``duration``; a batch adds ``detail.items``.
+                   On success: ``hit`` and ``detail.call`` (the per-key call
+                   index); a batch adds ``detail.computed`` (items that needed
                    a forward pass). On failure: no ``hit``, and
                    ``detail.error`` is the exception class name, or
                    ``"cancelled"``.
@@ -78,13 +79,15 @@ fault          B   a fault rule fired; ``view``, ``op``, ``prompt_hash`` (of the
 probe_start    R   a probe began; ``detail.probe`` (its name),
                    ``detail.probe_kind``.
 probe_end      R   a probe finished; ``detail.probe``, ``detail.probe_kind``,
-                   ``detail.verdict``; ``duration`` when the runner knows it.
-retry          R   the runner retries a failed call; ``view``, ``op``,
-                   ``detail.probe``, ``detail.attempt``, ``detail.delay``
-                   (seconds of backoff), ``detail.error``.
-timeout        R   a per-op or per-probe timeout expired; ``view``, ``op``
-                   (``"probe"`` for a probe timeout), ``detail.probe``,
-                   ``detail.seconds``.
+                   ``detail.verdict``; optionally ``duration`` (swaysim's
+                   runner leaves it out: pair it with ``probe_start``).
+retry          R   the runner retries a failed request or view entry; ``view``,
+                   ``op`` (``"enter"`` for an entry), ``detail.attempt``,
+                   ``detail.delay`` (seconds of backoff); a request's retry
+                   adds ``detail.probe`` and ``detail.error``.
+timeout        R   a per-op or per-probe timeout expired; ``op`` (``"probe"``
+                   for a probe timeout), ``detail.probe``, ``detail.seconds``;
+                   ``view`` except for a function probe's timeout.
 =============  ==  =============================================================
 
 Non-finite numbers, which JSON cannot hold, are written as the strings
@@ -98,7 +101,7 @@ import gzip
 import json
 import math
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
@@ -269,6 +272,16 @@ def encode_event(event: TraceEvent) -> str:
     except ValueError:
         # Only non-finite floats get here; the common case pays nothing for them.
         return _ENCODER.encode(finite_or_name(record))
+
+
+def probe_name(event: TraceEvent) -> str:
+    """A ``probe_start``/``probe_end`` event's ``detail.probe``, ``"?"`` when absent."""
+    return str((event.detail or {}).get("probe", "?"))
+
+
+def probe_kind(event: TraceEvent) -> str:
+    """A probe event's ``detail.probe_kind``, ``""`` when absent."""
+    return str((event.detail or {}).get("probe_kind", ""))
 
 
 def _number(value: object, name: str, where: str, *, optional: bool) -> float | None:
@@ -523,11 +536,3 @@ class TraceRecorder:
             f"<TraceRecorder {len(self._events)}/{self._max_events} events "
             f"dropped={self.dropped} {{{shown}}}>"
         )
-
-
-def write_events(events: Iterable[TraceEvent], path: str | os.PathLike[str]) -> Path:
-    """Write ``events`` as a trace file; returns the path."""
-    with JsonlTraceWriter(path) as writer:
-        for event in events:
-            writer.emit(event)
-    return Path(path)

@@ -14,11 +14,11 @@ import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from swaysim._trace import read_trace
+from swaysim._trace import probe_kind, probe_name, read_trace
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -39,6 +39,12 @@ __all__ = [
     "render_digest",
     "summarize_trace",
 ]
+
+
+def _hit_rate(hits: int, misses: int) -> float | None:
+    """Hits over ops that reached the cache; None when none did."""
+    looked_up = hits + misses
+    return hits / looked_up if looked_up else None
 
 
 @dataclass(slots=True)
@@ -62,6 +68,11 @@ class ViewUsage:
     def occupancy(self, span: float) -> float:
         """Fraction of ``span`` seconds the view was live (0.0 for an empty span)."""
         return self.busy / span if span > 0 else 0.0
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Cache hits over the view's ops that reached the cache; None when none did."""
+        return _hit_rate(self.hits, self.misses)
 
 
 @dataclass(slots=True)
@@ -91,6 +102,11 @@ class OpUsage:
     def mean_time(self) -> float:
         """Mean seconds per finished call."""
         return self.total_time / self.calls if self.calls else 0.0
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Cache hits over the calls that reached the cache; None when none did."""
+        return _hit_rate(self.hits, self.misses)
 
 
 @dataclass(slots=True)
@@ -158,6 +174,11 @@ class TraceDigest:
         return self.last_time - (self.first_time or 0.0) if self.events else 0.0
 
     @property
+    def calls(self) -> int:
+        """Finished ops (``op_end`` events), successful or not."""
+        return sum(u.calls for u in self.ops.values())
+
+    @property
     def hits(self) -> int:
         """Ops the cache answered."""
         return sum(u.hits for u in self.ops.values())
@@ -175,8 +196,7 @@ class TraceDigest:
     @property
     def hit_rate(self) -> float:
         """Hits over finished ops that reached the cache; 0.0 when there were none."""
-        looked_up = self.hits + self.misses
-        return self.hits / looked_up if looked_up else 0.0
+        return _hit_rate(self.hits, self.misses) or 0.0
 
     @property
     def slowest(self) -> list[OpRecord]:
@@ -308,24 +328,20 @@ class TraceDigest:
                 heapq.heapreplace(heap, entry)
 
     def _probe_start(self, event: TraceEvent) -> None:
-        detail = event.detail or {}
-        name = str(detail.get("probe", detail.get("name", "?")))
-        kind = str(detail.get("probe_kind", detail.get("kind", "")))
+        name = probe_name(event)
         self._open_probes.setdefault(name, []).append(len(self.probes))
-        self.probes.append(ProbeSpan(name, kind, event.time))
+        self.probes.append(ProbeSpan(name, probe_kind(event), event.time))
 
     def _probe_end(self, event: TraceEvent) -> None:
-        detail = event.detail or {}
-        name = str(detail.get("probe", detail.get("name", "?")))
+        name = probe_name(event)
         open_spans = self._open_probes.get(name)
         if open_spans:
             span = self.probes[open_spans.pop(0)]
         else:
-            kind = str(detail.get("probe_kind", detail.get("kind", "")))
-            span = ProbeSpan(name, kind, event.time - (event.duration or 0.0))
+            span = ProbeSpan(name, probe_kind(event), event.time - (event.duration or 0.0))
             self.probes.append(span)
         span.end = event.time
-        verdict = detail.get("verdict")
+        verdict = (event.detail or {}).get("verdict")
         span.verdict = None if verdict is None else str(verdict)
 
 
@@ -348,8 +364,8 @@ def _seconds(value: float | None) -> str:
     return f"{value:.6g}"
 
 
-def _percent(value: float) -> str:
-    return f"{100.0 * value:.1f}%"
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100.0 * value:.1f}%"
 
 
 def digest_tables(digest: TraceDigest) -> list[Table]:
@@ -363,7 +379,6 @@ def digest_tables(digest: TraceDigest) -> list[Table]:
     for column in ("ops", "hit rate", "errors"):
         views.add_column(column, justify="right")
     for usage in digest.views.values():
-        looked_up = usage.hits + usage.misses
         views.add_row(
             usage.view,
             str(usage.entries),
@@ -373,7 +388,7 @@ def digest_tables(digest: TraceDigest) -> list[Table]:
             str(usage.waits),
             _seconds(usage.wait_time),
             str(usage.ops),
-            _percent(usage.hits / looked_up) if looked_up else "-",
+            _percent(usage.hit_rate),
             str(usage.errors),
         )
     tables.append(views)
@@ -397,25 +412,23 @@ def digest_tables(digest: TraceDigest) -> list[Table]:
     for column in ("calls", "hits", "misses", "errors", "hit rate", "mean s", "max s"):
         ops.add_column(column, justify="right")
     for op_usage in sorted(digest.ops.values(), key=lambda u: u.op):
-        looked_up = op_usage.hits + op_usage.misses
         ops.add_row(
             op_usage.op,
             str(op_usage.calls),
             str(op_usage.hits),
             str(op_usage.misses),
             str(op_usage.errors),
-            _percent(op_usage.hits / looked_up) if looked_up else "-",
+            _percent(op_usage.hit_rate),
             _seconds(op_usage.mean_time),
             _seconds(op_usage.max_time),
         )
-    total_calls = sum(u.calls for u in digest.ops.values())
     ops.add_row(
         "all",
-        str(total_calls),
+        str(digest.calls),
         str(digest.hits),
         str(digest.misses),
         str(digest.errors),
-        _percent(digest.hit_rate) if digest.hits + digest.misses else "-",
+        _percent(_hit_rate(digest.hits, digest.misses)),
         "",
         "",
         style="bold",
@@ -453,7 +466,7 @@ def digest_headline(digest: TraceDigest) -> str:
     """One line: events, span, tasks, latency, retries, timeouts."""
     return (
         f"{digest.events} events over {_seconds(digest.span)} s of loop time, "
-        f"{len(digest.tasks)} tasks, {sum(u.calls for u in digest.ops.values())} ops "
+        f"{len(digest.tasks)} tasks, {digest.calls} ops "
         f"(cache hit rate {_percent(digest.hit_rate)}), "
         f"{digest.total_faults} faults, {digest.retries} retries, {digest.timeouts} timeouts, "
         f"{digest.latency_draws} latency draws ({_seconds(digest.latency_seconds)} s)"
@@ -476,32 +489,3 @@ def summarize_trace(path: Path, console: Console) -> None:
     """
     path = Path(path)
     render_digest(digest_trace(path), console, title=f"trace {path}")
-
-
-def digest_to_dict(digest: TraceDigest) -> dict[str, Any]:
-    """The digest's numbers as a JSON-ready dict (for the HTML report)."""
-    span = digest.span
-    return {
-        "events": digest.events,
-        "span": span,
-        "tasks": len(digest.tasks),
-        "hit_rate": digest.hit_rate,
-        "hits": digest.hits,
-        "misses": digest.misses,
-        "errors": digest.errors,
-        "faults": digest.total_faults,
-        "retries": digest.retries,
-        "timeouts": digest.timeouts,
-        "views": [
-            {
-                "view": u.view,
-                "entries": u.entries,
-                "busy": u.busy,
-                "occupancy": u.occupancy(span),
-                "waits": u.waits,
-                "wait_time": u.wait_time,
-                "ops": u.ops,
-            }
-            for u in digest.views.values()
-        ],
-    }
