@@ -11,6 +11,7 @@ own ``DummyDifferentialBackend`` side by side on the same inputs.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import math
 import threading
@@ -28,8 +29,9 @@ from swaysim import (
     MissingResponseError,
     RollingLogprob,
     TokenDist,
+    _dummy,
 )
-from swaysim._dummy import FAST_SEEDING, pcg64_start, seeded_normal
+from swaysim._dummy import FAST_SEEDING, ModeModel, NullModel, pcg64_start, seeded_normal
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -446,11 +448,12 @@ async def test_batch_accepts_any_sequence_and_keeps_order() -> None:
     backend = AsyncDummyDifferentialBackend()
     async with backend.as_null_adapter(1) as view:
         from_tuple = await view.next_token_dist_batch(("x", "y", "z"))
-        from_range = await view.next_token_dist_batch([str(i) for i in range(3)])
-    assert [d.logprobs.tobytes() for d in from_tuple] == [
-        expected_null(expected_synth("base")[0], 1, p).tobytes() for p in ("x", "y", "z")
-    ]
-    assert len(from_range) == 3
+        from_deque = await view.next_token_dist_batch(collections.deque(["z", "0", "x"]))
+    base_logprobs = expected_synth("base")[0]
+    for batch, prompts in ((from_tuple, "xyz"), (from_deque, "z0x")):
+        assert [d.logprobs.tobytes() for d in batch] == [
+            expected_null(base_logprobs, 1, p).tobytes() for p in prompts
+        ]
 
 
 # -- the fast null-view seeding --------------------------------------------------------
@@ -472,6 +475,37 @@ def test_seeded_normal_is_default_rngs_normal(entropy: int) -> None:
     for scale, shape in ((0.02, (8,)), (1.0, (3,)), (0.0, (5,)), (2.5, (2, 3))):
         expected = np.random.default_rng(entropy).normal(0.0, scale, size=shape)
         assert_bitwise(seeded_normal(entropy, scale, shape), expected)
+
+
+@pytest.mark.parametrize("broken", ["one-word entropy", "multi-word entropy", "raises"])
+def test_a_restart_that_disagrees_with_default_rng_falls_back_to_it(
+    monkeypatch: pytest.MonkeyPatch, broken: str
+) -> None:
+    # As if a numpy release seeded PCG64 differently (or changed its state layout).
+    real_start = _dummy.pcg64_start
+    one_word = broken == "one-word entropy"
+
+    def other_seeding(entropy: int) -> tuple[int, int]:
+        if broken == "raises":
+            raise ValueError("no such state layout")
+        state, inc = real_start(entropy)
+        return (state ^ 1, inc) if (entropy < 2**32) == one_word else (state, inc)
+
+    monkeypatch.setattr(_dummy, "pcg64_start", other_seeding)
+    if broken != "raises":
+        entropy = 7 if one_word else 2**40 + 7
+        restarted = _dummy._normal_restarted(entropy, 1.0, (4,))
+        assert restarted.tobytes() != np.random.default_rng(entropy).normal(size=4).tobytes()
+    chosen = _dummy._choose_seeded_normal()
+    assert chosen is _dummy._normal_default_rng
+    # The null view then draws through default_rng itself: still the seed's numbers.
+    monkeypatch.setattr(_dummy, "seeded_normal", chosen)
+    null = NullModel(ModeModel("base", DummyResponses()), 2**40, 0.02, 1.0)
+    for prompt in ("p", "another prompt"):
+        assert_bitwise(
+            null.next_token_dist(prompt, 8).logprobs,
+            expected_null(expected_synth("base")[0], 2**40, prompt),
+        )
 
 
 def test_seeded_normal_is_the_same_in_another_thread() -> None:

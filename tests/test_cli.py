@@ -233,13 +233,13 @@ def test_trace_dirs_feed_report_and_trace_commands(files: dict[str, Path], tmp_p
     chrome = tmp_path / "chrome.json"
     exported = invoke("trace", "chrome", str(run_dir / "trace.jsonl"), "-o", str(chrome))
     assert exported.exit_code == 0
-    assert json.loads(chrome.read_text())
+    assert json.loads(chrome.read_text())["traceEvents"]
 
 
 def test_validate_reports_each_file(files: dict[str, Path]) -> None:
     good = invoke("validate", str(files["passing"]))
     assert good.exit_code == 0
-    assert good.stdout.startswith(f"{files['passing']}: ok (passing: 1 probes")
+    assert good.stdout == f"{files['passing']}: ok (passing: 1 probe, 3 expectation keys)\n"
     bad = invoke("validate", str(files["passing"]), str(files["invalid"]))
     assert bad.exit_code == 2
     assert f"{files['invalid']}: seed: -1 is not allowed" in bad.stderr
@@ -260,15 +260,77 @@ def test_committed_schema_is_up_to_date() -> None:
     )
 
 
-def test_progress_bar_on_request(tmp_path: Path) -> None:
-    path = tmp_path / "big.toml"
-    path.write_text(
-        PASSING.replace('prompts = ["a", "b"]', 'repeat = 200\nprompts = ["a {i}"]')
-        .replace('verdicts = { dkl = "PASS" }', "verdict_counts = { PASS = 200 }")
-        .replace("makespan = 1.5", "")
-    )
-    result = invoke("run", str(path), "--backend", "asyncio", "--progress")
+def test_progress_off_a_terminal_is_a_line_per_scenario(files: dict[str, Path]) -> None:
+    paths = [str(files["passing"]), str(files["failing"])]
+    result = invoke("run", *paths, "--progress")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["[1/2] passing: ok", "[2/2] failing: FAILED"]
+    assert invoke("run", *paths).stderr == ""
+
+
+def test_a_file_named_twice_runs_once(tmp_path: Path) -> None:
+    folder = tmp_path / "library"
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / f"{name}.toml").write_text(PASSING)
+    named = [str(folder / "b.toml"), str(folder), f"{folder}/./b.toml"]
+    result = invoke("validate", *named)
     assert result.exit_code == 0
+    assert [line.split(": ok")[0] for line in result.stdout.splitlines()] == [
+        str(folder / "b.toml"),
+        str(folder / "a.toml"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--json", "{missing}/out.json"], "--json {missing}/out.json: cannot write: no such "),
+        (["--junit", "{missing}/out.xml"], "--junit {missing}/out.xml: cannot write: no such "),
+        (["--trace", "{file}/runs"], "--trace {file}/runs: cannot create: Not a directory"),
+    ],
+    ids=["json", "junit", "trace"],
+)
+def test_an_output_that_cannot_be_written_exits_2_before_running(
+    files: dict[str, Path], tmp_path: Path, args: list[str], message: str
+) -> None:
+    where = {"missing": str(tmp_path / "missing"), "file": str(files["passing"])}
+    args = [arg.format(**where) for arg in args]
+    result = invoke("run", str(files["passing"]), *args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"swaysim: {message.format(**where)}")
+
+
+def test_schema_to_a_missing_folder_exits_2(tmp_path: Path) -> None:
+    result = invoke("schema", "-o", str(tmp_path / "missing" / "schema.json"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"swaysim: --output {tmp_path / 'missing'}/schema.json: ")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["run"],
+        ["validate"],
+        ["schema"],
+        ["report"],
+        ["trace"],
+        ["trace", "summary"],
+        ["trace", "chrome"],
+        ["demo"],
+    ],
+    ids=lambda c: " ".join(c) or "swaysim",
+)
+def test_every_help_text_renders_without_markup(command: list[str]) -> None:
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: ")
+    assert "``" not in result.stdout
+    for line in result.stdout.splitlines():
+        if line.lstrip().startswith("-") and not line.lstrip().startswith("-h, --help"):
+            assert "  " in line.strip(), f"an option without help: {line!r}"
 
 
 def test_python_dash_m_is_the_same_command_line(files: dict[str, Path]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 
 import anyio
@@ -164,6 +165,24 @@ def test_hold_virtual_time_outside_an_event_loop_does_nothing() -> None:
         pass
 
 
+def test_hold_virtual_time_in_a_worker_thread_does_not_hold_the_loop() -> None:
+    def in_thread(loop: VirtualClockEventLoop) -> bool:
+        with hold_virtual_time():
+            return loop.holding_virtual_time
+
+    async def main() -> tuple[bool, float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockEventLoop)
+        held = await anyio.to_thread.run_sync(in_thread, loop)
+        start = anyio.current_time()
+        await anyio.sleep(600)
+        return held, anyio.current_time() - start
+
+    held, slept = swaysim.run(main, backend="asyncio")
+    assert not held
+    assert slept == pytest.approx(600, abs=1e-6)
+
+
 @pytest.mark.parametrize("loop", LOOPS)
 def test_hold_virtual_time_on_a_real_clock_does_nothing(loop: str) -> None:
     async def main() -> float:
@@ -241,6 +260,25 @@ def test_the_asyncio_loop_jumps_once_per_idle_wait_straight_to_the_deadline() ->
     jumps, now = swaysim.run(main, backend="asyncio")
     assert jumps == 10
     assert now == pytest.approx(3.0, abs=1e-9)
+
+
+def test_the_asyncio_loop_reaches_deadlines_where_a_double_is_coarser_than_its_resolution() -> None:
+    # Past 2**24 s, now + clock resolution rounds back to now: a clock set exactly
+    # to the deadline would never see the timer as due, and the loop would spin.
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        watchdog = threading.Timer(WALL_BUDGET, loop.call_soon_threadsafe, (task.cancel,))
+        watchdog.start()
+        try:
+            await asyncio.sleep(2.0**25)
+            await asyncio.sleep(0.5)
+        finally:
+            watchdog.cancel()
+        return loop.time()
+
+    assert swaysim.run(main, backend="asyncio") == pytest.approx(2.0**25 + 0.5, abs=1e-6)
 
 
 def test_the_asyncio_loop_reports_holds() -> None:

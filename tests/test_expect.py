@@ -13,7 +13,7 @@ import pytest
 
 import custom_runners
 from swaysim import ProbeResult, Verdict
-from swaysim._expect import check_scenario, evaluate, run_scenario
+from swaysim._expect import STALL_SECONDS, check_scenario, evaluate, run_scenario
 from swaysim._scenario import Scenario, parse_scenario
 
 LOOPS = ("asyncio", "trio")
@@ -219,6 +219,49 @@ def test_one_loop_runs_the_other_as_reference_and_a_cache_shares_it() -> None:
     assert second.run is cache[("s.toml", "trio", None, None)]
     assert first.ok
     assert second.ok
+
+
+def test_progress_is_reported_for_the_loops_asked_for_not_the_reference() -> None:
+    parsed = scenario(TWO_PROBES + "[expect]\nidentical_across_loops = true\n")
+    seen: list[str] = []
+    (check,) = check_scenario(
+        parsed, ("trio",), on_progress=lambda r, done, total: seen.append(r.name)
+    )
+    assert check.outcomes[0].observed == "identical to asyncio"
+    assert sorted(seen) == ["first", "second"]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_hang_that_nothing_cuts_off_stalls_the_run_instead_of_the_process(loop: str) -> None:
+    text = TWO_PROBES + (
+        '[[backend.faults.rules]]\nkind = "hang"\nviews = ["ft"]\nprompt = "p2"\n'
+        "[expect]\ngate_free = true\n"
+    )
+    (check,) = check_scenario(scenario(text), (loop,))
+    run = check.run
+    assert run.stalled
+    assert not run.cancelled
+    assert run.makespan == pytest.approx(STALL_SECONDS)
+    assert [o.line() for o in check.failures] == [
+        f"runner: expected to complete, observed it was still waiting after {STALL_SECONDS:g} "
+        "virtual seconds, with nothing left to wake it (a hang that no op_timeout, "
+        "probe_timeout or cancel_after cuts off?)"
+    ]
+    assert run.gate_free
+    assert "stalled" in repr(run)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_virtual_time_runs_past_two_to_the_24_seconds(loop: str) -> None:
+    # A float cannot hold 2**24 s plus asyncio's clock resolution; the clock must still fire
+    # timers there. Three switches (preflight's base and ft, then base) of 2e7 s each.
+    text = (
+        TWO_PROBES.replace("seconds = 2.0", "seconds = 2e7").replace("seconds = 0.5", "seconds = 0")
+        + "[expect]\nmakespan = 6e7\n"
+    )
+    (check,) = check_scenario(scenario(text), (loop,))
+    assert check.ok, check.failure_report()
+    assert check.run.makespan == pytest.approx(6e7, rel=1e-12)
 
 
 @pytest.mark.parametrize("loop", LOOPS)

@@ -23,10 +23,12 @@ from swaysim import (
     InjectedViewEnterError,
     InjectedViewExitError,
     LatencyPlan,
+    ProbeMathError,
     RollingLogprob,
     SwaysimError,
     TokenDist,
     TraceEvent,
+    validate_token_dist,
 )
 from swaysim._faults import corrupt
 
@@ -354,6 +356,20 @@ def test_every_corruption_is_detectable_even_on_degenerate_distributions(
         assert bad.token_ids.size != bad.logprobs.size
     else:
         assert float(np.exp(bad.logprobs.astype(np.float64)).sum()) > 1.0
+
+
+@pytest.mark.parametrize("mass", [0.5002, 0.6, 0.75, 0.952, 1.0])
+def test_corrupt_mass_clears_any_validator_tolerance(mass: float) -> None:
+    # Doubling a slice of mass 0.5002 would give 1.0004: within swaysim's own
+    # tolerance (1e-3), so the corruption would pass for a distribution.
+    probs = np.array([0.6, 0.3, 0.1]) * mass
+    clean = TokenDist(np.arange(3), np.log(probs).astype(np.float32), 10, None)
+    validate_token_dist(clean, label="scaled_0.50", normalized="top_k")
+    bad = corrupt("corrupt_mass", clean)
+    corrupted = float(np.exp(bad.logprobs.astype(np.float64)).sum())
+    assert corrupted == pytest.approx(max(2 * mass, 1.5), rel=1e-6)
+    with pytest.raises(ProbeMathError, match="> 1"):
+        validate_token_dist(bad, label="scaled_0.50", normalized="top_k")
 
 
 @pytest.mark.parametrize("name", list(CANNED_EDGE_CASES))

@@ -18,6 +18,7 @@ from swaysim import (
     LogNormal,
     TraceEvent,
     Uniform,
+    _draw,
 )
 
 if TYPE_CHECKING:
@@ -168,6 +169,27 @@ def test_a_draw_depends_on_the_seed_and_every_part_of_the_identity() -> None:
     ]
     assert reference not in variants
     assert len(set(variants)) == len(variants)
+
+
+class _AllOnesDigest:
+    """Stands in for blake2b: every 64-bit word of the digest is 2**64 - 1."""
+
+    def __init__(self, data: bytes, *, digest_size: int) -> None:
+        self.size = digest_size
+
+    def digest(self) -> bytes:
+        return b"\xff" * self.size
+
+
+def test_the_largest_hash_words_still_draw_below_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 2**64 - 1 scaled by 2**-64 rounds to exactly 1.0 as a double; every model
+    # assumes [0, 1): LogNormal takes log1p(-u), a Constant's jitter must stay below it.
+    monkeypatch.setattr(_draw, "_blake2b", _AllOnesDigest)
+    draws = _draw.unit_draws(1, "latency", "p")
+    assert draws == (1.0 - 2.0**-53,) * 3
+    plan = LatencyPlan(seed=1)
+    assert math.isfinite(plan.draw(LogNormal(0.1, 0.5), "op", 0, "base", "p", 1))
+    assert plan.draw(Constant(0.0, jitter=0.5), "op", 0, "base", "p", 1) < 0.5
 
 
 async def test_rules_price_per_op_and_view_and_the_first_match_wins() -> None:
@@ -380,7 +402,7 @@ async def test_cancelling_an_op_mid_latency_frees_the_device() -> None:
 
 async def test_latency_never_changes_the_values() -> None:
     slow = make_backend(LatencyPlan(seed=2, default=LogNormal(0.1, 1.0)))
-    plain = make_backend(LatencyPlan())
+    plain = AsyncDummyDifferentialBackend()  # no plan at all: the fast path
     results = []
     for backend in (slow, plain):
         async with backend.as_null_adapter(7) as view:

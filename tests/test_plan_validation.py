@@ -149,6 +149,36 @@ BAD_PLANS: list[tuple[str, Callable[[], object], tuple[str, ...]]] = [
         ("FaultPlan.rules[1].name='fatal#0'",),
     ),
     ("fault rule not a rule", lambda: FaultPlan(("fatal",)), ("FaultPlan.rules[0]='fatal'",)),  # type: ignore[arg-type]
+    (
+        "one fault rule, not a sequence",
+        lambda: FaultPlan(FaultRule("fatal")),  # type: ignore[arg-type]
+        ("FaultPlan.rules=FaultRule(", "must be a sequence of FaultRule"),
+    ),
+    (
+        "fault rules none",
+        lambda: FaultPlan(None),  # type: ignore[arg-type]
+        ("FaultPlan.rules=None", "sequence of FaultRule"),
+    ),
+    (
+        "latency rules none",
+        lambda: LatencyPlan(rules=None),  # type: ignore[arg-type]
+        ("LatencyPlan.rules=None", "sequence of LatencyRule"),
+    ),
+    (
+        "one latency rule, not a sequence",
+        lambda: LatencyPlan(rules=LatencyRule(Constant(1))),  # type: ignore[arg-type]
+        ("LatencyPlan.rules=LatencyRule(", "sequence of LatencyRule"),
+    ),
+    (
+        "fault views none",
+        lambda: FaultRule("nan", views=None),  # type: ignore[arg-type]
+        ("FaultRule.views=None", "sequence of names"),
+    ),
+    (
+        "latency ops a number",
+        lambda: LatencyRule(Constant(1), ops=3),  # type: ignore[arg-type]
+        ("LatencyRule.ops=3", "sequence of names"),
+    ),
     ("fault seed negative", lambda: FaultPlan(seed=-3), ("FaultPlan.seed=-3",)),
 ]
 
@@ -180,14 +210,17 @@ def test_the_backend_rejects_something_that_is_not_a_plan(argument: str, value: 
 
 
 def test_valid_edge_values_are_accepted() -> None:
-    Constant(0.0)
-    Uniform(0.25, 0.25)
-    LogNormal(1e-6, 1e-6)
+    plan = LatencyPlan(seed=3)
+    assert plan.draw(Constant(0.0), "op", 0, "base", "p", 1) == 0.0
+    assert plan.draw(Uniform(0.25, 0.25), "op", 0, "base", "p", 1) == 0.25
+    assert plan.draw(LogNormal(1e-6, 1e-6), "op", 0, "base", "p", 1) == pytest.approx(1e-6)
     FaultRule("fatal", probability=0.0)
     FaultRule("fatal", probability=1.0)
-    FaultRule("fatal", after=0, window=(0.0, 1e-9))
-    FaultRule("nan", views=("base", "ft", "scaled", "null", "scaled_-0.50", "null_7_rank2.00"))
-    LatencyRule(Constant(1.0), ops=["generate"], views=["null_3"])  # type: ignore[arg-type]
+    assert FaultRule("fatal", after=0, window=(0.0, 1e-9)).window == (0.0, 1e-9)
+    views = ("base", "ft", "scaled", "null", "scaled_-0.50", "null_7_rank2.00")
+    assert FaultRule("nan", views=views).views == views
+    rule = LatencyRule(Constant(1.0), ops=["generate"], views=["null_3"])  # type: ignore[arg-type]
+    assert (rule.ops, rule.views) == (("generate",), ("null_3",))
 
 
 def test_plans_are_immutable_hashable_and_compare_by_value() -> None:

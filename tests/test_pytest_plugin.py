@@ -160,6 +160,67 @@ def test_it_overrides_a_conftest_anyio_backend_only_where_marked(
     result.assert_outcomes(passed=3)
 
 
+def test_a_loop_kept_alive_by_a_wider_scoped_fixture_fails_a_marked_test(
+    pytester: pytest.Pytester,
+) -> None:
+    # anyio runs every test on the loop a module- or session-scoped async fixture holds;
+    # without the check the [trio] item would pass on that asyncio loop in real time.
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.fixture(scope="module")
+        async def pool():
+            return "pool"
+        """
+    )
+    pytester.makepyfile(
+        test_zz_after="""
+        import anyio
+        import pytest
+
+        @pytest.fixture
+        async def warm():
+            await anyio.sleep(5)
+
+        @pytest.mark.swaysim
+        async def test_marked_with_a_function_scoped_fixture(warm):
+            assert anyio.current_time() == 5
+        """
+    )
+    result = run(
+        pytester,
+        """
+        import anyio
+        import pytest
+
+        async def test_unmarked(pool):
+            assert pool == "pool"
+
+        @pytest.mark.swaysim
+        async def test_marked():
+            await anyio.sleep(0.01)
+        """,
+        mode="auto",
+    )
+    result.assert_outcomes(passed=3, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_marked?asyncio? FAILED*",
+            "*test_marked?trio? FAILED*",
+            "*test_marked_with_a_function_scoped_fixture?asyncio? PASSED*",
+            "*test_marked_with_a_function_scoped_fixture?trio? PASSED*",
+            "*@pytest.mark.swaysim: test_marked?trio? must run on trio on a fresh virtual clock, "
+            "but anyio ran it on an asyncio loop (_UnixSelectorEventLoop): a module- or "
+            "session-scoped async fixture keeps anyio's event loop alive*",
+        ]
+    )
+
+
 @pytest.mark.parametrize(
     ("mark", "message"),
     [
@@ -192,3 +253,4 @@ def test_the_marker_is_registered(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\n")
     result = pytester.runpytest(*PLUGIN_ARGS, "--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.swaysim(virtual_time=True, loops=*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.swaysim_scenario: a swaysim scenario file*"])

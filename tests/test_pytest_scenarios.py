@@ -93,14 +93,39 @@ def test_passing_and_failing_scenarios(pytester: pytest.Pytester) -> None:
 
 
 def test_an_invalid_file_is_a_one_line_collection_error(pytester: pytest.Pytester) -> None:
-    make(pytester, {"scenarios/good.toml": GOOD, "scenarios/broken.toml": "seed = 'x'\n"})
+    make(
+        pytester,
+        {
+            "scenarios/good.toml": GOOD,
+            "scenarios/broken.toml": GOOD.replace("seed = 3", "seed = 'x'"),
+            "scenarios/unparsable.toml": GOOD.replace("[expect]", "[expect"),
+        },
+    )
     result = run(pytester)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*ERROR collecting scenarios/broken.toml*"])
     output = result.stdout.str()
     assert 'scenarios/broken.toml: seed: "x" is not allowed: must be an integer' in output
+    assert "scenarios/unparsable.toml: line 9, column 8: invalid TOML:" in output
     assert "Traceback" not in output
     assert "_scenario.py" not in output
+
+
+def test_a_projects_own_toml_files_in_a_scenarios_folder_are_left_alone(
+    pytester: pytest.Pytester,
+) -> None:
+    make(
+        pytester,
+        {
+            "scenarios/good.toml": GOOD,
+            "scenarios/load/locust.toml": "[load]\nusers = 10\nexpected_rps = 5\n",
+            "scenarios/template.toml": "users = {{ users }}\n",
+        },
+    )
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = run(pytester, "-q")
+    result.assert_outcomes(passed=3)
+    assert run(pytester, "scenarios/template.toml").ret == pytest.ExitCode.INTERRUPTED
 
 
 def test_a_file_named_on_the_command_line_is_collected(pytester: pytest.Pytester) -> None:

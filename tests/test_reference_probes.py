@@ -16,23 +16,29 @@ import numpy as np
 import pytest
 
 from swaysim import (
+    BASE,
     AdapterAblation,
+    Ask,
     AsyncDummyDifferentialBackend,
     DeltaKL,
     DummyResponses,
     FaultPlan,
     FaultRule,
+    FunctionProbe,
     InvalidArgumentError,
     NullAdapter,
     NullCalibratedBackend,
     PerplexityShift,
     PreferenceFlip,
     Probe,
+    ProbeContext,
     RollingLogprob,
     ScalableDifferentialBackend,
     SuiteResult,
     TokenDist,
     Verdict,
+    ViewRef,
+    null_view,
     run_suite,
 )
 
@@ -297,13 +303,18 @@ async def test_calibration_unavailable_is_an_error_naming_why() -> None:
     probes: list[Probe] = [DeltaKL("dkl", ["a"], null="null"), NullAdapter("null", "dkl")]
     result = await run(backend, probes)
     assert result.verdicts == {"dkl": Verdict.ERROR, "null": Verdict.SKIP}
-    assert "null calibration 'null' is unavailable (SKIP" in result.result("dkl").message
+    # The message is about the calibration, not a request that never existed.
+    assert result.result("dkl").message == (
+        "null calibration 'null' is unavailable "
+        "(SKIP: skipped: the backend has no null adapter (no as_null_adapter))"
+    )
+    assert result.result("dkl").evidence == {"error": "CalibrationUnavailableError"}
 
     broken = FaultPlan((FaultRule("fatal", name="null-dead", views=("null",)),))
     result = await run(AsyncDummyDifferentialBackend(faults=broken), probes)
     assert result.verdicts == {"dkl": Verdict.ERROR, "null": Verdict.ERROR}
     assert result.result("null").evidence["fault_rule"] == "null-dead"
-    assert "null calibration 'null' is unavailable (ERROR" in result.result("dkl").message
+    assert result.result("dkl").message.startswith("null calibration 'null' is unavailable (ERROR")
 
 
 # -- SKIP on backends that cannot --------------------------------------------------------------
@@ -353,6 +364,24 @@ async def test_adapter_ablation_on_the_dummy_is_monotone_with_overshoot() -> Non
     assert result.score == 1.0
     failing = await run(backend, [AdapterAblation("abl", ["q1"], threshold=curve[4] + 0.01)])
     assert failing.result("abl").verdict is Verdict.FAIL
+
+
+async def test_the_overshoot_is_taken_at_the_largest_lam_above_one() -> None:
+    backend = AsyncDummyDifferentialBackend()
+    lams = (-0.5, 0.0, 0.5, 1.0, 1.5)
+    curve = []
+    for lam in lams:
+        base = await dist_of(backend.as_base(), "q1")
+        curve.append(js(base, await dist_of(backend.as_scaled_adapter(lam), "q1")))
+    assert curve[0] > curve[1] == 0.0  # lam=-0.5 moves away from base too
+    result = await run(backend, [AdapterAblation("abl", ["q1"], lams=lams)])
+    outcome = result.result("abl")
+    assert outcome.evidence["overshoot"] == pytest.approx(curve[4] / curve[3], rel=1e-6)
+    assert outcome.message.endswith(f"overshoot x{curve[4] / curve[3]:.3g} at lam=1.5")
+    # Monotone over [0, 1]: the fall from lam=-0.5 to 0 is outside it, for the score too.
+    assert outcome.evidence["monotonic"] is True
+    assert outcome.score == 1.0
+    assert outcome.verdict is Verdict.PASS
 
 
 async def test_a_non_monotone_response_warns() -> None:
@@ -528,7 +557,7 @@ async def test_a_corrupt_rolling_logprob_is_an_error(bad: RollingLogprob) -> Non
     ft = TableView("ft", lambda _p: BROAD, rolling={text: bad})
     result = await run(BaseFtBackend({"base": base, "ft": ft}), [PerplexityShift("ppl", [text])])
     assert result.verdicts == {"ppl": Verdict.ERROR}
-    assert "RollingLogprob" in result.result("ppl").message
+    assert result.result("ppl").message.startswith("ft rolling_logprob('a b c') RollingLogprob: ")
 
 
 # -- construction ------------------------------------------------------------------------
@@ -538,7 +567,7 @@ async def test_a_corrupt_rolling_logprob_is_an_error(bad: RollingLogprob) -> Non
     ("build", "match"),
     [
         (lambda: DeltaKL("d", "q1"), "prompts='q1' must be a list of strings"),
-        (lambda: DeltaKL("d", []), "prompts must not be empty"),
+        (lambda: DeltaKL("d", []), r"prompts=\[\] must not be empty"),
         (lambda: DeltaKL("d", ["q", 3]), r"prompts\[1\]=3 must be a string"),  # type: ignore[list-item]
         (
             lambda: DeltaKL("d", ["q"], divergence="tv"),  # type: ignore[arg-type]
@@ -555,12 +584,37 @@ async def test_a_corrupt_rolling_logprob_is_an_error(bad: RollingLogprob) -> Non
         (lambda: NullAdapter("n", "d", seeds=(1, 1)), "at least 2 distinct seeds"),
         (lambda: NullAdapter("n", "d", seeds=(0, -1)), r"seeds\[1\]=-1 must be >= 0"),
         (lambda: NullAdapter("n", "d", rank_scale=0.0), "rank_scale=0.0 must be positive"),
+        (lambda: NullAdapter("n", "d", std_floor=0.0), "std_floor=0.0 must be positive"),
+        (lambda: DeltaKL("d", ["q"], null=3), "null=3 must be the name"),  # type: ignore[arg-type]
+        (lambda: ViewRef("scaled"), r"ViewRef.lam=None must be a number for kind='scaled'"),
+        (lambda: ViewRef("null"), r"ViewRef.seed=None must be an integer >= 0 for kind='null'"),
+        (lambda: ViewRef("null", seed=-2), r"seed=-2 must be >= 0"),
+        (lambda: Ask("forward", prompt="q"), "Ask.op: unknown op 'forward'; expected one of"),  # type: ignore[arg-type]
+        (lambda: FunctionProbe("f", 3), "func=3 must be callable"),  # type: ignore[arg-type]
+        (
+            lambda: FunctionProbe("f", lambda backend, ctx: None, requires="null"),  # type: ignore[arg-type, return-value]
+            "requires='null' must be a sequence of names, not one string",
+        ),
         (lambda: NullAdapter("n", 3), "target=3 must be a numeric probe"),  # type: ignore[arg-type]
-        (lambda: PreferenceFlip("p", []), "triples must not be empty"),
+        (lambda: PreferenceFlip("p", []), r"triples=\[\] must not be empty"),
         (lambda: PreferenceFlip("p", [("a", "b")]), r"triples\[0\]=\('a', 'b'\) must be"),  # type: ignore[list-item]
         (lambda: PerplexityShift("p", "text"), "texts='text' must be a list of strings"),
     ],
 )
-def test_invalid_probe_arguments_name_the_argument(build: Callable[[], Probe], match: str) -> None:
+def test_invalid_probe_arguments_name_the_argument(build: Callable[[], object], match: str) -> None:
     with pytest.raises(InvalidArgumentError, match=match):
         build()
+
+
+def test_a_null_adapter_asks_base_each_question_once_in_order() -> None:
+    target = DeltaKL("dkl", ["q2", "q1", "q2"], top_k=8)
+    null = NullAdapter("null", target, seeds=(3, 1, 2))
+    plan = null.requests(ProbeContext(AsyncDummyDifferentialBackend(), seed=0))
+    asks = [Ask.next_token_dist(p, top_k=8) for p in ("q2", "q1")]
+    assert plan == {
+        BASE: asks,
+        null_view(3): asks,
+        null_view(1): asks,
+        null_view(2): asks,
+    }
+    assert list(plan) == [BASE, null_view(3), null_view(1), null_view(2)]

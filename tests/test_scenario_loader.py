@@ -343,6 +343,24 @@ def test_every_probe_class_has_a_kind() -> None:
     assert all(PROBE_CLASSES[kind].kind == kind for kind in PROBE_CLASSES)
 
 
+def test_every_run_suite_key_reaches_run_suite() -> None:
+    keys = {
+        "concurrency": 3,
+        "op_timeout": 2.0,
+        "probe_timeout": 9.0,
+        "retries": 5,
+        "backoff": 0.5,
+        "backoff_max": 4.0,
+        "preflight": False,
+        "seed": 11,
+        "mode": "naive",
+    }
+    lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in keys.items())
+    scenario = parse_scenario(with_section(f"[runner]\n{lines}\ncancel_after = 1.0"))
+    assert set(keys) == set(RunnerSpec.model_fields) - {"runner", "cancel_after", "options"}
+    assert scenario.runner_options() == keys
+
+
 # -- errors -------------------------------------------------------------------------------
 
 ERRORS: list[tuple[str, str | bytes, str]] = [
@@ -378,6 +396,16 @@ ERRORS: list[tuple[str, str | bytes, str]] = [
         "s.toml: probes[0].kind: \"delta_k\" is not allowed: must be one of 'delta_kl', "
         "'adapter_ablation', 'null_adapter', 'preference_flip', 'perplexity_shift'; "
         "did you mean 'delta_kl'?",
+    ),
+    (
+        "probe-kind-not-a-string",
+        MINIMAL.replace('"delta_kl"', "5"),
+        "s.toml: probes[0].kind: 5 is not allowed: must be one of 'delta_kl',",
+    ),
+    (
+        "probe-name-empty",
+        MINIMAL.replace('name = "dkl"', 'name = ""'),
+        "s.toml: probes[0].name: probe name='' must be a non-empty string",
     ),
     (
         "missing-kind",

@@ -102,6 +102,17 @@ def test_the_std_floor_must_be_positive_and_finite(floor: float) -> None:
         z_score(1.0, 0.0, 1.0, std_floor=floor)
 
 
+def test_numpy_scalars_are_numbers_too() -> None:
+    floor = np.float32(1e-4)
+    assert z_score(0.4, 0.1, 1e-3, std_floor=floor).value == pytest.approx(300.0)  # type: ignore[arg-type]
+    lams = np.array([0.0, 0.5, 1.0, 1.25], dtype=np.float32)
+    divergences = np.array([0.0, 0.2, 0.4, 0.5], dtype=np.float32)
+    curve = response_curve(lams, divergences)  # type: ignore[arg-type]
+    assert curve.lams == (0.0, 0.5, 1.0, 1.25)
+    assert curve.monotonic
+    assert curve.overshoot == pytest.approx(1.25)
+
+
 def test_a_negative_std_is_an_invalid_argument() -> None:
     with pytest.raises(InvalidArgumentError, match=r"std=-0\.5 must be >= 0"):
         z_score(1.0, 0.0, -0.5)
@@ -165,6 +176,8 @@ def test_overshoot_is_none_with_a_reason_when_it_is_undefined() -> None:
         ([1.0, 1.25], [0.1, 0.2], InvalidArgumentError, "1 value.s. in \\[0, 1\\]"),
         ([0.0, 0.5], [0.0, math.nan], ProbeMathError, "^lam=0.5: divergence nan"),
         ([0.0, 0.5], [0.0, -0.1], ProbeMathError, "^lam=0.5: divergence -0.1"),
+        ([0.0, 0.5], [0.0, True], ProbeMathError, "^lam=0.5: divergence True"),
+        ([0.0, 0.5], [0.0, "0.1"], ProbeMathError, "^lam=0.5: divergence '0.1'"),
     ],
 )
 def test_bad_sweeps_are_errors(

@@ -1037,7 +1037,9 @@ class AsyncDummyDifferentialBackend:
             call_index = key_calls[call_key] = key_calls.get(call_key, 0) + 1
         firing: FaultFiring | None = None
         if faults is not None:
-            firing = faults.select(op, model.kind, model.id, prompt, call_index, started)
+            firing = faults.select(
+                op, model.kind, model.id, prompt, call_index, started, key=key_text
+            )
             if firing is not None:
                 self._record_firing(firing)
                 if firing.kind == "hang":

@@ -8,6 +8,7 @@ scenario prints its seed and the exact command that replays it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -53,16 +54,34 @@ def _fail(message: str) -> NoReturn:
     sys.exit(EXIT_INVALID)
 
 
-def _console(stream: Any = None) -> Console:
-    console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=False)
+def _writable(option: str, path: str | None) -> None:
+    """Exit 2 before anything runs when ``path`` cannot be created (no such folder...)."""
+    if path is None:
+        return
+    folder = Path(path).absolute().parent
+    if not folder.is_dir():
+        _fail(f"{option} {path}: cannot write: no such directory {folder}")
+    if not os.access(folder, os.W_OK):
+        _fail(f"{option} {path}: cannot write: permission denied on {folder}")
+
+
+def _write(option: str, path: str, write: Callable[[Path], object]) -> None:
+    try:
+        write(Path(path))
+    except OSError as exc:
+        _fail(f"{option} {path}: cannot write: {exc.strerror or exc}")
+
+
+def _console() -> Console:
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
     if not console.is_terminal:
-        console = Console(file=stream or sys.stdout, highlight=False, width=160, soft_wrap=False)
+        console.width = 160
     return console
 
 
 def _load_all(paths: Sequence[str]) -> list[Scenario]:
-    """Every scenario under ``paths``; prints every problem and exits 2 if any is invalid."""
-    files = []
+    """Every scenario under ``paths``, each once; prints every problem and exits 2 if any."""
+    files: dict[Path, Path] = {}
     for given in paths:
         if not Path(given).exists():
             click.echo(f"{given}: cannot read: no such file or directory", err=True)
@@ -71,10 +90,11 @@ def _load_all(paths: Sequence[str]) -> list[Scenario]:
         if not found:
             click.echo(f"{given}: no scenario files (*.toml) found", err=True)
             sys.exit(EXIT_INVALID)
-        files.extend(found)
+        for file in found:
+            files.setdefault(file.resolve(), file)
     scenarios: list[Scenario] = []
     invalid = 0
-    for file in files:
+    for file in files.values():
         try:
             scenarios.append(load_scenario(file))
         except ScenarioError as exc:
@@ -247,15 +267,33 @@ def _loops(backend: str) -> tuple[str, ...]:
     metavar="SEED",
     help="Chaos scheduling: run with this schedule_jitter seed (overrides the scenario's).",
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write results here.")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="JUnit XML report.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write every check (expectations, observed values, probes) as JSON.",
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write a JUnit XML report: one test case per scenario and loop.",
+)
 @click.option(
     "--trace",
     "trace_dir",
     type=click.Path(file_okay=False),
-    help="Write DIR/<scenario>/<loop>/{trace.jsonl,results.json}.",
+    metavar="DIR",
+    help="Write a trace.jsonl and a results.json per run, in DIR/<scenario>/<loop>/.",
 )
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a TTY).")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help=f"Show progress on stderr: a bar on a terminal, else a line per scenario "
+    f"[default: a bar on a terminal for runs of {PROGRESS_MIN_PROBES}+ probes].",
+)
 def run(
     paths: tuple[str, ...],
     backend: str,
@@ -266,14 +304,27 @@ def run(
     trace_dir: str | None,
     progress: bool | None,
 ) -> None:
-    """Run scenario files (or every *.toml in folders) and check their expectations."""
+    """Run scenario files (or every *.toml in folders) and check their expectations.
+
+    Exit status: 0 when every expectation holds, 1 when any fails, 2 on invalid
+    input (nothing runs then). A failure prints its seed and a replay command.
+    """
     scenarios = _load_all(paths)
+    _writable("--json", json_path)
+    _writable("--junit", junit_path)
+    if trace_dir:
+        try:
+            Path(trace_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _fail(f"--trace {trace_dir}: cannot create: {exc.strerror or exc}")
     loops = _loops(backend)
     console = _console()
     err_console = Console(file=sys.stderr, highlight=False)
     total = sum(len(s.probe_plan) for s in scenarios) * len(loops)
-    show = progress if progress is not None else err_console.is_terminal
-    show = bool(show) and total >= PROGRESS_MIN_PROBES
+    show = err_console.is_terminal and (
+        progress or (progress is None and total >= PROGRESS_MIN_PROBES)
+    )
+    log_lines = bool(progress) and not err_console.is_terminal
     run_dirs = _RunDirs(Path(trace_dir)) if trace_dir else None
 
     checks: list[ScenarioCheck] = []
@@ -293,7 +344,7 @@ def run(
         def advance(result: ProbeResult, done: int, count: int) -> None:
             bar.advance(task)
 
-        for scenario in scenarios:
+        for index, scenario in enumerate(scenarios, 1):
             bar.update(task, description=scenario.name)
             folder = run_dirs.folder(scenario) if run_dirs is not None else None
             trace_for = (
@@ -312,6 +363,9 @@ def run(
             if run_dirs is not None and folder is not None:
                 run_dirs.finish(folder, outcome)
             checks.extend(outcome)
+            if log_lines:
+                state = "ok" if all(c.ok for c in outcome) else "FAILED"
+                click.echo(f"[{index}/{len(scenarios)}] {scenario.name}: {state}", err=True)
     wall = time.perf_counter() - started
 
     console.print(_summary_table(checks))
@@ -341,11 +395,16 @@ def run(
             "wall_seconds": wall,
             "checks": [c.to_dict() for c in checks],
         }
-        Path(json_path).write_text(json.dumps(document, indent=2, default=str))
+        text = json.dumps(document, indent=2, default=str)
+        _write("--json", json_path, lambda path: path.write_text(text))
     if junit_path:
         tree = ET.ElementTree(_junit(checks, wall))
         ET.indent(tree)
-        tree.write(junit_path, encoding="utf-8", xml_declaration=True)
+        _write(
+            "--junit",
+            junit_path,
+            lambda path: tree.write(path, encoding="utf-8", xml_declaration=True),
+        )
     sys.exit(code)
 
 
@@ -364,10 +423,13 @@ def validate(paths: tuple[str, ...]) -> None:
     """Check scenario files without running them (exit 2 when any is invalid)."""
     scenarios = _load_all(paths)
     for scenario in scenarios:
-        click.echo(
-            f"{scenario.source}: ok ({scenario.name}: {len(scenario.probe_plan)} probes, "
-            f"{len(scenario.spec.expect.model_fields_set)} expectation keys)"
-        )
+        probes = _count(len(scenario.probe_plan), "probe")
+        keys = _count(len(scenario.spec.expect.model_fields_set), "expectation key")
+        click.echo(f"{scenario.source}: ok ({scenario.name}: {probes}, {keys})")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def schema_text() -> str:
@@ -381,7 +443,7 @@ def schema(output: str | None) -> None:
     """Print the scenario JSON Schema (for editor completion)."""
     text = schema_text()
     if output:
-        Path(output).write_text(text)
+        _write("--output", output, lambda path: path.write_text(text))
     else:
         click.echo(text, nl=False)
 
@@ -397,6 +459,7 @@ def schema(output: str | None) -> None:
     type=click.Path(dir_okay=False),
     default="report.html",
     show_default=True,
+    help="The HTML file to write.",
 )
 def report(run_dir: str, output: str) -> None:
     """Render a RUN_DIR (trace.jsonl + results.json) as a self-contained HTML report."""
@@ -412,7 +475,7 @@ def report(run_dir: str, output: str) -> None:
 
 @cli.group()
 def trace() -> None:
-    """Read trace files written by ``swaysim run --trace``."""
+    """Read trace files written by 'swaysim run --trace'."""
 
 
 @trace.command("summary")
@@ -430,7 +493,13 @@ def trace_summary(file: str) -> None:
 
 @trace.command("chrome")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="The JSON file to write.",
+)
 def trace_chrome(file: str, output: str) -> None:
     """Export a trace to Chrome trace-event JSON (Perfetto, chrome://tracing)."""
     from swaysim._chrome import export_chrome

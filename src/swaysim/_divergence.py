@@ -87,6 +87,7 @@ DEFAULT_STD_FLOOR: Final = 1e-6
 """Below this null std a z-score is absurd, so it is flagged degenerate (dlm-sway's MIN_STD)."""
 OVERSHOOT_DENOMINATOR_FLOOR: Final = 1e-12
 """Below this, the divergence at lam=1.0 is zero and an overshoot ratio is undefined."""
+_REAL: Final = (int, float, np.integer, np.floating)
 
 
 class ProbeMathError(SwaysimError):
@@ -186,9 +187,10 @@ def validate_token_dist(dist: TokenDist, *, label: str, normalized: Normalizatio
     logprob at most 0, sorted by descending logprob (within
     :data:`SORT_TOLERANCE`), and top-k plus tail mass at most 1 (within
     :data:`MASS_TOLERANCE`). With ``normalized="top_k"``: each logprob at
-    most 0 and the top-k mass alone at most 1. Pass ``normalized=False`` for views whose
-    logprobs are log-scores to renormalise (the seed's scaled and null views;
-    see the module docstring).
+    most 0 and the top-k mass alone at most 1 (the seed's null views and
+    scaled views with lam in [0, 1]). Pass ``normalized=False`` for views
+    whose logprobs are log-scores to renormalise (the seed's scaled views with
+    lam outside [0, 1]; see the module docstring).
     """
     what = "TokenDist"
 
@@ -543,7 +545,7 @@ def z_score(
     into an enormous z; flagging it keeps an absurd number out of the report.
     Non-finite inputs raise :class:`ProbeMathError`.
     """
-    if isinstance(std_floor, bool) or not isinstance(std_floor, int | float):
+    if isinstance(std_floor, bool) or not isinstance(std_floor, _REAL):
         raise InvalidArgumentError(f"std_floor={std_floor!r} must be a positive finite number")
     if not (math.isfinite(std_floor) and std_floor > 0.0):
         raise InvalidArgumentError(f"std_floor={std_floor!r} must be positive and finite")
@@ -601,14 +603,16 @@ def response_curve(
             f"lams has {len(lams)} entries but divergences {len(divergences)}; they must pair up"
         )
     if isinstance(tolerance, bool) or not (
-        isinstance(tolerance, int | float) and math.isfinite(tolerance) and tolerance >= 0
+        isinstance(tolerance, _REAL) and math.isfinite(tolerance) and tolerance >= 0
     ):
         raise InvalidArgumentError(f"tolerance={tolerance!r} must be finite and >= 0")
     points: list[tuple[float, float]] = []
     for lam, div in zip(lams, divergences, strict=True):
-        if isinstance(lam, bool) or not (isinstance(lam, int | float) and math.isfinite(lam)):
+        if isinstance(lam, bool) or not (isinstance(lam, _REAL) and math.isfinite(lam)):
             raise InvalidArgumentError(f"lam={lam!r} must be a finite number")
-        if not (isinstance(div, int | float) and math.isfinite(div) and div >= -ROUNDOFF):
+        if isinstance(div, bool) or not (
+            isinstance(div, _REAL) and math.isfinite(div) and div >= -ROUNDOFF
+        ):
             raise ProbeMathError(f"lam={lam!r}", f"divergence {div!r} is not finite and >= 0")
         points.append((float(lam), max(float(div), 0.0)))
     points.sort()

@@ -14,6 +14,9 @@ import struct
 
 _UNPACK3 = struct.Struct("<QQQ").unpack
 _TO_UNIT = 2.0**-64
+# The largest 64-bit word whose scaled value is below 1.0 once rounded to a
+# double (1 - 2**-53); words above it would round up to exactly 1.0.
+_BELOW_ONE = 2**64 - 2**11
 _blake2b = hashlib.blake2b
 
 
@@ -26,6 +29,8 @@ def unit_draws(*parts: str | int | float) -> tuple[float, float, float]:
     """
     digest = _blake2b(repr(parts).encode(), digest_size=24).digest()
     a, b, c = _UNPACK3(digest)
+    if a > _BELOW_ONE or b > _BELOW_ONE or c > _BELOW_ONE:
+        a, b, c = min(a, _BELOW_ONE), min(b, _BELOW_ONE), min(c, _BELOW_ONE)
     return a * _TO_UNIT, b * _TO_UNIT, c * _TO_UNIT
 
 

@@ -85,7 +85,12 @@ def pcg64_start(entropy: int) -> tuple[int, int]:
     words through a generic numpy path, then builds a PCG64 and a Generator:
     most of the null view's cost. Only the SeedSequence's entropy pool needs
     numpy; the words and PCG64's two seeding steps are a few integer operations
-    (unrolled: this runs once per null-view forward pass).
+    (unrolled: this runs once per null-view forward pass). ``entropy`` is a
+    non-negative int, as ``default_rng`` requires.
+
+    This re-derives numpy's seeding, so :data:`seeded_normal` uses it only if
+    an import-time check finds its draws bit-identical to ``default_rng``'s;
+    otherwise every draw goes through ``default_rng`` itself.
     """
     if entropy <= _MASK32:
         # One word of entropy: a reused uint32 array skips numpy's int coercion.
@@ -132,18 +137,33 @@ def _normal_default_rng(entropy: int, scale: float, shape: tuple[int, ...]) -> N
 
 
 def _restarting_matches_default_rng() -> bool:
-    # Guards against a numpy release that seeds PCG64 differently: then every
-    # draw falls back to default_rng, slower but still the seed's numbers.
-    for entropy in (0, 1_000_002, 2**32 + 7, 2**70 + 3):
-        fast = _normal_restarted(entropy, 1.0, (4,))
-        if fast.tobytes() != _normal_default_rng(entropy, 1.0, (4,)).tobytes():
-            return False
+    """Whether the restarted generator draws exactly what ``default_rng`` draws.
+
+    Checked once, at import, on entropies of one word and of several (both
+    branches of :func:`pcg64_start`). A numpy release that seeds PCG64
+    differently, or changes the state layout the restart relies on (an
+    exception here), makes it False.
+    """
+    try:
+        for entropy in (0, 1_000_002, 2**32 + 7, 2**70 + 3):
+            fast = _normal_restarted(entropy, 1.0, (4,))
+            if fast.tobytes() != _normal_default_rng(entropy, 1.0, (4,)).tobytes():
+                return False
+    except Exception:
+        return False
     return True
 
 
-FAST_SEEDING: Final = _restarting_matches_default_rng()
-seeded_normal: Final = _normal_restarted if FAST_SEEDING else _normal_default_rng
+def _choose_seeded_normal() -> Callable[[int, float, tuple[int, ...]], NDArray[np.float64]]:
+    # If the restart is not bit-identical, every draw falls back to default_rng:
+    # slower, but still the seed's numbers.
+    return _normal_restarted if _restarting_matches_default_rng() else _normal_default_rng
+
+
+seeded_normal: Final = _choose_seeded_normal()
 """``default_rng(entropy).normal(0.0, scale, size=shape)``, bit for bit."""
+FAST_SEEDING: Final = seeded_normal is _normal_restarted
+"""Whether :data:`seeded_normal` is the fast restart (False: plain ``default_rng``)."""
 
 
 def _readonly(array: NDArray[np.generic]) -> NDArray[np.generic]:

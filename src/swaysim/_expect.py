@@ -28,7 +28,7 @@ from swaysim._clock import run as run_on_loop
 from swaysim._faults import OUTPUT_KINDS
 from swaysim._probes import ProbeResult, Verdict
 from swaysim._runner import PREFLIGHT_NAME, SuiteResult, run_suite
-from swaysim._scenario import toml_key
+from swaysim._scenario import MAX_SECONDS, toml_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, MutableMapping, Sequence
@@ -55,6 +55,12 @@ RunKey = tuple[str, str, int | None, int | None]
 """A shared run: scenario source, loop, seed override and jitter override."""
 Status = Literal["ok", "failed", "n/a"]
 _SECONDS_TOLERANCE: Final = 1e-9
+STALL_SECONDS: Final = 10 * MAX_SECONDS
+"""A run still going after this many virtual seconds is stopped as stalled.
+
+The clock jumps whenever every task waits, so only a wait that nothing ends
+(a ``hang`` fault with no timeout to cut it off) gets this far, in a few wall
+milliseconds, instead of hanging the process."""
 
 
 def _other_loop(loop: str) -> str:
@@ -84,9 +90,11 @@ class ScenarioRun:
     timeouts: int | None
     requests: Mapping[str, tuple[RequestKey, ...]] | None
     error: str | None
-    """Why the runner did not complete (it raised), else None."""
+    """Why the runner did not complete (it raised, or it stalled), else None."""
     schedule_jitter: int | None = None
     """The backend's chaos-scheduling seed, if any (part of the replay command)."""
+    stalled: bool = False
+    """Whether the run was stopped after :data:`STALL_SECONDS` with every task waiting."""
 
     @property
     def aborted(self) -> bool:
@@ -110,7 +118,9 @@ class ScenarioRun:
         return json.dumps(document, sort_keys=True, default=str)
 
     def __repr__(self) -> str:
-        state = "cancelled" if self.cancelled else "error" if self.error else "done"
+        state = "error" if self.error else "done"
+        if self.cancelled or self.stalled:
+            state = "cancelled" if self.cancelled else "stalled"
         return (
             f"<ScenarioRun {self.scenario.name!r} on {self.loop}, seed {self.seed}: {state}, "
             f"{len(self.results)} results, {self.makespan:.3f} virtual s, "
@@ -155,14 +165,14 @@ def run_scenario(
             on_progress(result, done, total)
 
     async def session() -> tuple[
-        SuiteResult | None, tuple[ProbeResult, ...], bool, float, str | None
+        SuiteResult | None, tuple[ProbeResult, ...], bool, bool, float, str | None
     ]:
         start = anyio.current_time()
         suite: SuiteResult | None = None
         results: tuple[ProbeResult, ...] = ()
         error: str | None = None
         scope = anyio.move_on_after(cancel_after) if cancel_after is not None else nullcontext()
-        with scope:
+        with anyio.move_on_after(STALL_SECONDS) as stall, scope:
             try:
                 if scenario.runner_function is None:
                     suite = await run_suite(backend, probes, on_progress=progress, **options)
@@ -175,13 +185,18 @@ def run_scenario(
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
         cancelled = isinstance(scope, anyio.CancelScope) and scope.cancelled_caught
-        if cancelled:
+        stalled = stall.cancelled_caught
+        if stalled:
+            error = (
+                f"still waiting after {STALL_SECONDS:g} virtual seconds, with nothing left "
+                "to wake it (a hang that no op_timeout, probe_timeout or cancel_after cuts off?)"
+            )
+        if cancelled or stalled:
             results = tuple(collected)
-        return suite, results, cancelled, anyio.current_time() - start, error
+        return suite, results, cancelled, stalled, anyio.current_time() - start, error
 
-    before = backend.statistics().switches
     wall = time.perf_counter()
-    suite, results, cancelled, makespan, error = run_on_loop(session, backend=loop)
+    suite, results, cancelled, stalled, makespan, error = run_on_loop(session, backend=loop)
     wall_seconds = time.perf_counter() - wall
     statistics = backend.statistics()
     return ScenarioRun(
@@ -196,12 +211,13 @@ def run_scenario(
         cancelled=cancelled,
         makespan=suite.makespan if suite is not None else makespan,
         wall_seconds=wall_seconds,
-        view_switches=statistics.switches - before,
+        view_switches=statistics.switches,
         retries=suite.retries if suite is not None else None,
         timeouts=suite.timeouts if suite is not None else None,
         requests=suite.requests if suite is not None and not cancelled else None,
         error=error,
         schedule_jitter=backend.schedule_jitter,
+        stalled=stalled,
     )
 
 
@@ -238,6 +254,13 @@ class Outcome:
 
 def _ok(key: str, expected: str, observed: str, holds: bool) -> Outcome:
     return Outcome(key, expected, observed, "ok" if holds else "failed")
+
+
+def _flag(
+    key: str, wanted: bool, actual: bool, meanings: tuple[str, str], observed: str
+) -> Outcome:
+    """A true/false expectation; ``meanings`` say what true and false expect."""
+    return _ok(key, meanings[0] if wanted else meanings[1], observed, actual == wanted)
 
 
 def _bounds_text(bounds: CountBounds | SecondsBounds, unit: str = "") -> str:
@@ -354,7 +377,8 @@ def evaluate(run: ScenarioRun, reference: ScenarioRun | None = None) -> list[Out
     expect = run.scenario.spec.expect
     out: list[Outcome] = []
     if run.error is not None:
-        out.append(Outcome("runner", "to complete", f"it raised {run.error}", "failed"))
+        observed = f"it was {run.error}" if run.stalled else f"it raised {run.error}"
+        out.append(Outcome("runner", "to complete", observed, "failed"))
     for pattern, allowed in expect.verdicts.items():
         out.append(_verdicts(run, pattern, allowed))
     if expect.verdict_counts is not None:
@@ -375,24 +399,12 @@ def evaluate(run: ScenarioRun, reference: ScenarioRun | None = None) -> list[Out
     if expect.aborted is not None:
         reason = run.suite.preflight[1] if run.suite and run.suite.preflight else ""
         observed = f"aborted ({reason})" if run.aborted else "not aborted"
-        out.append(
-            _ok(
-                "expect.aborted",
-                "aborted" if expect.aborted else "not aborted",
-                observed,
-                run.aborted == expect.aborted,
-            )
-        )
+        meanings = ("aborted", "not aborted")
+        out.append(_flag("expect.aborted", expect.aborted, run.aborted, meanings, observed))
     if expect.cancelled is not None:
         observed = f"cancelled at {run.makespan:.6g} s" if run.cancelled else "finished"
-        out.append(
-            _ok(
-                "expect.cancelled",
-                "cancelled" if expect.cancelled else "to finish before cancel_after",
-                observed,
-                run.cancelled == expect.cancelled,
-            )
-        )
+        meanings = ("cancelled", "to finish before cancel_after")
+        out.append(_flag("expect.cancelled", expect.cancelled, run.cancelled, meanings, observed))
     if expect.peak_live_views is not None:
         out.append(
             _count("expect.peak_live_views", run.statistics.peak_live_views, expect.peak_live_views)
@@ -429,14 +441,8 @@ def evaluate(run: ScenarioRun, reference: ScenarioRun | None = None) -> list[Out
             if run.gate_free
             else f"{stats.live_views} live ({dict(stats.holders)}), {stats.waiting} waiting"
         )
-        out.append(
-            _ok(
-                "expect.gate_free",
-                "free" if expect.gate_free else "not free",
-                observed,
-                run.gate_free == expect.gate_free,
-            )
-        )
+        meanings = ("free", "not free")
+        out.append(_flag("expect.gate_free", expect.gate_free, run.gate_free, meanings, observed))
     if expect.identical_across_loops is not None:
         key = "expect.identical_across_loops"
         wanted = "identical" if expect.identical_across_loops else "different"
@@ -577,9 +583,13 @@ def check_scenario(
     overrides the scenario's ``[backend] schedule_jitter``.
     """
 
-    def obtain(loop: str, trace: TraceSink | None = None) -> ScenarioRun:
+    def obtain(
+        loop: str,
+        trace: TraceSink | None = None,
+        progress: Callable[[ProbeResult, int, int], object] | None = None,
+    ) -> ScenarioRun:
         key = (scenario.source, loop, seed, schedule_jitter)
-        shareable = cache is not None and trace is None and on_progress is None
+        shareable = cache is not None and trace is None and progress is None
         if shareable and cache is not None and key in cache:
             return cache[key]
         found = run_scenario(
@@ -587,7 +597,7 @@ def check_scenario(
             loop,
             seed=seed,
             trace=trace,
-            on_progress=on_progress,
+            on_progress=progress,
             schedule_jitter=schedule_jitter,
         )
         if shareable and cache is not None:
@@ -596,16 +606,15 @@ def check_scenario(
 
     runs: dict[str, ScenarioRun] = {}
     for loop in loops:
-        runs[loop] = obtain(loop, trace_for(loop) if trace_for is not None else None)
+        trace = trace_for(loop) if trace_for is not None else None
+        runs[loop] = obtain(loop, trace, on_progress)
     references = dict(runs)
     if scenario.spec.expect.identical_across_loops is not None:
         for loop in loops:
             other = _other_loop(loop)
             if other not in references:
                 references[other] = obtain(other)
-    checks = []
-    for loop in loops:
-        reference = references.get(_other_loop(loop))
-        outcomes = evaluate(runs[loop], reference if reference is not runs[loop] else None)
-        checks.append(ScenarioCheck(runs[loop], tuple(outcomes)))
-    return checks
+    return [
+        ScenarioCheck(runs[loop], tuple(evaluate(runs[loop], references.get(_other_loop(loop)))))
+        for loop in loops
+    ]

@@ -13,25 +13,36 @@ timing-dependent by nature and documented as such: ``window`` (loop time) and
 
 What each kind does:
 
-- ``transient`` / ``fatal``: the op raises :class:`InjectedTransientError` /
-  :class:`InjectedFatalError` after the service time of its forward pass
-  (right away on a cache hit); nothing is cached, so a retry of a transient
-  failure recomputes. In a batch, the whole batch raises with ``item_index``.
-- ``hang``: the op holds a device slot and sleeps until cancelled.
-- ``nan`` / ``posinf`` / ``neginf``: every logprob of the result (and a
-  rolling total or a ``logprob_of`` score) becomes NaN / +Inf / -Inf.
-- ``corrupt_unsorted``: the same (id, logprob) pairs, least probable first.
-  A pure permutation: it breaks code that reads ``token_ids[0]`` as the
-  argmax, and it cannot change a number computed without relying on order
-  (on a nearly flat slice, such as the seed's ft, it may change nothing).
-- ``corrupt_duplicate`` / ``corrupt_length`` / ``corrupt_mass``: a
-  ``TokenDist`` that repeats an id, has one logprob more than ids, or carries
-  probability mass above 1 (the slice's mass doubled, at least to 1.5); a
-  rolling result with a logprob too many; a ``logprob_of`` score above 0.
-- ``enter_error`` / ``exit_error``: entering (after the switch and enter
-  latency) or cleanly exiting a view raises; the gate is released first.
+- ``transient`` / ``fatal`` (every op): the op raises
+  :class:`InjectedTransientError` / :class:`InjectedFatalError` after the
+  service time of its forward pass (right after a checkpoint on a cache hit);
+  nothing is cached, so a retry of a transient failure recomputes. In a
+  batch, the whole batch raises, ``item_index`` naming the first failing item.
+- ``hang`` (every op): the op holds a device slot and sleeps until
+  cancelled; one hanging item hangs its whole batch.
+- ``nan`` / ``posinf`` / ``neginf`` (every op but ``generate``): every
+  logprob of the result (and a rolling total or a ``logprob_of`` score)
+  becomes NaN / +Inf / -Inf; ``tail_logprob`` is left as it was.
+- ``corrupt_unsorted`` (next-token ops): the same (id, logprob) pairs, least
+  probable first. A pure permutation: it breaks code that reads
+  ``token_ids[0]`` as the argmax, and it cannot change a number computed
+  without relying on order (on a nearly flat slice, such as the seed's ft,
+  it may change nothing).
+- ``corrupt_duplicate`` (next-token ops): the last id repeats the first (a
+  one-token slice is doubled, an empty one gets two copies of id 0).
+- ``corrupt_length`` (next-token ops, ``rolling_logprob``): one logprob more
+  than there are ids (a ``TokenDist``) or than ``num_tokens - 1`` (a rolling
+  result).
+- ``corrupt_mass`` (next-token ops, ``logprob_of``): the slice's probability
+  mass doubled, and at least 1.5 (an empty or all ``-inf`` slice gains one
+  token of mass 1.5); a ``logprob_of`` score becomes ``|score| + 1`` > 0.
+- ``enter_error`` / ``exit_error`` (view entries and exits, never ops):
+  entering (after the switch and enter latency) or cleanly exiting a view
+  raises; the gate is released first. An exit fault never replaces an
+  exception or a cancellation leaving the block.
 
-Output faults corrupt a copy: the cache keeps the clean value.
+Output faults corrupt a copy, in a batch only their own item's: the cache
+keeps the clean value.
 """
 
 from __future__ import annotations
@@ -48,8 +59,10 @@ from swaysim._errors import InvalidArgumentError, SwaysimError
 from swaysim._types import RollingLogprob, TokenDist
 from swaysim._vocab import (
     OPS,
+    name_tuple,
     require_finite,
     require_int,
+    typed_tuple,
     validate_ops,
     validate_views,
     view_matches,
@@ -103,18 +116,9 @@ APPLICABLE_OPS: Final[dict[str, tuple[str, ...]]] = {
 }
 FAULT_KINDS: Final[tuple[str, ...]] = tuple(APPLICABLE_OPS)
 ERROR_KINDS: Final = frozenset({"transient", "fatal"})
-OUTPUT_KINDS: Final = frozenset(
-    {
-        "nan",
-        "posinf",
-        "neginf",
-        "corrupt_unsorted",
-        "corrupt_duplicate",
-        "corrupt_length",
-        "corrupt_mass",
-    }
-)
 VIEW_EVENT_KINDS: Final = frozenset({"enter_error", "exit_error"})
+OUTPUT_KINDS: Final = frozenset(FAULT_KINDS) - ERROR_KINDS - VIEW_EVENT_KINDS - {"hang"}
+"""Kinds that let the op return and corrupt its value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,13 +167,8 @@ class FaultRule:
             raise InvalidArgumentError(
                 f"FaultRule.kind={self.kind!r} is unknown; expected one of {', '.join(FAULT_KINDS)}"
             )
-        for field_name in ("ops", "views"):
-            value = getattr(self, field_name)
-            if isinstance(value, str):
-                raise InvalidArgumentError(
-                    f"FaultRule.{field_name}={value!r} must be a sequence of names, not one string"
-                )
-            object.__setattr__(self, field_name, tuple(value))
+        object.__setattr__(self, "ops", name_tuple("FaultRule.ops", self.ops))
+        object.__setattr__(self, "views", name_tuple("FaultRule.views", self.views))
         if not isinstance(self.name, str):
             raise InvalidArgumentError(f"FaultRule.name={self.name!r} must be a string")
         validate_ops("FaultRule.ops", self.ops)
@@ -245,11 +244,9 @@ class FaultPlan:
 
     def __post_init__(self) -> None:
         require_int("FaultPlan.seed", self.seed, minimum=0)
-        object.__setattr__(self, "rules", tuple(self.rules))
+        object.__setattr__(self, "rules", typed_tuple("FaultPlan.rules", self.rules, FaultRule))
         names: set[str] = set()
-        for index, rule in enumerate(self.rules):
-            if not isinstance(rule, FaultRule):
-                raise InvalidArgumentError(f"FaultPlan.rules[{index}]={rule!r} must be a FaultRule")
+        for index in range(len(self.rules)):
             name = self.rule_name(index)
             if name in names:
                 raise InvalidArgumentError(
@@ -367,9 +364,22 @@ class FaultState:
         return len(self.log)
 
     def select(
-        self, op: str, kind: str, view_id: str, prompt: str, call_index: int, now: float
+        self,
+        op: str,
+        kind: str,
+        view_id: str,
+        prompt: str,
+        call_index: int,
+        now: float,
+        *,
+        key: str | None = None,
     ) -> FaultFiring | None:
-        """The firing for this call (first matching rule), or None."""
+        """The firing for this call (first matching rule), or None.
+
+        ``prompt`` is what ``FaultRule.prompt`` globs match; ``key`` (default:
+        the prompt) names the call for the probability draw, so that, say,
+        two completions scored against one prompt draw independently.
+        """
         plan = self.plan
         for index, rule in enumerate(plan.rules):
             if op in ("enter", "exit"):
@@ -377,7 +387,8 @@ class FaultState:
                     continue
             elif not rule.applies_to(op):
                 continue
-            if not self._matches(index, rule, op, kind, view_id, prompt, call_index, now):
+            draw_key = prompt if key is None else key
+            if not self._matches(index, rule, op, kind, view_id, prompt, draw_key, call_index, now):
                 continue
             self._fired[index] += 1
             name = plan.rule_name(index)
@@ -395,6 +406,7 @@ class FaultState:
         kind: str,
         view_id: str,
         prompt: str,
+        draw_key: str,
         call_index: int,
         now: float,
     ) -> bool:
@@ -414,7 +426,7 @@ class FaultState:
             return False
         if rule.probability < 1.0:
             name = self.plan.rule_name(index)
-            u, _, _ = unit_draws(self.plan.seed, "fault", name, op, view_id, prompt, call_index)
+            u, _, _ = unit_draws(self.plan.seed, "fault", name, op, view_id, draw_key, call_index)
             if u >= rule.probability:
                 return False
         return True
@@ -423,7 +435,6 @@ class FaultState:
 _V = TypeVar("_V", TokenDist, RollingLogprob, float)
 _LN2: Final = math.log(2.0)
 _CORRUPT_MASS: Final = 1.5
-# Far beyond any sane sortedness tolerance (a validator allowing 1e-3 nats still sees it).
 
 
 def corrupt(kind: str, value: _V) -> _V:
@@ -460,12 +471,13 @@ def _corrupt_dist(kind: str, dist: TokenDist) -> TokenDist:
     elif kind == "corrupt_length":
         lps = np.concatenate([lps, np.full(1, -20.0, dtype=np.float32)])
     elif kind == "corrupt_mass":
-        # Double the slice's mass, or raise it to 1.5 if doubling stays below 1;
-        # the shape is kept. An empty (or all -inf) slice gets one token of mass 1.5.
+        # Double the slice's mass, or raise it to 1.5 if doubling gives less: a
+        # slice of mass 0.5 doubled is 1.0, which any tolerant validator accepts.
+        # The shape is kept. An empty (or all -inf) slice gets one token of mass 1.5.
         finite = lps[np.isfinite(lps)].astype(np.float64)
         mass = float(np.exp(finite).sum())
         if mass > 0.0:
-            shift = _LN2 if 2.0 * mass > 1.0 else math.log(_CORRUPT_MASS / mass)
+            shift = _LN2 if 2.0 * mass >= _CORRUPT_MASS else math.log(_CORRUPT_MASS / mass)
             lps = (lps + np.float32(shift)).astype(np.float32)
         else:
             ids = np.append(ids, int(ids.max()) + 1 if ids.size else 0).astype(np.int64)

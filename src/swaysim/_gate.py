@@ -66,8 +66,8 @@ class FifoSlots:
             return True
         return False
 
-    async def acquire(self) -> bool:
-        """Take a slot, waiting in FIFO order; returns whether it had to wait.
+    async def acquire(self) -> None:
+        """Take a slot, waiting in FIFO order.
 
         Always a checkpoint. Cancellation while waiting (even after the slot
         was handed over but before the waiter resumed) leaves no slot taken.
@@ -78,7 +78,7 @@ class FifoSlots:
             except BaseException:
                 self.release()
                 raise
-            return False
+            return
         waiter = _Waiter()
         self._waiters.append(waiter)
         try:
@@ -89,7 +89,6 @@ class FifoSlots:
             else:
                 self._waiters.remove(waiter)
             raise
-        return True
 
     def release(self) -> None:
         """Free one slot, handing it to the oldest waiter if there is one."""

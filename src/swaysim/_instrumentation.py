@@ -14,11 +14,12 @@ if TYPE_CHECKING:
 
 __all__ = ["BackendStatistics", "ForwardCache", "TraceEvent", "TraceSink"]
 
-_MISSING: Any = object()
+MISSING: Any = object()
+"""What :meth:`ForwardCache.lookup` returns for a key it does not hold."""
 
 
 class ForwardCache:
-    """A bounded LRU of forward-pass results keyed by (op, view, prompt, top_k).
+    """A bounded LRU of forward-pass results, keyed by op, view and the op's arguments.
 
     Counting lives here so a hit costs one lookup, one reorder and one add.
     """
@@ -34,17 +35,13 @@ class ForwardCache:
     def lookup(self, key: Hashable) -> Any:
         """The cached value (counted as a hit), or ``MISSING`` (counted as a miss)."""
         store = self._store
-        value = store.get(key, _MISSING)
-        if value is _MISSING:
+        value = store.get(key, MISSING)
+        if value is MISSING:
             self.misses += 1
         else:
             store.move_to_end(key)
             self.hits += 1
         return value
-
-    def peek(self, key: Hashable) -> Any:
-        """The cached value or ``MISSING``, without counting or reordering."""
-        return self._store.get(key, _MISSING)
 
     def store(self, key: Hashable, value: Any) -> None:
         """Insert ``value``, evicting the least recently used entries past the bound."""
@@ -63,17 +60,6 @@ class ForwardCache:
 
     def __len__(self) -> int:
         return len(self._store)
-
-    def clear(self) -> None:
-        """Drop every entry (counters are kept)."""
-        self._store.clear()
-
-
-MISSING: Any = _MISSING
-
-
-def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(sorted(mapping.items())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +121,7 @@ class BackendStatistics:
 
 def snapshot_mapping(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     """A sorted read-only copy, as stored in :class:`BackendStatistics`."""
-    return _frozen(mapping)
+    return MappingProxyType(dict(sorted(mapping.items())))
 
 
 @dataclass(frozen=True, slots=True)

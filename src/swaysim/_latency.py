@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from swaysim._draw import unit_draws
 from swaysim._errors import InvalidArgumentError
-from swaysim._vocab import require_finite, require_int, validate_ops, validate_views, view_matches
+from swaysim._vocab import (
+    name_tuple,
+    require_finite,
+    require_int,
+    typed_tuple,
+    validate_ops,
+    validate_views,
+    view_matches,
+)
 
 if TYPE_CHECKING:
     from swaysim._vocab import Op
@@ -127,13 +135,8 @@ class LatencyRule:
 
     def __post_init__(self) -> None:
         _check_model("LatencyRule.model", self.model, optional=False)
-        for name in ("ops", "views"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                raise InvalidArgumentError(
-                    f"LatencyRule.{name}={value!r} must be a sequence of names, not one string"
-                )
-            object.__setattr__(self, name, tuple(value))
+        object.__setattr__(self, "ops", name_tuple("LatencyRule.ops", self.ops))
+        object.__setattr__(self, "views", name_tuple("LatencyRule.views", self.views))
         validate_ops("LatencyRule.ops", self.ops)
         validate_views("LatencyRule.views", self.views)
 
@@ -184,17 +187,7 @@ class LatencyPlan:
 
     def __post_init__(self) -> None:
         require_int("LatencyPlan.seed", self.seed, minimum=0)
-        rules: object = self.rules
-        if isinstance(rules, LatencyRule):
-            raise InvalidArgumentError(
-                f"LatencyPlan.rules={rules!r} must be a sequence of LatencyRule"
-            )
-        object.__setattr__(self, "rules", tuple(self.rules))
-        for index, rule in enumerate(self.rules):
-            if not isinstance(rule, LatencyRule):
-                raise InvalidArgumentError(
-                    f"LatencyPlan.rules[{index}]={rule!r} must be a LatencyRule"
-                )
+        object.__setattr__(self, "rules", typed_tuple("LatencyPlan.rules", self.rules, LatencyRule))
         for name in _SLOTS:
             _check_model(f"LatencyPlan.{name}", getattr(self, name), optional=True)
         models = [getattr(self, name) for name in _SLOTS] + [rule.model for rule in self.rules]

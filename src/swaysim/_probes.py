@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from swaysim._errors import InvalidArgumentError, SwaysimError
 from swaysim._protocols import NullCalibratedBackend, ScalableDifferentialBackend
-from swaysim._vocab import require_finite, require_int
+from swaysim._vocab import name_tuple, require_finite, require_int, validate_ops
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -37,6 +37,7 @@ __all__ = [
     "FT",
     "Answers",
     "Ask",
+    "CalibrationUnavailableError",
     "FunctionProbe",
     "NullCalibration",
     "Probe",
@@ -80,11 +81,13 @@ class ViewRef:
             )
         if self.kind == "scaled":
             if self.lam is None:
-                raise InvalidArgumentError("ViewRef(kind='scaled') needs lam")
+                raise InvalidArgumentError("ViewRef.lam=None must be a number for kind='scaled'")
             object.__setattr__(self, "lam", require_finite("lam", self.lam))
         if self.kind == "null":
             if self.seed is None:
-                raise InvalidArgumentError("ViewRef(kind='null') needs seed")
+                raise InvalidArgumentError(
+                    "ViewRef.seed=None must be an integer >= 0 for kind='null'"
+                )
             require_int("seed", self.seed, minimum=0)
             require_finite("init_scale", self.init_scale, minimum=0.0)
             rank = require_finite("rank_scale", self.rank_scale)
@@ -177,6 +180,9 @@ class Ask:
     top_k: int = 256
     max_new_tokens: int = 0
 
+    def __post_init__(self) -> None:
+        validate_ops("Ask.op", (self.op,))
+
     @classmethod
     def next_token_dist(cls, prompt: str, *, top_k: int = 256) -> Ask:
         """``view.next_token_dist(prompt, top_k=top_k)``."""
@@ -233,6 +239,14 @@ class WorkFailedError(SwaysimError):
         self.cause = cause
         reason = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
         super().__init__(f"{ask.describe()} on view {view.label} failed: {reason}")
+
+
+class CalibrationUnavailableError(SwaysimError):
+    """A probe z-scores against a null calibration that was never published.
+
+    Its null-adapter probe was skipped, failed, or is not in the suite; the
+    message says which, and why.
+    """
 
 
 class Answers:
@@ -351,13 +365,37 @@ class ProbeContext:
     call: Callable[..., Awaitable[Any]] | None = None
 
     def calibration(self, name: str) -> NullCalibration:
-        """The calibration published by the null-adapter probe ``name``."""
-        try:
-            return self.calibrations[name]
-        except KeyError:
-            raise WorkFailedError(
-                BASE, Ask("next_token_dist"), f"calibration {name!r} is not available"
-            ) from None
+        """The calibration published by the null-adapter probe ``name``.
+
+        Raises :class:`CalibrationUnavailableError` naming that probe's
+        verdict and message when it published none.
+        """
+        found = self.calibrations.get(name)
+        if found is not None:
+            return found
+        upstream = self.results.get(name)
+        if upstream is None:
+            why = "no result yet"
+        else:
+            why = upstream.verdict.value + (f": {upstream.message}" if upstream.message else "")
+        raise CalibrationUnavailableError(f"null calibration {name!r} is unavailable ({why})")
+
+
+def _check_name(name: object) -> str:
+    # "__" is reserved for the runner's own results, such as "__preflight__".
+    if not isinstance(name, str) or not name or name.startswith("__"):
+        raise InvalidArgumentError(
+            f"probe name={name!r} must be a non-empty string not starting with '__'"
+        )
+    return name
+
+
+def _requirements(requires: Sequence[str]) -> tuple[str, ...]:
+    names = name_tuple("requires", requires)
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            raise InvalidArgumentError(f"requires[{index}]={name!r} must be a probe name")
+    return names
 
 
 class Probe(ABC):
@@ -366,12 +404,8 @@ class Probe(ABC):
     kind: ClassVar[str] = "probe"
 
     def __init__(self, name: str, *, requires: Sequence[str] = ()) -> None:
-        if not isinstance(name, str) or not name or name.startswith("__"):
-            raise InvalidArgumentError(
-                f"probe name={name!r} must be a non-empty string not starting with '__'"
-            )
-        self.name = name
-        self.requires: tuple[str, ...] = tuple(requires)
+        self.name = _check_name(name)
+        self.requires: tuple[str, ...] = _requirements(requires)
 
     def skip_reason(self, backend: object) -> str | None:
         """None to run, or why this probe must SKIP on ``backend``."""
@@ -426,16 +460,14 @@ class FunctionProbe:
         *,
         requires: Sequence[str] = (),
     ) -> None:
-        if not isinstance(name, str) or not name or name.startswith("__"):
-            raise InvalidArgumentError(
-                f"probe name={name!r} must be a non-empty string not starting with '__'"
-            )
+        self.name = _check_name(name)
         if not callable(func):
-            raise InvalidArgumentError(f"func={func!r} must be an async function")
-        self.name = name
+            raise InvalidArgumentError(
+                f"func={func!r} must be callable: an async or a plain function of (backend, ctx)"
+            )
         self.func = func
         self.is_async = _is_async_callable(func)
-        self.requires: tuple[str, ...] = tuple(requires)
+        self.requires: tuple[str, ...] = _requirements(requires)
 
     def finish(self, result: ProbeResult, duration: float) -> ProbeResult:
         """Stamp the runner's name and duration on what the function returned."""

@@ -18,17 +18,24 @@ It composes with anyio rather than replacing it: the marker becomes a
 ``parametrize`` of anyio's ``anyio_backend`` argument, which overrides any
 ``anyio_backend`` fixture (anyio's or a conftest's) for that test only.
 Unmarked tests are untouched. Marker arguments are checked at collection.
+
+anyio runs every test on one shared event loop while a module- or
+session-scoped async fixture is alive, whatever ``anyio_backend`` says; a
+marked test that would run on such a loop (another library, or a clock that
+is not its own) fails with a message saying so instead of passing in real
+time on the wrong loop.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Generator, Sequence
 
 # Scenario files as test items, and the swaysim_backend fixture (marker's backend=...).
 pytest_plugins = ["swaysim._pytest_scenarios"]
@@ -152,3 +159,67 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     backend = callspec.params.get("anyio_backend")
     if isinstance(backend, tuple) and len(backend) == 2 and isinstance(backend[1], _LoopOptions):
         backend[1].refresh()
+
+
+def _foreign_loop(loop: str, options: _LoopOptions) -> str | None:
+    """What the running loop is, if it is not ``loop`` with ``options``' clock; else None."""
+    import sniffio
+
+    library = sniffio.current_async_library()
+    if library == "asyncio":
+        import asyncio
+
+        running = asyncio.get_running_loop()
+        factory = options.get("loop_factory")
+        if loop == "asyncio" and (factory is None or isinstance(running, factory)):
+            return None
+        return f"an asyncio loop ({type(running).__name__})"
+    if library == "trio":
+        import trio
+
+        clock = trio.lowlevel.current_clock()
+        if loop == "trio" and options.get("clock", clock) is clock:
+            return None
+        return f"a trio loop with another clock ({type(clock).__name__})"
+    return f"a {library} loop"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """Check that a marked test runs on its own loop and clock (see the module docstring)."""
+    callspec = getattr(pyfuncitem, "callspec", None)
+    backend = callspec.params.get("anyio_backend") if callspec is not None else None
+    test = pyfuncitem.obj
+    if not (
+        isinstance(backend, tuple)
+        and len(backend) == 2
+        and isinstance(backend[1], _LoopOptions)
+        and inspect.iscoroutinefunction(test)
+    ):
+        return (yield)
+    loop, options = backend
+    found: list[str] = []
+
+    @functools.wraps(test)
+    async def checked(*args: Any, **kwargs: Any) -> object:
+        foreign = _foreign_loop(loop, options)
+        if foreign is not None:
+            found.append(foreign)
+            return None
+        return await test(*args, **kwargs)
+
+    pyfuncitem.obj = checked
+    try:
+        outcome = yield
+    finally:
+        pyfuncitem.obj = test
+    if found:
+        clock = " on a fresh virtual clock" if options.virtual_time else ""
+        pytest.fail(
+            f"@pytest.mark.{MARKER}: {pyfuncitem.name} must run on {loop}{clock}, but anyio "
+            f"ran it on {found[0]}: a module- or session-scoped async fixture keeps anyio's "
+            "event loop alive for every test in its scope. Give such fixtures a narrower "
+            "scope, or keep swaysim-marked tests out of theirs (e.g. in another module).",
+            pytrace=False,
+        )
+    return outcome

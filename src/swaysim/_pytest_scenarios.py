@@ -4,7 +4,10 @@
 folders named by the ``swaysim_scenario_dirs`` ini option (default
 ``scenarios``), or given explicitly on the command line, becomes two items,
 ``slow_view_switches.toml::asyncio`` and ``slow_view_switches.toml::trio``.
-``pyproject.toml`` and TOML files elsewhere are never collected.
+``pyproject.toml`` and TOML files elsewhere are never collected, nor is a
+file in those folders that mentions neither ``probes`` nor ``expect`` (which
+every scenario has): a project with a ``scenarios`` folder of its own keeps
+working when swaysim is installed.
 
 A failing item shows every expectation that does not hold (expected vs
 observed), the seed and the command that replays it; an invalid file is a
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
@@ -55,6 +59,10 @@ MARKER: Final = "swaysim_scenario"
 _RUNS: Final = pytest.StashKey[dict["RunKey", "ScenarioRun"]]()
 _DONE: Final = pytest.StashKey[set[tuple[str, str]]]()
 _DIRS: Final = pytest.StashKey[list["Path"]]()
+_SCENARIO_KEY: Final = re.compile(
+    rb"^[ \t]*(?:\[\[?[ \t]*)?[\"']?(?:probes|expect)[\"']?[ \t]*[\].=]", re.MULTILINE
+)
+"""A line that starts ``[[probes]]``, ``[expect]``, ``probes =`` or ``expect =``."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,7 +71,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         INI_DIRS,
         type="linelist",
         default=["scenarios"],
-        help="folders (relative to the rootdir) whose *.toml files are swaysim scenarios",
+        help="folders (relative to the ini file) whose *.toml files are swaysim scenarios; "
+        "a file there that mentions neither probes nor expect is not collected",
     )
     group = parser.getgroup("swaysim")
     group.addoption(
@@ -111,12 +120,26 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFi
     """Collect ``*.toml`` under the scenario folders, or given explicitly."""
     if file_path.suffix != ".toml" or file_path.name == "pyproject.toml":
         return None
-    resolved = file_path.resolve()
-    explicit = parent.session.isinitpath(file_path)
-    under = any(resolved.is_relative_to(folder) for folder in _scenario_dirs(parent.config))
-    if not (explicit or under):
-        return None
+    if not parent.session.isinitpath(file_path):
+        resolved = file_path.resolve()
+        folders = _scenario_dirs(parent.config)
+        if not any(resolved.is_relative_to(folder) for folder in folders):
+            return None
+        if not _mentions_scenario_keys(file_path):
+            return None
     return ScenarioFile.from_parent(parent, path=file_path)
+
+
+def _mentions_scenario_keys(path: Path) -> bool:
+    """Whether a TOML file found in a scenario folder means to be a scenario.
+
+    A text test, not a parse, so a scenario with a syntax error is still
+    collected (and reported); an unreadable file is left to the loader too.
+    """
+    try:
+        return _SCENARIO_KEY.search(path.read_bytes()) is not None
+    except OSError:
+        return True
 
 
 def results_digest(run: ScenarioRun) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from swaysim import _divergence as maths
 from swaysim._errors import InvalidArgumentError
@@ -26,7 +26,6 @@ from swaysim._probes import (
     ProbeResult,
     Verdict,
     ViewRef,
-    WorkFailedError,
     null_view,
     scaled_view,
 )
@@ -45,7 +44,11 @@ __all__ = [
     "PreferenceFlip",
 ]
 
-DivergenceKind = Literal["js", "kl"]
+
+def _divergence_kind(divergence: object) -> maths.DivergenceKind:
+    if divergence == "js" or divergence == "kl":
+        return divergence
+    raise InvalidArgumentError(f"divergence={divergence!r} must be 'js' or 'kl'")
 
 
 def _strings(owner: str, values: Sequence[str]) -> tuple[str, ...]:
@@ -53,7 +56,7 @@ def _strings(owner: str, values: Sequence[str]) -> tuple[str, ...]:
         raise InvalidArgumentError(f"{owner}={values!r} must be a list of strings, not a string")
     items = tuple(values)
     if not items:
-        raise InvalidArgumentError(f"{owner} must not be empty")
+        raise InvalidArgumentError(f"{owner}={values!r} must not be empty")
     for index, item in enumerate(items):
         if not isinstance(item, str):
             raise InvalidArgumentError(f"{owner}[{index}]={item!r} must be a string")
@@ -122,16 +125,7 @@ class NumericProbe(Probe):
                 message=message,
                 **fields,
             )
-        calibration = ctx.calibrations.get(self.null)
-        if calibration is None:
-            upstream = ctx.results.get(self.null)
-            status = upstream.verdict.value if upstream is not None else "missing"
-            detail = f": {upstream.message}" if upstream is not None and upstream.message else ""
-            raise WorkFailedError(
-                BASE,
-                Ask("next_token_dist"),
-                f"null calibration {self.null!r} is unavailable ({status}{detail})",
-            )
+        calibration = ctx.calibration(self.null)
         z = maths.z_score(raw, calibration.mean, calibration.std, std_floor=calibration.std_floor)
         evidence = {
             **evidence,
@@ -171,17 +165,15 @@ class DeltaKL(NumericProbe):
         name: str,
         prompts: Sequence[str],
         *,
-        divergence: DivergenceKind = "js",
+        divergence: maths.DivergenceKind = "js",
         top_k: int = 256,
         threshold: float = 0.01,
         null: str | None = None,
         z_threshold: float = 3.0,
     ) -> None:
         super().__init__(name, threshold=threshold, null=null, z_threshold=z_threshold)
-        if divergence not in ("js", "kl"):
-            raise InvalidArgumentError(f"divergence={divergence!r} must be 'js' or 'kl'")
+        self.divergence = _divergence_kind(divergence)
         self.prompts = _strings("prompts", prompts)
-        self.divergence: DivergenceKind = divergence
         self.top_k = require_int("top_k", top_k, minimum=1)
 
     def statistic_requests(self, view: ViewRef) -> dict[ViewRef, list[Ask]]:
@@ -228,7 +220,9 @@ class AdapterAblation(Probe):
     PASS when the divergence at lam=1 exceeds ``threshold`` and the curve is
     monotone over lam in [0, 1]; WARN when it is not monotone; FAIL when the
     adapter has no measurable effect. Reports the overshoot at the largest
-    lam above 1 relative to lam=1. SKIP on a backend that cannot scale.
+    lam above 1 relative to lam=1. ``score`` is the share of steps over
+    [0, 1] that do not fall by more than ``tolerance``. SKIP on a backend
+    that cannot scale.
     """
 
     kind = "adapter_ablation"
@@ -239,7 +233,7 @@ class AdapterAblation(Probe):
         prompts: Sequence[str],
         *,
         lams: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25),
-        divergence: DivergenceKind = "js",
+        divergence: maths.DivergenceKind = "js",
         top_k: int = 256,
         threshold: float = 0.01,
         tolerance: float = 1e-6,
@@ -250,9 +244,7 @@ class AdapterAblation(Probe):
         if 1.0 not in lam_values:
             raise InvalidArgumentError(f"lams={list(lams)!r} must include 1.0")
         self.lams = tuple(lam_values)
-        if divergence not in ("js", "kl"):
-            raise InvalidArgumentError(f"divergence={divergence!r} must be 'js' or 'kl'")
-        self.divergence: DivergenceKind = divergence
+        self.divergence = _divergence_kind(divergence)
         self.top_k = require_int("top_k", top_k, minimum=1)
         self.threshold = require_finite("threshold", threshold)
         self.tolerance = require_finite("tolerance", tolerance, minimum=0.0)
@@ -286,12 +278,16 @@ class AdapterAblation(Probe):
                     )
                 )
             curve.append(math.fsum(values) / len(values))
-        shape = maths.response_curve(self.lams, curve, tolerance=self.tolerance)
+        overshoot_lam = self.lams[-1] if self.lams[-1] > 1.0 else 1.25
+        # Raises unless 2+ lams lie in [0, 1], so ``steps`` below is never empty.
+        shape = maths.response_curve(
+            self.lams, curve, tolerance=self.tolerance, overshoot_lam=overshoot_lam
+        )
         at_one = curve[self.lams.index(1.0)]
         steps = [
             b >= a - self.tolerance
             for a, b in itertools.pairwise(
-                d for lam, d in zip(self.lams, curve, strict=True) if lam <= 1.0
+                d for lam, d in zip(self.lams, curve, strict=True) if 0.0 <= lam <= 1.0
             )
         ]
         evidence = {
@@ -315,11 +311,11 @@ class AdapterAblation(Probe):
             verdict = Verdict.PASS
             message = f"monotone response, divergence {at_one:.6g} at lam=1"
         if shape.overshoot is not None:
-            message += f", overshoot x{shape.overshoot:.3g}"
+            message += f", overshoot x{shape.overshoot:.3g} at lam={overshoot_lam:g}"
         return self.result(
             verdict,
             raw=at_one,
-            score=sum(steps) / len(steps) if steps else None,
+            score=sum(steps) / len(steps),
             evidence=evidence,
             message=message,
         )
@@ -359,7 +355,9 @@ class NullAdapter(Probe):
         self.rank_scale = require_finite("rank_scale", rank_scale)
         if self.rank_scale <= 0:
             raise InvalidArgumentError(f"rank_scale={rank_scale!r} must be positive and finite")
-        self.std_floor = require_finite("std_floor", std_floor, minimum=0.0)
+        self.std_floor = require_finite("std_floor", std_floor)
+        if self.std_floor <= 0:
+            raise InvalidArgumentError(f"std_floor={std_floor!r} must be positive and finite")
 
     def bind(self, probes: Mapping[str, object]) -> None:
         """Resolve a target given by name against the suite."""
@@ -391,13 +389,13 @@ class NullAdapter(Probe):
         return None
 
     def requests(self, ctx: ProbeContext) -> Mapping[ViewRef, list[Ask]]:
-        plan: dict[ViewRef, list[Ask]] = {}
+        # Base's asks come once per null view; an ordered set keeps one of each.
+        plan: dict[ViewRef, dict[Ask, None]] = {}
         target = self._target()
         for view in self.views():
             for ref, asks in target.statistic_requests(view).items():
-                merged = plan.setdefault(ref, [])
-                merged.extend(a for a in asks if a not in merged)
-        return plan
+                plan.setdefault(ref, {}).update(dict.fromkeys(asks))
+        return {ref: list(asks) for ref, asks in plan.items()}
 
     def finalize(self, answers: Answers, ctx: ProbeContext) -> ProbeResult:
         target = self._target()
@@ -454,7 +452,7 @@ class PreferenceFlip(NumericProbe):
         super().__init__(name, threshold=threshold, null=null, z_threshold=z_threshold)
         items = tuple(tuple(t) for t in triples)
         if not items:
-            raise InvalidArgumentError("triples must not be empty")
+            raise InvalidArgumentError(f"triples={triples!r} must not be empty")
         for index, triple in enumerate(items):
             if len(triple) != 3 or not all(isinstance(x, str) for x in triple):
                 raise InvalidArgumentError(
@@ -534,7 +532,10 @@ class PerplexityShift(NumericProbe):
                 maths.mean_logprob_shift(
                     answers.get(BASE, ask),
                     answers.get(view, ask),
-                    labels=(f"base rolling_logprob({text!r})", f"{view.label} rolling_logprob"),
+                    labels=(
+                        f"base rolling_logprob({text!r})",
+                        f"{view.label} rolling_logprob({text!r})",
+                    ),
                 )
             )
         return out

@@ -626,12 +626,8 @@ def _show(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        text = (
-            str(value)
-            if abs(value) < 10**30
-            else f"{str(value)[:12]}... ({len(str(value))} digits)"
-        )
-        return text
+        digits = str(value)
+        return digits if abs(value) < 10**30 else f"{digits[:12]}... ({len(digits)} digits)"
     if isinstance(value, float):
         return (
             repr(value)
@@ -779,10 +775,9 @@ def _problem(error: Any) -> str:
         expected = ctx.get("expected_tags", "")
         tags = [t.strip().strip("'") for t in expected.split(",")]
         hint = did_you_mean(str(ctx.get("tag", "")), tags)
-        return (
-            f"{where}.{tag_key}: {_show(ctx.get('tag'))} is not allowed: "
-            f"must be one of {expected}{hint}"
-        )
+        # pydantic's ctx holds the tag as a string; show the value as written (5, not "5").
+        tag = value.get(tag_key, ctx.get("tag")) if isinstance(value, dict) else ctx.get("tag")
+        return f"{where}.{tag_key}: {_show(tag)} is not allowed: must be one of {expected}{hint}"
     if kind == "literal_error":
         expected = str(ctx.get("expected", ""))
         tags = re.findall(r"'([^']*)'", expected)
@@ -871,6 +866,7 @@ def _nesting(value: object, path: str, depth: int = 0) -> str | None:
 
 
 _API_FIELD: Final = re.compile(r"^(?:[A-Z]\w*\.)?([a-z_][a-z0-9_]*)(?=[=\s:\[])")
+_API_ASSIGNMENT: Final = re.compile(r"\b([a-z_][a-z0-9_]*)=")
 _TOML_POSITION: Final = re.compile(r"^(.*?)\s*\(at line (\d+), column (\d+)\)$", re.DOTALL)
 
 
@@ -925,8 +921,6 @@ def _spec(document: dict[str, Any], source: str) -> ScenarioSpec:
         return ScenarioSpec.model_validate(document)
     except ValidationError as exc:
         raise ScenarioError(source, _problems(exc)) from None
-    except RecursionError:
-        raise ScenarioError(source, [f"nested more than {MAX_NESTING} levels deep"]) from None
 
 
 # -- building -------------------------------------------------------------------------
@@ -974,6 +968,10 @@ def _latency_model(spec: ConstantSpec | UniformSpec | LogNormalSpec) -> LatencyM
     return LogNormal(**fields)
 
 
+_LATENCY_SLOTS: Final = tuple(k for k in LatencyPlanSpec.model_fields if k not in {"seed", "rules"})
+"""The plan's latency models other than rules: ``default``, ``view_switch``..."""
+
+
 class _Builder:
     """Builds API objects from specs, turning an InvalidArgumentError into a key-path problem."""
 
@@ -993,22 +991,17 @@ class _Builder:
             return build(*args, **kwargs)
         except InvalidArgumentError as exc:
             message = str(exc)
-            named = _API_FIELD.match(message)
-            if named and named.group(1) in spec.model_fields:
-                path = f"{path}.{named.group(1)}"
+            # "Uniform.high=...", "FaultRule.ops contains...", "probe name=''...": the key.
+            for found in (_API_FIELD.match(message), _API_ASSIGNMENT.search(message)):
+                if found and found.group(1) in spec.model_fields:
+                    path = f"{path}.{found.group(1)}"
+                    break
             raise ScenarioError(self.source, [f"{path}: {message}"]) from None
 
     def latency(self, spec: LatencyPlanSpec, seed: int) -> LatencyPlan:
         path = "backend.latency"
         models: dict[str, LatencyModel | None] = {}
-        for slot in (
-            "default",
-            "generate_per_token",
-            "batch_per_item",
-            "view_switch",
-            "view_enter",
-            "view_exit",
-        ):
+        for slot in _LATENCY_SLOTS:
             model = getattr(spec, slot)
             models[slot] = (
                 None
@@ -1035,9 +1028,7 @@ class _Builder:
         rules = []
         for index, rule in enumerate(spec.rules):
             fields = rule.model_dump(exclude_unset=True)
-            if "window" in fields:
-                fields["window"] = tuple(fields["window"])
-            for key in ("ops", "views"):
+            for key in ("ops", "views", "window"):
                 if key in fields:
                     fields[key] = tuple(fields[key])
             rules.append(self.attempt(f"{path}.rules[{index}]", FaultRuleSpec, FaultRule, **fields))
@@ -1180,17 +1171,10 @@ def _import_runner(target: str, source: str, folder: Path | None) -> Callable[..
 
 # -- the scenario ---------------------------------------------------------------------
 
-_RUN_SUITE_KEYS: Final = (
-    "concurrency",
-    "op_timeout",
-    "probe_timeout",
-    "retries",
-    "backoff",
-    "backoff_max",
-    "preflight",
-    "seed",
-    "mode",
+_RUN_SUITE_KEYS: Final = tuple(
+    key for key in RunnerSpec.model_fields if key not in {"runner", "cancel_after", "options"}
 )
+"""The ``[runner]`` keys that are ``run_suite`` keyword arguments."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,8 @@ class TokenDist:
       residual underflowed);
     - ``0.0``: a tail exists but its mass is exactly zero in float32;
     - a negative float: the log of a measurable tail mass, which divergence
-      maths spreads over the vocabulary entries missing from the slice.
+      maths (``swaysim.divergence``, as dlm-sway's) shares evenly among the
+      tokens another slice lists and this one does not.
     """
 
     token_ids: NDArray[np.int64]

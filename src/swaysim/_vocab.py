@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Final, Literal
+from collections.abc import Iterable
+from typing import Final, Literal, TypeVar
 
 from swaysim._errors import InvalidArgumentError
+
+_Item = TypeVar("_Item")
 
 Op = Literal[
     "generate", "logprob_of", "rolling_logprob", "next_token_dist", "next_token_dist_batch"
@@ -23,6 +26,28 @@ OPS: Final[tuple[Op, ...]] = (
 VIEW_KINDS: Final[tuple[ViewKind, ...]] = ("base", "ft", "scaled", "null")
 
 _VIEW_ID = re.compile(r"^(?:base|ft|scaled_-?\d+\.\d\d|null_\d+(?:_rank\d+\.\d\d)?)$")
+
+
+def name_tuple(owner: str, names: object) -> tuple[str, ...]:
+    """A sequence of names as a tuple; one bare string is an error, not a list of letters."""
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise InvalidArgumentError(
+            f"{owner}={names!r} must be a sequence of names, not "
+            + ("one string" if isinstance(names, str) else type(names).__name__)
+        )
+    return tuple(names)
+
+
+def typed_tuple(owner: str, items: object, item_type: type[_Item]) -> tuple[_Item, ...]:
+    """A sequence of ``item_type`` as a tuple, or raise naming the field and the bad item."""
+    kind = item_type.__name__
+    if isinstance(items, item_type | str) or not isinstance(items, Iterable):
+        raise InvalidArgumentError(f"{owner}={items!r} must be a sequence of {kind}")
+    values = tuple(items)
+    for index, item in enumerate(values):
+        if not isinstance(item, item_type):
+            raise InvalidArgumentError(f"{owner}[{index}]={item!r} must be a {kind}")
+    return values
 
 
 def validate_ops(owner: str, ops: tuple[str, ...]) -> None:
