@@ -6,6 +6,9 @@ private ``_``-prefixed modules and may change without notice.
 
 from __future__ import annotations
 
+import importlib as _importlib
+import typing as _typing
+
 from swaysim._backend import AsyncDummyDifferentialBackend, DummyView
 from swaysim._bridge import (
     BlockingBackend,
@@ -35,7 +38,6 @@ from swaysim._errors import (
     ViewConflictError,
     ViewError,
 )
-from swaysim._expect import ScenarioCheck, check_scenario
 from swaysim._faults import (
     FaultFiring,
     FaultPlan,
@@ -53,6 +55,7 @@ from swaysim._probes import (
     FT,
     Answers,
     Ask,
+    CalibrationUnavailableError,
     FunctionProbe,
     NullCalibration,
     Probe,
@@ -79,12 +82,41 @@ from swaysim._reference_probes import (
     PerplexityShift,
     PreferenceFlip,
 )
-from swaysim._report import write_report
 from swaysim._runner import SuiteResult, run_suite
-from swaysim._scenario import Scenario, ScenarioError, load_scenario
 from swaysim._trace import JsonlTraceWriter, TraceFormatError, TraceRecorder, read_trace
-from swaysim._trace_summary import summarize_trace
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist
+
+# The scenario, report and terminal-summary machinery (pydantic, rich) loads on
+# first use: the pytest plugin imports this package in every pytest session.
+_LAZY: _typing.Final = {
+    "Scenario": "swaysim._scenario",
+    "ScenarioCheck": "swaysim._expect",
+    "ScenarioError": "swaysim._scenario",
+    "check_scenario": "swaysim._expect",
+    "load_scenario": "swaysim._scenario",
+    "summarize_trace": "swaysim._trace_summary",
+    "write_report": "swaysim._report",
+}
+
+if _typing.TYPE_CHECKING:
+    from swaysim._expect import ScenarioCheck, check_scenario
+    from swaysim._report import write_report
+    from swaysim._scenario import Scenario, ScenarioError, load_scenario
+    from swaysim._trace_summary import summarize_trace
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'swaysim' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 
@@ -99,6 +131,7 @@ __all__ = [
     "BlockingView",
     "BridgeCancelled",
     "BridgeError",
+    "CalibrationUnavailableError",
     "Constant",
     "DeltaKL",
     "DifferentialBackend",

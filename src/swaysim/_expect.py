@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 
+from swaysim._clock import LOOPS
 from swaysim._clock import run as run_on_loop
 from swaysim._faults import OUTPUT_KINDS
 from swaysim._probes import ProbeResult, Verdict
@@ -49,7 +50,6 @@ __all__ = [
     "run_scenario",
 ]
 
-LOOPS: Final = ("asyncio", "trio")
 RequestKey = tuple[str, str, str]
 RunKey = tuple[str, str, int | None, int | None]
 """A shared run: scenario source, loop, seed override and jitter override."""

@@ -29,14 +29,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from swaysim._expect import LOOPS, ScenarioCheck, check_scenario
-from swaysim._scenario import ScenarioError, backend_from_table, load_scenario
+from swaysim._clock import LOOPS
 
+# The scenario machinery (pydantic models and all) is imported by the hooks that
+# need it, not here: every pytest session in a project with swaysim installed
+# loads this plugin, and most never collect a scenario.
 if TYPE_CHECKING:
     from pathlib import Path
 
     from swaysim._backend import AsyncDummyDifferentialBackend
-    from swaysim._expect import RunKey, ScenarioRun
+    from swaysim._expect import RunKey, ScenarioCheck, ScenarioRun
     from swaysim._scenario import Scenario
 
 __all__ = [
@@ -169,6 +171,8 @@ class ScenarioFile(pytest.File):
             return str(self.path)
 
     def collect(self) -> list[ScenarioItem]:
+        from swaysim._scenario import load_scenario
+
         scenario = load_scenario(self.path, source=self._display())
         return [
             ScenarioItem.from_parent(self, name=loop, scenario=scenario, loop=loop)
@@ -176,6 +180,8 @@ class ScenarioFile(pytest.File):
         ]
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
+        from swaysim._scenario import ScenarioError
+
         if isinstance(excinfo.value, ScenarioError):
             return "\n".join(excinfo.value.problems)
         return str(super().repr_failure(excinfo))
@@ -191,6 +197,8 @@ class ScenarioItem(pytest.Item):
         self.add_marker(MARKER)
 
     def runtest(self) -> None:
+        from swaysim._expect import check_scenario
+
         seed: int | None = self.config.getoption(SEED_OPTION)
         jitter: int | None = self.config.getoption(JITTER_OPTION)
         cache = self.config.stash.setdefault(_RUNS, {})
@@ -231,6 +239,8 @@ def swaysim_backend(request: pytest.FixtureRequest) -> AsyncDummyDifferentialBac
     a plain exclusive backend. A bad table fails the test with the loader's
     one-line message.
     """
+    from swaysim._scenario import ScenarioError, backend_from_table
+
     marker = request.node.get_closest_marker(BACKEND_MARKER)
     table = marker.kwargs.get("backend", {}) if marker is not None else {}
     try:
