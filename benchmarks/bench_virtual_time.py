@@ -48,7 +48,7 @@ from swaysim import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from swaysim._latency import LatencyModel
+    from swaysim._chaos.latency import LatencyModel
 
 LATENCY = 0.05
 RATIO_TARGET = 1_000.0

@@ -29,9 +29,9 @@ from swaysim import (
     MissingResponseError,
     RollingLogprob,
     TokenDist,
-    _dummy,
 )
-from swaysim._dummy import FAST_SEEDING, ModeModel, NullModel, pcg64_start, seeded_normal
+from swaysim._backend import models as _dummy
+from swaysim._backend.models import FAST_SEEDING, ModeModel, NullModel, pcg64_start, seeded_normal
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager

@@ -19,7 +19,7 @@ from swaysim import (
     TraceRecorder,
     export_chrome,
 )
-from swaysim._chrome import write_chrome
+from swaysim._trace.chrome import write_chrome
 from test_trace import known_backend, run_known_scenario
 
 if TYPE_CHECKING:

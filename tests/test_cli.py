@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from swaysim._cli import cli
+from swaysim._cli.main import cli
 
 ROOT = Path(__file__).parent.parent
 

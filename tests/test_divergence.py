@@ -17,7 +17,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from swaysim import SwaysimError, TokenDist
-from swaysim._divergence import (
+from swaysim._backend.models import SYNTH_DISTS, ModeModel, NullModel, ScaledModel
+from swaysim._chaos.faults import corrupt
+from swaysim._runner.divergence import (
     Normalization,
     ProbeMathError,
     _check_js_bounds,
@@ -27,10 +29,8 @@ from swaysim._divergence import (
     kl_divergence,
     validate_token_dist,
 )
-from swaysim._dummy import SYNTH_DISTS, ModeModel, NullModel, ScaledModel
-from swaysim._errors import InvalidArgumentError
-from swaysim._faults import corrupt
 from swaysim._types import DummyResponses
+from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     import random

@@ -13,8 +13,8 @@ import pytest
 
 import custom_runners
 from swaysim import ProbeResult, Verdict
-from swaysim._expect import STALL_SECONDS, check_scenario, evaluate, run_scenario
-from swaysim._scenario import Scenario, parse_scenario
+from swaysim._scenario.expect import STALL_SECONDS, check_scenario, evaluate, run_scenario
+from swaysim._scenario.load import Scenario, parse_scenario
 
 LOOPS = ("asyncio", "trio")
 

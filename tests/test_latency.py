@@ -18,14 +18,14 @@ from swaysim import (
     LogNormal,
     TraceEvent,
     Uniform,
-    _draw,
 )
+from swaysim._chaos import seeding as _draw
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from swaysim import DummyView
-    from swaysim._latency import LatencyModel
+    from swaysim._chaos.latency import LatencyModel
 
 GENERATIONS = {"p": "canned answer", "q": "another"}
 EXACT = 1e-9

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from swaysim._cli import cli
-from swaysim._scenario import ScenarioError, load_scenario
+from swaysim._cli.main import cli
+from swaysim._scenario.load import ScenarioError, load_scenario
 
 CORPUS = Path(__file__).parent / "malformed"
 FILES = sorted(CORPUS.glob("*.toml"))

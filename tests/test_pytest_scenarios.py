@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from swaysim._expect import run_scenario
-from swaysim._scenario import parse_scenario
+from swaysim._scenario.expect import run_scenario
+from swaysim._scenario.load import parse_scenario
 
 pytest_plugins = ["pytester"]
 
@@ -108,7 +108,7 @@ def test_an_invalid_file_is_a_one_line_collection_error(pytester: pytest.Pyteste
     assert 'scenarios/broken.toml: seed: "x" is not allowed: must be an integer' in output
     assert "scenarios/unparsable.toml: line 9, column 8: invalid TOML:" in output
     assert "Traceback" not in output
-    assert "_scenario.py" not in output
+    assert "_scenario/" not in output
 
 
 def test_a_projects_own_toml_files_in_a_scenarios_folder_are_left_alone(

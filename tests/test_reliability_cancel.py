@@ -54,11 +54,11 @@ from swaysim import (
     ViewConflictError,
     run_suite,
 )
-from swaysim._draw import stable_hash
+from swaysim._chaos.seeding import stable_hash
 
 if TYPE_CHECKING:
     from swaysim import ProbeContext
-    from swaysim._latency import LatencyModel
+    from swaysim._chaos.latency import LatencyModel
 
 FUZZ_SEED: Final = 20_240_607
 DEFAULT_CASES: Final = 1_000

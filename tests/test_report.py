@@ -41,7 +41,7 @@ from swaysim import (
     run,
     write_report,
 )
-from swaysim._report import BINS, MAX_DETAIL_ROWS, ROW_INTERVAL_CAP
+from swaysim._trace.report.render import BINS, MAX_DETAIL_ROWS, ROW_INTERVAL_CAP
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import swaysim
+import swaysim._runner.suite
 from swaysim import (
     BASE,
     FT,
@@ -265,7 +266,7 @@ async def test_concurrent_safe_backend_runs_up_to_concurrency_requests_at_once(
 @pytest.mark.parametrize("concurrency", [1, 4, 32])
 @pytest.mark.parametrize("mode", ["pooled", "naive"])
 async def test_strict_exclusivity_never_conflicts_under_the_runner(
-    concurrency: int, mode: swaysim._runner.RunMode
+    concurrency: int, mode: swaysim._runner.suite.RunMode
 ) -> None:
     async def manual(backend: Any, ctx: ProbeContext) -> ProbeResult:
         async with backend.as_base() as base:
@@ -548,7 +549,7 @@ async def test_op_timeout_is_an_error_naming_the_timeout() -> None:
 @pytest.mark.parametrize("fraction", [0.005, 0.1, 0.35, 0.6, 0.9])
 @pytest.mark.parametrize(("mode", "concurrency"), [("pooled", 1), ("pooled", 8), ("naive", 1)])
 async def test_cancelling_the_run_releases_every_view(
-    safe: bool, fraction: float, mode: swaysim._runner.RunMode, concurrency: int
+    safe: bool, fraction: float, mode: swaysim._runner.suite.RunMode, concurrency: int
 ) -> None:
     async def manual(backend: Any, ctx: ProbeContext) -> ProbeResult:
         async with backend.as_base() as base:

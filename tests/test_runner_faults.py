@@ -39,7 +39,7 @@ from swaysim import (
     ViewRef,
     run_suite,
 )
-from swaysim._faults import APPLICABLE_OPS, FAULT_KINDS, VIEW_EVENT_KINDS
+from swaysim._chaos.faults import APPLICABLE_OPS, FAULT_KINDS, VIEW_EVENT_KINDS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -34,7 +34,7 @@ from swaysim import (
     Verdict,
     run_suite,
 )
-from swaysim._faults import APPLICABLE_OPS, FAULT_KINDS, FaultKind
+from swaysim._chaos.faults import APPLICABLE_OPS, FAULT_KINDS, FaultKind
 
 if TYPE_CHECKING:
     from hypothesis.strategies import DrawFn

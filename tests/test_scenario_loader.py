@@ -33,7 +33,7 @@ from swaysim import (
     Uniform,
     run_suite,
 )
-from swaysim._scenario import (
+from swaysim._scenario.load import (
     PROBE_CLASSES,
     PROBE_SPECS,
     BackendSpec,

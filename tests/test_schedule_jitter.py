@@ -36,10 +36,10 @@ from swaysim import (
     TraceRecorder,
     run_suite,
 )
-from swaysim._backend import JITTER_MAX_CHECKPOINTS, JITTER_MAX_SECONDS
-from swaysim._cli import cli
-from swaysim._expect import LOOPS, check_scenario, run_scenario
-from swaysim._scenario import ScenarioError, load_scenario, parse_scenario
+from swaysim._backend.backend import JITTER_MAX_CHECKPOINTS, JITTER_MAX_SECONDS
+from swaysim._cli.main import cli
+from swaysim._scenario.expect import LOOPS, check_scenario, run_scenario
+from swaysim._scenario.load import ScenarioError, load_scenario, parse_scenario
 
 pytest_plugins = ["pytester"]
 

@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swaysim import RollingLogprob
-from swaysim._divergence import (
+from swaysim._backend.models import SYNTH_DISTS, ModeModel, ScaledModel
+from swaysim._chaos.faults import corrupt
+from swaysim._runner.divergence import (
     ProbeMathError,
     ZScore,
     divergence,
@@ -23,10 +25,8 @@ from swaysim._divergence import (
     validate_rolling,
     z_score,
 )
-from swaysim._dummy import SYNTH_DISTS, ModeModel, ScaledModel
-from swaysim._errors import InvalidArgumentError
-from swaysim._faults import corrupt
 from swaysim._types import DummyResponses
+from swaysim.errors import InvalidArgumentError
 
 BASE_MODEL = ModeModel("base", DummyResponses())
 FT_MODEL = ModeModel("ft", DummyResponses())

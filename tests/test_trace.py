@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 
-import swaysim._trace
+import swaysim._trace.jsonl
 from swaysim import (
     AdapterAblation,
     AsyncDummyDifferentialBackend,
@@ -42,7 +42,7 @@ from swaysim import (
     read_trace,
     run_suite,
 )
-from swaysim._trace import EVENT_KINDS, decode_event, encode_event, event_record
+from swaysim._trace.jsonl import EVENT_KINDS, decode_event, encode_event, event_record
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -297,8 +297,8 @@ def documented_in_markdown() -> dict[str, set[str]]:
 
 
 def documented_in_docstring() -> dict[str, set[str]]:
-    """Per kind, every ``name`` in its row of the swaysim._trace docstring's kind table."""
-    doc = swaysim._trace.__doc__ or ""
+    """Per kind, every ``name`` in its row of the swaysim._trace.jsonl docstring's kind table."""
+    doc = swaysim._trace.jsonl.__doc__ or ""
     table = doc.split("kind           by  when, and its fields")[1].split("\n\n")[0]
     rows = re.split(r"\n(?=[a-z_]+ +[BR] )", table.split("=\n", 1)[1])
     fields: dict[str, set[str]] = {}

@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib as _importlib
 import typing as _typing
 
-from swaysim._backend import AsyncDummyDifferentialBackend, DummyView
-from swaysim._bridge import (
+from swaysim._backend.backend import AsyncDummyDifferentialBackend, DummyView
+from swaysim._backend.statistics import BackendStatistics
+from swaysim._bridge.bridge import (
     BlockingBackend,
     BlockingView,
     BridgeCancelled,
@@ -18,27 +19,7 @@ from swaysim._bridge import (
     blocking_backend,
     run_sync_probe,
 )
-from swaysim._chrome import export_chrome
-from swaysim._clock import VirtualClockEventLoop, hold_virtual_time, run, virtual_anyio_backend
-from swaysim._divergence import (
-    ProbeMathError,
-    ZScore,
-    divergence,
-    validate_logprob,
-    validate_rolling,
-    validate_token_dist,
-    z_score,
-)
-from swaysim._errors import (
-    InvalidArgumentError,
-    MissingResponseError,
-    NestedViewError,
-    StaleViewError,
-    SwaysimError,
-    ViewConflictError,
-    ViewError,
-)
-from swaysim._faults import (
+from swaysim._chaos.faults import (
     FaultFiring,
     FaultPlan,
     FaultRule,
@@ -48,9 +29,24 @@ from swaysim._faults import (
     InjectedViewEnterError,
     InjectedViewExitError,
 )
-from swaysim._instrumentation import BackendStatistics, TraceEvent, TraceSink
-from swaysim._latency import Constant, LatencyPlan, LatencyRule, LogNormal, Uniform
-from swaysim._probes import (
+from swaysim._chaos.latency import Constant, LatencyPlan, LatencyRule, LogNormal, Uniform
+from swaysim._protocols import (
+    DifferentialBackend,
+    NullCalibratedBackend,
+    PreflightCheckable,
+    ScalableDifferentialBackend,
+    ScoringModel,
+)
+from swaysim._runner.divergence import (
+    ProbeMathError,
+    ZScore,
+    divergence,
+    validate_logprob,
+    validate_rolling,
+    validate_token_dist,
+    z_score,
+)
+from swaysim._runner.probes import (
     BASE,
     FT,
     Answers,
@@ -67,14 +63,7 @@ from swaysim._probes import (
     null_view,
     scaled_view,
 )
-from swaysim._protocols import (
-    DifferentialBackend,
-    NullCalibratedBackend,
-    PreflightCheckable,
-    ScalableDifferentialBackend,
-    ScoringModel,
-)
-from swaysim._reference_probes import (
+from swaysim._runner.reference_probes import (
     AdapterAblation,
     DeltaKL,
     NullAdapter,
@@ -82,27 +71,39 @@ from swaysim._reference_probes import (
     PerplexityShift,
     PreferenceFlip,
 )
-from swaysim._runner import SuiteResult, run_suite
-from swaysim._trace import JsonlTraceWriter, TraceFormatError, TraceRecorder, read_trace
+from swaysim._runner.suite import SuiteResult, run_suite
+from swaysim._time.clock import VirtualClockEventLoop, hold_virtual_time, run, virtual_anyio_backend
+from swaysim._trace.chrome import export_chrome
+from swaysim._trace.events import TraceEvent, TraceSink
+from swaysim._trace.jsonl import JsonlTraceWriter, TraceFormatError, TraceRecorder, read_trace
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist
+from swaysim.errors import (
+    InvalidArgumentError,
+    MissingResponseError,
+    NestedViewError,
+    StaleViewError,
+    SwaysimError,
+    ViewConflictError,
+    ViewError,
+)
 
 # The scenario, report and terminal-summary machinery (pydantic, rich) loads on
 # first use: the pytest plugin imports this package in every pytest session.
 _LAZY: _typing.Final = {
-    "Scenario": "swaysim._scenario",
-    "ScenarioCheck": "swaysim._expect",
-    "ScenarioError": "swaysim._scenario",
-    "check_scenario": "swaysim._expect",
-    "load_scenario": "swaysim._scenario",
-    "summarize_trace": "swaysim._trace_summary",
-    "write_report": "swaysim._report",
+    "Scenario": "swaysim._scenario.load",
+    "ScenarioCheck": "swaysim._scenario.expect",
+    "ScenarioError": "swaysim._scenario.load",
+    "check_scenario": "swaysim._scenario.expect",
+    "load_scenario": "swaysim._scenario.load",
+    "summarize_trace": "swaysim._trace.summary",
+    "write_report": "swaysim._trace.report.render",
 }
 
 if _typing.TYPE_CHECKING:
-    from swaysim._expect import ScenarioCheck, check_scenario
-    from swaysim._report import write_report
-    from swaysim._scenario import Scenario, ScenarioError, load_scenario
-    from swaysim._trace_summary import summarize_trace
+    from swaysim._scenario.expect import ScenarioCheck, check_scenario
+    from swaysim._scenario.load import Scenario, ScenarioError, load_scenario
+    from swaysim._trace.report.render import write_report
+    from swaysim._trace.summary import summarize_trace
 
 
 def __getattr__(name: str) -> _typing.Any:

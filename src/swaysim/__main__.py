@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swaysim._cli import main
+from swaysim._cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import Final, Literal, TypeVar
 
-from swaysim._errors import InvalidArgumentError
+from swaysim.errors import InvalidArgumentError
 
 _Item = TypeVar("_Item")
 

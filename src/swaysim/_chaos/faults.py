@@ -54,8 +54,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
 
 import numpy as np
 
-from swaysim._draw import unit_draws
-from swaysim._errors import InvalidArgumentError, SwaysimError
+from swaysim._chaos.seeding import unit_draws
 from swaysim._types import RollingLogprob, TokenDist
 from swaysim._vocab import (
     OPS,
@@ -67,6 +66,7 @@ from swaysim._vocab import (
     validate_views,
     view_matches,
 )
+from swaysim.errors import InvalidArgumentError, SwaysimError
 
 if TYPE_CHECKING:
     from swaysim._vocab import Op

@@ -44,12 +44,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import anyio
 
-from swaysim._bridge import run_sync_probe
-from swaysim._draw import unit_draws
-from swaysim._errors import InvalidArgumentError, SwaysimError
-from swaysim._faults import InjectedFault, InjectedViewExitError
-from swaysim._instrumentation import BackendStatistics, TraceEvent
-from swaysim._probes import (
+from swaysim._backend.statistics import BackendStatistics
+from swaysim._bridge.bridge import run_sync_probe
+from swaysim._chaos.faults import InjectedFault, InjectedViewExitError
+from swaysim._chaos.seeding import unit_draws
+from swaysim._protocols import PreflightCheckable
+from swaysim._runner.probes import (
     Answers,
     Ask,
     FunctionProbe,
@@ -60,13 +60,14 @@ from swaysim._probes import (
     ViewRef,
     WorkFailedError,
 )
-from swaysim._protocols import PreflightCheckable
+from swaysim._trace.events import TraceEvent
 from swaysim._vocab import require_finite, require_int
+from swaysim.errors import InvalidArgumentError, SwaysimError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 
-    from swaysim._instrumentation import TraceSink
+    from swaysim._trace.events import TraceSink
 
 __all__ = ["SuiteResult", "run_suite"]
 

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from swaysim._errors import InvalidArgumentError
-from swaysim._trace import probe_name, read_trace
-from swaysim._trace_summary import TraceDigest, digest_trace
+from swaysim._trace.jsonl import probe_name, read_trace
+from swaysim._trace.summary import TraceDigest, digest_trace
+from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-    from swaysim._instrumentation import TraceEvent
+    from swaysim._trace.events import TraceEvent
 
 __all__ = ["RESULTS_FILE", "TRACE_FILE", "render_report", "write_report"]
 

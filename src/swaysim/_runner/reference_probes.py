@@ -13,9 +13,9 @@ import math
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from swaysim import _divergence as maths
-from swaysim._errors import InvalidArgumentError
-from swaysim._probes import (
+from swaysim._protocols import NullCalibratedBackend, ScalableDifferentialBackend
+from swaysim._runner import divergence as maths
+from swaysim._runner.probes import (
     BASE,
     FT,
     Answers,
@@ -29,8 +29,8 @@ from swaysim._probes import (
     null_view,
     scaled_view,
 )
-from swaysim._protocols import NullCalibratedBackend, ScalableDifferentialBackend
 from swaysim._vocab import require_finite, require_int
+from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -106,9 +106,9 @@ from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
-from swaysim._errors import InvalidArgumentError, SwaysimError
-from swaysim._instrumentation import TraceEvent
+from swaysim._trace.events import TraceEvent
 from swaysim._vocab import require_int
+from swaysim.errors import InvalidArgumentError, SwaysimError
 
 if TYPE_CHECKING:
     import os

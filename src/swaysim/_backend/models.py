@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from swaysim._errors import InvalidArgumentError, MissingResponseError
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist, new_token_dist
+from swaysim.errors import InvalidArgumentError, MissingResponseError
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Generator, Sequence
 
 # Scenario files as test items, and the swaysim_backend fixture (marker's backend=...).
-pytest_plugins = ["swaysim._pytest_scenarios"]
+pytest_plugins = ["swaysim._pytest.scenarios"]
 
 MARKER: Final = "swaysim"
 _LOOPS: Final = ("asyncio", "trio")
@@ -60,7 +60,7 @@ class _LoopOptions(dict[str, Any]):
 
     def refresh(self) -> None:
         """Replace the clock (trio) or loop factory (asyncio) with a fresh one."""
-        from swaysim._clock import virtual_anyio_backend
+        from swaysim._time.clock import virtual_anyio_backend
 
         _, options = virtual_anyio_backend(self.loop, virtual_time=self.virtual_time)
         self.clear()

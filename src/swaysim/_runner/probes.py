@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from swaysim._errors import InvalidArgumentError, SwaysimError
 from swaysim._protocols import NullCalibratedBackend, ScalableDifferentialBackend
 from swaysim._vocab import name_tuple, require_finite, require_int, validate_ops
+from swaysim.errors import InvalidArgumentError, SwaysimError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence

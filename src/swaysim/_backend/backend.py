@@ -24,10 +24,11 @@ import numpy as np
 import sniffio
 from anyio.lowlevel import checkpoint, current_token
 
-from swaysim._draw import stable_hash, unit_draws
-from swaysim._dummy import ModeModel, NullModel, ScaledModel, ViewModel
-from swaysim._errors import InvalidArgumentError, StaleViewError, ViewError
-from swaysim._faults import (
+from swaysim._backend.cache import MISSING, ForwardCache
+from swaysim._backend.gate import ExclusivityGate, FifoSlots, Holding
+from swaysim._backend.models import ModeModel, NullModel, ScaledModel, ViewModel
+from swaysim._backend.statistics import BackendStatistics, snapshot_mapping
+from swaysim._chaos.faults import (
     ERROR_KINDS,
     EXCEPTION_FOR_KIND,
     OUTPUT_KINDS,
@@ -37,25 +38,19 @@ from swaysim._faults import (
     InjectedFault,
     corrupt,
 )
-from swaysim._gate import ExclusivityGate, FifoSlots, Holding
-from swaysim._instrumentation import (
-    MISSING,
-    BackendStatistics,
-    ForwardCache,
-    TraceEvent,
-    TraceSink,
-    snapshot_mapping,
-)
-from swaysim._latency import LatencyPlan
+from swaysim._chaos.latency import LatencyPlan
+from swaysim._chaos.seeding import stable_hash, unit_draws
+from swaysim._trace.events import TraceEvent, TraceSink
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist
 from swaysim._vocab import OPS, require_int
+from swaysim.errors import InvalidArgumentError, StaleViewError, ViewError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable, Sequence
     from types import TracebackType
 
-    from swaysim._gate import ExclusivityPolicy
-    from swaysim._latency import LatencyModel
+    from swaysim._backend.gate import ExclusivityPolicy
+    from swaysim._chaos.latency import LatencyModel
 
 __all__ = ["AsyncDummyDifferentialBackend", "DummyView"]
 

@@ -6,10 +6,10 @@ import time
 
 import anyio
 
-from swaysim._backend import AsyncDummyDifferentialBackend
-from swaysim._clock import run
-from swaysim._faults import FaultPlan, FaultRule, InjectedFault
-from swaysim._latency import Constant, LatencyPlan, LogNormal
+from swaysim._backend.backend import AsyncDummyDifferentialBackend
+from swaysim._chaos.faults import FaultPlan, FaultRule, InjectedFault
+from swaysim._chaos.latency import Constant, LatencyPlan, LogNormal
+from swaysim._time.clock import run
 
 PROMPTS = tuple(f"question {i}" for i in range(12))
 

@@ -24,19 +24,20 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 
-from swaysim._clock import LOOPS
-from swaysim._clock import run as run_on_loop
-from swaysim._faults import OUTPUT_KINDS
-from swaysim._probes import ProbeResult, Verdict
-from swaysim._runner import PREFLIGHT_NAME, SuiteResult, run_suite
-from swaysim._scenario import MAX_SECONDS, toml_key
+from swaysim._chaos.faults import OUTPUT_KINDS
+from swaysim._runner.probes import ProbeResult, Verdict
+from swaysim._runner.suite import PREFLIGHT_NAME, SuiteResult, run_suite
+from swaysim._scenario.load import MAX_SECONDS, toml_key
+from swaysim._time.clock import LOOPS
+from swaysim._time.clock import run as run_on_loop
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, MutableMapping, Sequence
 
-    from swaysim._faults import FaultFiring
-    from swaysim._instrumentation import BackendStatistics, TraceSink
-    from swaysim._scenario import CountBounds, Scenario, SecondsBounds
+    from swaysim._backend.statistics import BackendStatistics
+    from swaysim._chaos.faults import FaultFiring
+    from swaysim._scenario.load import CountBounds, Scenario, SecondsBounds
+    from swaysim._trace.events import TraceSink
 
 __all__ = [
     "LOOPS",

@@ -50,8 +50,8 @@ import anyio.from_thread
 import anyio.to_thread
 from anyio.lowlevel import checkpoint, current_token
 
-from swaysim._clock import LOOPS, hold_virtual_time, virtual_anyio_backend
-from swaysim._errors import InvalidArgumentError, StaleViewError, SwaysimError, ViewError
+from swaysim._time.clock import LOOPS, hold_virtual_time, virtual_anyio_backend
+from swaysim.errors import InvalidArgumentError, StaleViewError, SwaysimError, ViewError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Sequence

@@ -15,7 +15,7 @@ hold afterwards. Its keys are the Python API's own argument names, one to one
   choosing the class.
 - ``[runner]``: :func:`~swaysim.run_suite` keyword arguments, or
   ``runner = "package.module:function"`` for a runner of one's own.
-- ``[expect]``: see :mod:`swaysim._expect`.
+- ``[expect]``: see :mod:`swaysim._scenario.expect`.
 
 Validation is pydantic (strict types, unknown keys rejected); every problem
 becomes one line naming the file, the key path, the bad value and what is
@@ -54,11 +54,10 @@ from pydantic import (
     model_validator,
 )
 
-from swaysim._backend import AsyncDummyDifferentialBackend
-from swaysim._errors import InvalidArgumentError
-from swaysim._faults import FaultKind, FaultPlan, FaultRule
-from swaysim._latency import Constant, LatencyPlan, LatencyRule, LogNormal, Uniform
-from swaysim._reference_probes import (
+from swaysim._backend.backend import AsyncDummyDifferentialBackend
+from swaysim._chaos.faults import FaultKind, FaultPlan, FaultRule
+from swaysim._chaos.latency import Constant, LatencyPlan, LatencyRule, LogNormal, Uniform
+from swaysim._runner.reference_probes import (
     AdapterAblation,
     DeltaKL,
     NullAdapter,
@@ -67,13 +66,14 @@ from swaysim._reference_probes import (
 )
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist
 from swaysim._vocab import Op  # noqa: TC001 - pydantic resolves annotations at runtime
+from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
 
-    from swaysim._instrumentation import TraceSink
-    from swaysim._latency import LatencyModel
-    from swaysim._probes import Probe
+    from swaysim._chaos.latency import LatencyModel
+    from swaysim._runner.probes import Probe
+    from swaysim._trace.events import TraceSink
 
 __all__ = [
     "PROBE_CLASSES",

@@ -23,8 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from swaysim._expect import LOOPS, check_scenario, results_document
-from swaysim._scenario import (
+from swaysim._scenario.expect import LOOPS, check_scenario, results_document
+from swaysim._scenario.load import (
     MAX_SEED,
     ScenarioError,
     discover_scenarios,
@@ -35,10 +35,10 @@ from swaysim._scenario import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from swaysim._expect import ScenarioCheck
-    from swaysim._instrumentation import TraceSink
-    from swaysim._probes import ProbeResult
-    from swaysim._scenario import Scenario
+    from swaysim._runner.probes import ProbeResult
+    from swaysim._scenario.expect import ScenarioCheck
+    from swaysim._scenario.load import Scenario
+    from swaysim._trace.events import TraceSink
 
 __all__ = ["cli", "main"]
 
@@ -134,7 +134,7 @@ class _RunDirs:
         return self.root / name
 
     def trace_for(self, folder: Path) -> Callable[[str], TraceSink | None]:
-        from swaysim._trace import JsonlTraceWriter
+        from swaysim._trace.jsonl import JsonlTraceWriter
 
         def make(loop: str) -> TraceSink:
             run_dir = folder / loop
@@ -463,8 +463,8 @@ def schema(output: str | None) -> None:
 )
 def report(run_dir: str, output: str) -> None:
     """Render a RUN_DIR (trace.jsonl + results.json) as a self-contained HTML report."""
-    from swaysim._errors import SwaysimError
-    from swaysim._report import write_report
+    from swaysim._trace.report.render import write_report
+    from swaysim.errors import SwaysimError
 
     try:
         write_report(Path(run_dir), Path(output))
@@ -482,8 +482,8 @@ def trace() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def trace_summary(file: str) -> None:
     """Per-view, per-task and per-op use, the slowest ops and the probe spans."""
-    from swaysim._errors import SwaysimError
-    from swaysim._trace_summary import summarize_trace
+    from swaysim._trace.summary import summarize_trace
+    from swaysim.errors import SwaysimError
 
     try:
         summarize_trace(Path(file), _console())
@@ -502,8 +502,8 @@ def trace_summary(file: str) -> None:
 )
 def trace_chrome(file: str, output: str) -> None:
     """Export a trace to Chrome trace-event JSON (Perfetto, chrome://tracing)."""
-    from swaysim._chrome import export_chrome
-    from swaysim._errors import SwaysimError
+    from swaysim._trace.chrome import export_chrome
+    from swaysim.errors import SwaysimError
 
     try:
         export_chrome(Path(file), Path(output))
@@ -515,7 +515,7 @@ def trace_chrome(file: str, output: str) -> None:
 @cli.command()
 def demo() -> None:
     """Drive one backend concurrently on both event loops and say what happened."""
-    from swaysim._demo import main as demo_main
+    from swaysim._cli.demo import main as demo_main
 
     demo_main()
 

@@ -17,7 +17,7 @@ the other loop itself), so ``pytest -n auto`` works.
 
 The ``swaysim_backend`` fixture builds a backend from the same keys as a
 scenario's ``[backend]`` table, given in the ``swaysim`` marker. Loaded by the
-``swaysim`` pytest11 plugin (:mod:`swaysim._pytest_plugin`).
+``swaysim`` pytest11 plugin (:mod:`swaysim._pytest.plugin`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from swaysim._clock import LOOPS
+from swaysim._time.clock import LOOPS
 
 # The scenario machinery (pydantic models and all) is imported by the hooks that
 # need it, not here: every pytest session in a project with swaysim installed
@@ -37,9 +37,9 @@ from swaysim._clock import LOOPS
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from swaysim._backend import AsyncDummyDifferentialBackend
-    from swaysim._expect import RunKey, ScenarioCheck, ScenarioRun
-    from swaysim._scenario import Scenario
+    from swaysim._backend.backend import AsyncDummyDifferentialBackend
+    from swaysim._scenario.expect import RunKey, ScenarioCheck, ScenarioRun
+    from swaysim._scenario.load import Scenario
 
 __all__ = [
     "ScenarioFailedError",
@@ -171,7 +171,7 @@ class ScenarioFile(pytest.File):
             return str(self.path)
 
     def collect(self) -> list[ScenarioItem]:
-        from swaysim._scenario import load_scenario
+        from swaysim._scenario.load import load_scenario
 
         scenario = load_scenario(self.path, source=self._display())
         return [
@@ -180,7 +180,7 @@ class ScenarioFile(pytest.File):
         ]
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
-        from swaysim._scenario import ScenarioError
+        from swaysim._scenario.load import ScenarioError
 
         if isinstance(excinfo.value, ScenarioError):
             return "\n".join(excinfo.value.problems)
@@ -197,7 +197,7 @@ class ScenarioItem(pytest.Item):
         self.add_marker(MARKER)
 
     def runtest(self) -> None:
-        from swaysim._expect import check_scenario
+        from swaysim._scenario.expect import check_scenario
 
         seed: int | None = self.config.getoption(SEED_OPTION)
         jitter: int | None = self.config.getoption(JITTER_OPTION)
@@ -239,7 +239,7 @@ def swaysim_backend(request: pytest.FixtureRequest) -> AsyncDummyDifferentialBac
     a plain exclusive backend. A bad table fails the test with the loader's
     one-line message.
     """
-    from swaysim._scenario import ScenarioError, backend_from_table
+    from swaysim._scenario.load import ScenarioError, backend_from_table
 
     marker = request.node.get_closest_marker(BACKEND_MARKER)
     table = marker.kwargs.get("backend", {}) if marker is not None else {}

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, TypeVarTuple
 import anyio
 import sniffio
 
-from swaysim._errors import InvalidArgumentError
+from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator

@@ -4,7 +4,7 @@ Latency is service time on the backend's device: an op that needs a forward
 pass sleeps for its drawn latency on the event loop's clock (real or
 virtual); a cache hit has no forward pass and costs nothing. Every draw is a
 pure function of the plan seed and the call's identity (op, rule, view id,
-prompt, per-key call index; see :mod:`swaysim._draw`), never of how many
+prompt, per-key call index; see :mod:`swaysim._chaos.seeding`), never of how many
 draws came before, so a run is reproducible whatever the scheduling order,
 event loop or process.
 """
@@ -15,8 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from swaysim._draw import unit_draws
-from swaysim._errors import InvalidArgumentError
+from swaysim._chaos.seeding import unit_draws
 from swaysim._vocab import (
     name_tuple,
     require_finite,
@@ -26,6 +25,7 @@ from swaysim._vocab import (
     validate_views,
     view_matches,
 )
+from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from swaysim._vocab import Op

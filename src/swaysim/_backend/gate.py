@@ -15,7 +15,7 @@ from typing import Final, Literal
 import anyio
 from anyio.lowlevel import checkpoint
 
-from swaysim._errors import InvalidArgumentError, NestedViewError, ViewConflictError
+from swaysim.errors import InvalidArgumentError, NestedViewError, ViewConflictError
 
 __all__ = ["ExclusivityGate", "ExclusivityPolicy", "FifoSlots", "Holding"]
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 
-from swaysim._errors import InvalidArgumentError, SwaysimError
+from swaysim.errors import InvalidArgumentError, SwaysimError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

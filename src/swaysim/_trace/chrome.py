@@ -27,12 +27,12 @@ import json
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
-from swaysim._trace import SCHEMA_VERSION, finite_or_name, probe_name, read_trace
+from swaysim._trace.jsonl import SCHEMA_VERSION, finite_or_name, probe_name, read_trace
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from swaysim._instrumentation import TraceEvent
+    from swaysim._trace.events import TraceEvent
 
 __all__ = ["chrome_events", "export_chrome", "write_chrome"]
 

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from swaysim._trace import probe_kind, probe_name, read_trace
+from swaysim._trace.jsonl import probe_kind, probe_name, read_trace
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from rich.console import Console
 
-    from swaysim._instrumentation import TraceEvent
+    from swaysim._trace.events import TraceEvent
 
 __all__ = [
     "OpRecord",

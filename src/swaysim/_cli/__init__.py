@@ -1,0 +1,3 @@
+"""The `swaysim` command line."""
+
+from __future__ import annotations

@@ -1,0 +1,43 @@
+"""Trace events and the sink protocol: what a backend and a runner report as things happen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["TraceEvent", "TraceSink"]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """One thing that happened, stamped with loop time since the backend's epoch.
+
+    ``kind`` is one of ``view_wait``, ``view_enter``, ``view_exit``,
+    ``op_start``, ``op_end``, ``latency``, ``fault``, and (from the runner)
+    ``retry``, ``timeout``, ``probe_start``, ``probe_end``. ``time`` is when
+    the event was emitted; an event that closes an interval carries its
+    ``duration``. Fields that do not apply are None. The fields of each kind
+    are documented in :mod:`swaysim._trace.jsonl` and ``docs/trace-format.md``.
+    """
+
+    kind: str
+    time: float
+    task: str
+    view: str | None = None
+    op: str | None = None
+    prompt_hash: str | None = None
+    hit: bool | None = None
+    duration: float | None = None
+    detail: Mapping[str, Any] | None = None
+
+
+@runtime_checkable
+class TraceSink(Protocol):
+    """Anything with ``emit(event)``; a backend with no sink pays one ``is None`` test."""
+
+    def emit(self, event: TraceEvent) -> None:
+        """Receive one event. Must not await and should not raise."""
+        ...
