@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from swaysim._cli.main import cli
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 PASSING = """\
 description = "does it pass?"

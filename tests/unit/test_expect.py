@@ -340,7 +340,7 @@ def test_a_failure_report_names_expectations_seed_and_replay_command() -> None:
 
 
 def test_the_readme_example_holds() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     section = readme.split("## Scenarios", 1)[1]
     example = section.split("```toml\n", 1)[1].split("```", 1)[0]
     checks = check_scenario(parse_scenario(example, source="README.md"))

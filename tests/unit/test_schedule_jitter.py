@@ -348,7 +348,7 @@ def test_a_runner_that_assumes_completion_order_fails_under_jitter_and_replays(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "fragile.toml").write_text(FRAGILE)
-    shutil.copy(HERE / "fragile_runners.py", tmp_path)  # for the replay in a fresh process
+    shutil.copy(HERE.parent / "fragile_runners.py", tmp_path)  # for the replay in a fresh process
     scenario = load_scenario(tmp_path / "fragile.toml", source="fragile.toml")
     # Equal latencies, no jitter: on asyncio the two answers always arrive in send order
     # and the bug hides (trio resumes tasks woken together in a shuffled order, so there
@@ -399,7 +399,7 @@ def test_the_pytest_option_runs_scenarios_under_jitter(pytester: pytest.Pytester
     folder.mkdir()
     (folder / "good.toml").write_text(SCENARIO.replace("schedule_jitter = 7", ""))
     (folder / "fragile.toml").write_text(FRAGILE)
-    shutil.copy(HERE / "fragile_runners.py", folder)
+    shutil.copy(HERE.parent / "fragile_runners.py", folder)
     (check,) = check_scenario(
         load_scenario(folder / "fragile.toml"), ("asyncio",), schedule_jitter=0
     )

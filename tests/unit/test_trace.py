@@ -47,7 +47,7 @@ from swaysim._trace.jsonl import EVENT_KINDS, decode_event, encode_event, event_
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "trace-format.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "trace-format.md"
 
 
 def sha12(text: str) -> str:

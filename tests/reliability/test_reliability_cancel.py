@@ -31,7 +31,6 @@ import numpy as np
 import pytest
 import sniffio
 
-from reliability import is_long
 from swaysim import (
     AdapterAblation,
     AsyncDummyDifferentialBackend,
@@ -55,6 +54,7 @@ from swaysim import (
     run_suite,
 )
 from swaysim._chaos.seeding import stable_hash
+from sweeps import is_long
 
 if TYPE_CHECKING:
     from swaysim import ProbeContext

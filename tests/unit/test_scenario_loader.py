@@ -52,7 +52,7 @@ from swaysim._scenario.load import (
     parse_scenario,
 )
 
-LIBRARY = sorted((Path(__file__).parent.parent / "scenarios").glob("*.toml"))
+LIBRARY = sorted((Path(__file__).parents[2] / "scenarios").glob("*.toml"))
 
 MINIMAL = """\
 description = "a question?"
@@ -644,9 +644,7 @@ def test_discovery_recurses_and_skips_pyproject(tmp_path: Path) -> None:
 
 
 def test_schema_file_requires_the_top_level_keys_and_forbids_others() -> None:
-    schema = json.loads(
-        (Path(__file__).parent.parent / "schema" / "scenario.schema.json").read_text()
-    )
+    schema = json.loads((Path(__file__).parents[2] / "schema" / "scenario.schema.json").read_text())
     assert schema["title"] == "swaysim scenario"
     assert set(schema["required"]) == {"description", "probes", "expect"}
     assert schema["additionalProperties"] is False

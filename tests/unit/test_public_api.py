@@ -54,7 +54,7 @@ def test_importing_swaysim_leaves_the_scenario_machinery_unloaded() -> None:
 
 
 def test_every_module_uses_future_annotations() -> None:
-    roots = [Path(swaysim.__file__).parent, Path(__file__).parent]
+    roots = [Path(swaysim.__file__).parent, Path(__file__).parents[1]]
     for root in roots:
         for path in root.rglob("*.py"):
             tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -29,7 +29,7 @@ SCENARIOS = (
     "hang_under_timeout",  # a hang cut off by op_timeout
     "retries_exhausted",  # a retry budget spent
 )
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "scenarios"
 
 CHILD = textwrap.dedent(

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reliability import is_long, library_scenario, sweep
 from swaysim._pytest.scenarios import results_digest
 from swaysim._scenario.expect import LOOPS, check_scenario
+from sweeps import is_long, library_scenario, sweep
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -46,7 +46,7 @@ from swaysim._trace.report.render import BINS, MAX_DETAIL_ROWS, ROW_INTERVAL_CAP
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "docs" / "report-screenshot.png"
 CHROMIUM = os.environ.get("SWAYSIM_CHROMIUM", "/usr/bin/chromium")
 VERDICTS = ("PASS", "FAIL", "WARN", "PASS", "ERROR", "SKIP")
