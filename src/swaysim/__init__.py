@@ -9,26 +9,11 @@ from __future__ import annotations
 import importlib as _importlib
 import typing as _typing
 
+from swaysim import errors as errors
 from swaysim._backend.backend import AsyncDummyDifferentialBackend, DummyView
 from swaysim._backend.statistics import BackendStatistics
-from swaysim._bridge.bridge import (
-    BlockingBackend,
-    BlockingView,
-    BridgeCancelled,
-    BridgeError,
-    blocking_backend,
-    run_sync_probe,
-)
-from swaysim._chaos.faults import (
-    FaultFiring,
-    FaultPlan,
-    FaultRule,
-    InjectedFatalError,
-    InjectedFault,
-    InjectedTransientError,
-    InjectedViewEnterError,
-    InjectedViewExitError,
-)
+from swaysim._bridge.bridge import BlockingBackend, BlockingView, blocking_backend, run_sync_probe
+from swaysim._chaos.faults import FaultFiring, FaultPlan, FaultRule
 from swaysim._chaos.latency import Constant, LatencyPlan, LatencyRule, LogNormal, Uniform
 from swaysim._protocols import (
     DifferentialBackend,
@@ -38,7 +23,6 @@ from swaysim._protocols import (
     ScoringModel,
 )
 from swaysim._runner.divergence import (
-    ProbeMathError,
     ZScore,
     divergence,
     validate_logprob,
@@ -51,7 +35,6 @@ from swaysim._runner.probes import (
     FT,
     Answers,
     Ask,
-    CalibrationUnavailableError,
     FunctionProbe,
     NullCalibration,
     Probe,
@@ -59,7 +42,6 @@ from swaysim._runner.probes import (
     ProbeResult,
     Verdict,
     ViewRef,
-    WorkFailedError,
     null_view,
     scaled_view,
 )
@@ -75,16 +57,29 @@ from swaysim._runner.suite import SuiteResult, run_suite
 from swaysim._time.clock import VirtualClockEventLoop, hold_virtual_time, run, virtual_anyio_backend
 from swaysim._trace.chrome import export_chrome
 from swaysim._trace.events import TraceEvent, TraceSink
-from swaysim._trace.jsonl import JsonlTraceWriter, TraceFormatError, TraceRecorder, read_trace
+from swaysim._trace.jsonl import JsonlTraceWriter, TraceRecorder, read_trace
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist
 from swaysim.errors import (
+    BridgeCancelled,
+    BridgeError,
+    CalibrationUnavailableError,
+    InjectedFatalError,
+    InjectedFault,
+    InjectedTransientError,
+    InjectedViewEnterError,
+    InjectedViewExitError,
     InvalidArgumentError,
     MissingResponseError,
     NestedViewError,
+    ProbeMathError,
+    ScenarioError,
+    ScenarioFailedError,
     StaleViewError,
     SwaysimError,
+    TraceFormatError,
     ViewConflictError,
     ViewError,
+    WorkFailedError,
 )
 
 # The scenario, report and terminal-summary machinery (pydantic, rich) loads on
@@ -92,7 +87,6 @@ from swaysim.errors import (
 _LAZY: _typing.Final = {
     "Scenario": "swaysim._scenario.load",
     "ScenarioCheck": "swaysim._scenario.expect",
-    "ScenarioError": "swaysim._scenario.load",
     "check_scenario": "swaysim._scenario.expect",
     "load_scenario": "swaysim._scenario.load",
     "summarize_trace": "swaysim._trace.summary",
@@ -101,7 +95,7 @@ _LAZY: _typing.Final = {
 
 if _typing.TYPE_CHECKING:
     from swaysim._scenario.expect import ScenarioCheck, check_scenario
-    from swaysim._scenario.load import Scenario, ScenarioError, load_scenario
+    from swaysim._scenario.load import Scenario, load_scenario
     from swaysim._trace.report.render import write_report
     from swaysim._trace.summary import summarize_trace
 
@@ -171,6 +165,7 @@ __all__ = [
     "Scenario",
     "ScenarioCheck",
     "ScenarioError",
+    "ScenarioFailedError",
     "ScoringModel",
     "StaleViewError",
     "SuiteResult",

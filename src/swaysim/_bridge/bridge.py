@@ -51,7 +51,13 @@ import anyio.to_thread
 from anyio.lowlevel import checkpoint, current_token
 
 from swaysim._time.clock import LOOPS, hold_virtual_time, virtual_anyio_backend
-from swaysim.errors import InvalidArgumentError, StaleViewError, SwaysimError, ViewError
+from swaysim.errors import (
+    BridgeCancelled,
+    BridgeError,
+    InvalidArgumentError,
+    StaleViewError,
+    ViewError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -80,30 +86,6 @@ PosArgs = TypeVarTuple("PosArgs")
 
 _OP, _ENTER, _EXIT, _CALL = range(4)
 _OPTIONAL_CAPABILITIES: Final = ("as_scaled_adapter", "as_null_adapter", "preflight_finite_check")
-
-
-class BridgeError(SwaysimError):
-    """The blocking bridge cannot serve a call.
-
-    Raised when a blocking backend or view is called after its bridge closed
-    (the ``blocking_backend`` block exited, the ``run_sync_probe`` call
-    returned), when the bridge closes while a thread is still blocked on a
-    call, or when the call comes from the bridge's own event loop thread,
-    which would deadlock.
-    """
-
-
-class BridgeCancelled(BaseException):
-    """The loop-side caller cancelled the work this thread was blocked on.
-
-    Raised in the thread by a blocking call when :func:`run_sync_probe` is
-    cancelled (a timeout around it, say), and by every view entry or op the
-    thread attempts after that. It is deliberately a ``BaseException``, like
-    ``trio.Cancelled`` and ``asyncio.CancelledError``: probe code routinely
-    catches ``Exception`` (to record an error, to retry), and if that caught
-    it the probe would carry on working, and holding the caller up, after
-    the caller gave up on it. Let it propagate.
-    """
 
 
 class _Held:

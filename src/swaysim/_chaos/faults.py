@@ -50,7 +50,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
 import numpy as np
 
@@ -66,7 +66,14 @@ from swaysim._vocab import (
     validate_views,
     view_matches,
 )
-from swaysim.errors import InvalidArgumentError, SwaysimError
+from swaysim.errors import (
+    InjectedFatalError,
+    InjectedFault,
+    InjectedTransientError,
+    InjectedViewEnterError,
+    InjectedViewExitError,
+    InvalidArgumentError,
+)
 
 if TYPE_CHECKING:
     from swaysim._vocab import Op
@@ -273,67 +280,6 @@ class FaultFiring:
     prompt: str
     call_index: int
     time: float
-
-
-class InjectedFault(SwaysimError):
-    """Base class of the exceptions injected faults raise.
-
-    Carries the firing (rule, op, view, call number) so a runner can tell an
-    injected failure from its own bug. ``retryable`` says whether a retry of
-    the same call can succeed. ``item_index`` is the failing item of a batch
-    call (None otherwise). Picklable, for runners that cross processes.
-    """
-
-    retryable: ClassVar[bool] = False
-
-    def __init__(self, firing: FaultFiring, *, item_index: int | None = None) -> None:
-        self.firing = firing
-        self.rule_name = firing.rule_name
-        self.op = firing.op
-        self.view_id = firing.view_id
-        self.prompt = firing.prompt
-        self.call_index = firing.call_index
-        self.item_index = item_index
-        where = f" (batch item {item_index})" if item_index is not None else ""
-        target = f" for prompt {firing.prompt!r}" if firing.prompt else ""
-        super().__init__(
-            f"injected {firing.kind} fault from rule {firing.rule_name!r}: {firing.op} on view "
-            f"{firing.view_id!r}{target}, call {firing.call_index}{where}"
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_fault, (type(self), self.firing, self.item_index))
-
-    @property
-    def kind(self) -> str:
-        """The fault kind that fired (``"transient"``, ``"fatal"``, ...)."""
-        return self.firing.kind
-
-
-def _rebuild_fault(
-    cls: type[InjectedFault], firing: FaultFiring, item_index: int | None
-) -> InjectedFault:
-    return cls(firing, item_index=item_index)
-
-
-class InjectedTransientError(InjectedFault):
-    """A failure a retry may get past (the next call of the key may not fire)."""
-
-    retryable = True
-
-
-class InjectedFatalError(InjectedFault):
-    """A failure that retrying will not fix."""
-
-
-class InjectedViewEnterError(InjectedFault):
-    """Entering the view failed (the adapter did not load); the gate was released."""
-
-    retryable = True
-
-
-class InjectedViewExitError(InjectedFault):
-    """Exiting the view failed (the adapter did not unload); the gate was released."""
 
 
 EXCEPTION_FOR_KIND: Final[dict[str, type[InjectedFault]]] = {

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from swaysim._time.clock import LOOPS
+from swaysim.errors import ScenarioFailedError
 
 # The scenario machinery (pydantic models and all) is imported by the hooks that
 # need it, not here: every pytest session in a project with swaysim installed
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from swaysim._backend.backend import AsyncDummyDifferentialBackend
-    from swaysim._scenario.expect import RunKey, ScenarioCheck, ScenarioRun
+    from swaysim._scenario.expect import RunKey, ScenarioRun
     from swaysim._scenario.load import Scenario
 
 __all__ = [
@@ -151,14 +152,6 @@ def results_digest(run: ScenarioRun) -> str:
     reports from different machines, or from ``-n 0`` and ``-n auto``, compare.
     """
     return hashlib.sha256(run.fingerprint.encode()).hexdigest()[:16]
-
-
-class ScenarioFailedError(Exception):
-    """A scenario item's expectations did not all hold."""
-
-    def __init__(self, check: ScenarioCheck) -> None:
-        self.check = check
-        super().__init__(check.failure_report())
 
 
 class ScenarioFile(pytest.File):

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 
-from swaysim.errors import InvalidArgumentError, SwaysimError
+from swaysim.errors import InvalidArgumentError, ProbeMathError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -88,26 +88,6 @@ DEFAULT_STD_FLOOR: Final = 1e-6
 OVERSHOOT_DENOMINATOR_FLOOR: Final = 1e-12
 """Below this, the divergence at lam=1.0 is zero and an overshoot ratio is undefined."""
 _REAL: Final = (int, float, np.integer, np.floating)
-
-
-class ProbeMathError(SwaysimError):
-    """A probe's input or result is not a number it may report.
-
-    Raised for corrupt or non-finite backend outputs and for results outside
-    their mathematical bounds. ``label`` names the side (``base``, ``ft``, a
-    view id) or the quantity (``KL(ft || base)``), ``subject`` the value
-    checked (``TokenDist``, ``RollingLogprob``, or empty); the message also
-    says what is wrong and the offending value.
-    """
-
-    def __init__(self, label: str, problem: str, subject: str = "") -> None:
-        super().__init__(f"{label} {subject}: {problem}" if subject else f"{label}: {problem}")
-        self.label = label
-        self.problem = problem
-        self.subject = subject
-
-    def __reduce__(self) -> tuple[type[ProbeMathError], tuple[str, str, str]]:
-        return (type(self), (self.label, self.problem, self.subject))
 
 
 # ---------------------------------------------------------------- validation

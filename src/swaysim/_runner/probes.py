@@ -23,7 +23,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from swaysim._protocols import NullCalibratedBackend, ScalableDifferentialBackend
 from swaysim._vocab import name_tuple, require_finite, require_int, validate_ops
-from swaysim.errors import InvalidArgumentError, SwaysimError
+from swaysim.errors import (
+    CalibrationUnavailableError,
+    InvalidArgumentError,
+    WorkFailedError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -228,25 +232,6 @@ class Ask:
         if self.op == "next_token_dist_batch":
             return f"next_token_dist_batch({len(self.prompts)} prompts)"
         return f"{self.op}({self.prompt!r})"
-
-
-class WorkFailedError(SwaysimError):
-    """A request a probe needed failed (after retries) or timed out."""
-
-    def __init__(self, view: ViewRef, ask: Ask, cause: BaseException | str) -> None:
-        self.view = view
-        self.ask = ask
-        self.cause = cause
-        reason = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
-        super().__init__(f"{ask.describe()} on view {view.label} failed: {reason}")
-
-
-class CalibrationUnavailableError(SwaysimError):
-    """A probe z-scores against a null calibration that was never published.
-
-    Its null-adapter probe was skipped, failed, or is not in the suite; the
-    message says which, and why.
-    """
 
 
 class Answers:

@@ -66,7 +66,7 @@ from swaysim._runner.reference_probes import (
 )
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist
 from swaysim._vocab import Op  # noqa: TC001 - pydantic resolves annotations at runtime
-from swaysim.errors import InvalidArgumentError
+from swaysim.errors import InvalidArgumentError, ScenarioError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -97,22 +97,6 @@ MAX_SECONDS: Final = 1e9
 SCHEMA_ID: Final = "https://swaysim.dev/schema/scenario.schema.json"
 
 # -- errors -------------------------------------------------------------------------
-
-
-class ScenarioError(InvalidArgumentError):
-    """A scenario file is unreadable, malformed or invalid.
-
-    ``problems`` holds one line per problem, each naming the file, the key
-    path (``backend.faults.rules[2].probability``), the bad value and what is
-    allowed; ``str()`` is the first of them (plus how many more there are).
-    """
-
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
-        self.source = source
-        self.problems = tuple(f"{source}: {p}" for p in problems) or (f"{source}: invalid",)
-        extra = len(self.problems) - 1
-        more = f" (+{extra} more problem{'s' if extra > 1 else ''})" if extra else ""
-        super().__init__(self.problems[0] + more)
 
 
 # -- schema -------------------------------------------------------------------------

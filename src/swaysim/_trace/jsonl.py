@@ -108,7 +108,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 from swaysim._trace.events import TraceEvent
 from swaysim._vocab import require_int
-from swaysim.errors import InvalidArgumentError, SwaysimError
+from swaysim.errors import InvalidArgumentError, SwaysimError, TraceFormatError
 
 if TYPE_CHECKING:
     import os
@@ -139,10 +139,6 @@ RUNNER_KINDS: Final[tuple[str, ...]] = ("probe_start", "probe_end", "retry", "ti
 EVENT_KINDS: Final[tuple[str, ...]] = BACKEND_KINDS + RUNNER_KINDS
 _OPTIONAL_STRINGS: Final = ("view", "op", "prompt_hash")
 _NON_FINITE_NAMES: Final = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-
-
-class TraceFormatError(SwaysimError):
-    """A trace file line is not a valid event of a schema version this swaysim reads."""
 
 
 def _json_default(value: object) -> object:
