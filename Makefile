@@ -49,7 +49,8 @@ $(VENV)/.installed-bench: pyproject.toml constraints.txt | $(BIN)/python
 	@touch $@ $(VENV)/.installed-dev $(VENV)/.installed
 
 # Every benchmarks/bench_*.py, one after another (about six minutes on two cores);
-# writes benchmarks/RESULTS.md. BENCH_ARGS=--quick for a smoke run.
+# writes benchmarks/RESULTS.md. BENCH_ARGS=--quick for a smoke run (written to
+# benchmarks/_work/RESULTS-partial.md: only a full run replaces RESULTS.md).
 BENCH_ARGS ?=
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)

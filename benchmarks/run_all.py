@@ -32,6 +32,8 @@ from _harness import fmt, machine_facts
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
+PARTIAL = HERE / "_work" / "RESULTS-partial.md"
+"""Where smoke and partial runs write (gitignored): only a full run may replace RESULTS.md."""
 
 # Arguments for the full run. bench_scale streams the 1,000,000-op trace, so
 # bench_trace's streaming part is cut to 200,000 ops to keep `make bench` near
@@ -294,10 +296,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", action="append", default=[], help="run scripts whose name contains this"
     )
-    parser.add_argument("--output", type=Path, default=RESULTS, help="where RESULTS.md goes")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="where the results go (default: benchmarks/RESULTS.md for a full run of every "
+        "script, benchmarks/_work/RESULTS-partial.md for --quick or --only, which never "
+        "overwrite the tracked file)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     scripts = discover(args.only)
+    if args.output is None:
+        args.output = RESULTS if not (args.quick or args.only) else PARTIAL
+    elif args.output.resolve() == RESULTS and (args.quick or args.only):
+        parser.error(
+            f"{RESULTS} is written only by a full run (no --quick, no --only); "
+            "pass another --output"
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     if not scripts:
         parser.error(f"no benchmark script matches {args.only}")
     load_start = list(os.getloadavg())
