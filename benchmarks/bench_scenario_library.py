@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from _harness import Report, add_json_argument, print_figures
-from swaysim._scenario.expect import LOOPS, check_scenario
-from swaysim._scenario.load import discover_scenarios, load_scenario
+from swaysim._time.clock import LOOPS
+from swaysim.scenario import check_scenario, discover_scenarios, load_scenario
 
 TARGET_SECONDS = 60.0
 LIBRARY = Path(__file__).resolve().parent.parent / "scenarios"

@@ -12,12 +12,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from swaysim._scenario.load import discover_scenarios, load_scenario
+from swaysim.scenario import discover_scenarios, load_scenario
 
 if TYPE_CHECKING:
     import pytest
 
-    from swaysim._scenario.load import Scenario
+    from swaysim.scenario import Scenario
 
 LONG_OPTION: Final = "--swaysim-long"
 LONG_ENV: Final = "SWAYSIM_LONG"

@@ -85,22 +85,26 @@ from swaysim.errors import (
 # The scenario, report and terminal-summary machinery (pydantic, rich) loads on
 # first use: the pytest plugin imports this package in every pytest session.
 _LAZY: _typing.Final = {
-    "Scenario": "swaysim._scenario.load",
-    "ScenarioCheck": "swaysim._scenario.expect",
-    "check_scenario": "swaysim._scenario.expect",
-    "load_scenario": "swaysim._scenario.load",
+    "Scenario": "swaysim.scenario",
+    "ScenarioCheck": "swaysim.scenario",
+    "check_scenario": "swaysim.scenario",
+    "load_scenario": "swaysim.scenario",
     "summarize_trace": "swaysim._trace.summary",
     "write_report": "swaysim._trace.report.render",
 }
+_LAZY_SUBMODULES: _typing.Final = frozenset({"scenario"})
+"""Public namespaces that load on first use (``swaysim.scenario``)."""
 
 if _typing.TYPE_CHECKING:
-    from swaysim._scenario.expect import ScenarioCheck, check_scenario
-    from swaysim._scenario.load import Scenario, load_scenario
+    from swaysim import scenario as scenario
     from swaysim._trace.report.render import write_report
     from swaysim._trace.summary import summarize_trace
+    from swaysim.scenario import Scenario, ScenarioCheck, check_scenario, load_scenario
 
 
 def __getattr__(name: str) -> _typing.Any:
+    if name in _LAZY_SUBMODULES:
+        return _importlib.import_module(f"swaysim.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'swaysim' has no attribute {name!r}")
@@ -110,7 +114,7 @@ def __getattr__(name: str) -> _typing.Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_LAZY, *_LAZY_SUBMODULES})
 
 
 __version__ = "0.1.0"

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from swaysim._chaos.faults import FaultFiring
     from swaysim._runner.probes import Ask, ViewRef
-    from swaysim._scenario.expect import ScenarioCheck
+    from swaysim._scenario.check import ScenarioCheck
 
 __all__ = [
     "BridgeCancelled",

@@ -7,8 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from swaysim._scenario.expect import run_scenario
-from swaysim._scenario.load import parse_scenario
+from swaysim.scenario import parse_scenario, run_scenario
 
 pytest_plugins = ["pytester"]
 

@@ -15,7 +15,8 @@ import functools
 from typing import TYPE_CHECKING
 
 from swaysim._pytest.scenarios import results_digest
-from swaysim._scenario.expect import LOOPS, ScenarioRun, check_scenario, run_scenario
+from swaysim._time.clock import LOOPS
+from swaysim.scenario import ScenarioRun, check_scenario, run_scenario
 from sweeps import is_long, library_scenario, sweep
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from swaysim._pytest.scenarios import results_digest
-from swaysim._scenario.expect import LOOPS, check_scenario
-from swaysim._scenario.load import discover_scenarios, load_scenario
+from swaysim._time.clock import LOOPS
+from swaysim.scenario import check_scenario, discover_scenarios, load_scenario
 
 SCENARIOS = (
     "flaky_ft_view",  # transient faults by probability, retries with seeded backoff
@@ -37,7 +37,7 @@ CHILD = textwrap.dedent(
     import json, sys
     import swaysim
     from swaysim import run_suite
-    from swaysim._scenario.load import load_scenario
+    from swaysim.scenario import load_scenario
 
     names, folder = json.loads(sys.argv[1])
     out = {"hash": hash("swaysim"), "documents": {}}

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from swaysim._pytest.scenarios import results_digest
-from swaysim._scenario.expect import LOOPS, check_scenario
+from swaysim._time.clock import LOOPS
+from swaysim.scenario import check_scenario
 from sweeps import is_long, library_scenario, sweep
 
 if TYPE_CHECKING:

@@ -13,8 +13,9 @@ import pytest
 
 import custom_runners
 from swaysim import ProbeResult, Verdict
-from swaysim._scenario.expect import STALL_SECONDS, check_scenario, evaluate, run_scenario
-from swaysim._scenario.load import Scenario, parse_scenario
+from swaysim._scenario.expect import evaluate
+from swaysim._scenario.run import STALL_SECONDS
+from swaysim.scenario import Scenario, check_scenario, parse_scenario, run_scenario
 
 LOOPS = ("asyncio", "trio")
 

@@ -9,7 +9,7 @@ import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -33,8 +33,8 @@ from swaysim import (
     Uniform,
     run_suite,
 )
-from swaysim._scenario.load import (
-    PROBE_CLASSES,
+from swaysim._scenario.build import PROBE_CLASSES, api_key_path
+from swaysim._scenario.schema import (
     PROBE_SPECS,
     BackendSpec,
     ConstantSpec,
@@ -45,12 +45,12 @@ from swaysim._scenario.load import (
     LogNormalSpec,
     ResponsesSpec,
     RunnerSpec,
-    ScenarioError,
     UniformSpec,
-    discover_scenarios,
-    load_scenario,
-    parse_scenario,
 )
+from swaysim.scenario import ScenarioError, discover_scenarios, load_scenario, parse_scenario
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 LIBRARY = sorted((Path(__file__).parents[2] / "scenarios").glob("*.toml"))
 
@@ -403,11 +403,6 @@ ERRORS: list[tuple[str, str | bytes, str]] = [
         "s.toml: probes[0].kind: 5 is not allowed: must be one of 'delta_kl',",
     ),
     (
-        "probe-name-empty",
-        MINIMAL.replace('name = "dkl"', 'name = ""'),
-        "s.toml: probes[0].name: probe name='' must be a non-empty string",
-    ),
-    (
         "missing-kind",
         MINIMAL.replace('kind = "delta_kl"\n', ""),
         "s.toml: probes[0]: required key 'kind' is missing",
@@ -428,17 +423,6 @@ ERRORS: list[tuple[str, str | bytes, str]] = [
         "non-finite",
         with_section("[runner]\nop_timeout = nan"),
         "s.toml: runner.op_timeout: nan is not allowed: must be finite",
-    ),
-    (
-        "api-error",
-        with_section("[backend.latency]\ndefault = { model = 'uniform', low = 2.0, high = 1.0 }"),
-        "s.toml: backend.latency.default.high: Uniform.high=1.0 must be >= Uniform.low=2.0",
-    ),
-    (
-        "api-error-fault-kind",
-        with_section("[[backend.faults.rules]]\nkind = 'nan'\nops = ['generate']"),
-        "s.toml: backend.faults.rules[0].ops: FaultRule.ops contains 'generate', which kind "
-        "'nan' cannot target",
     ),
     (
         "duplicate-probe",
@@ -559,6 +543,136 @@ def test_each_error_is_one_line_naming_file_path_value_and_rule(
     assert message.startswith("s.toml: ")
     assert "\n" not in message
     assert expected in message
+
+
+# -- what the Python API refuses ----------------------------------------------------------
+
+ABLATION = MINIMAL.replace('"delta_kl"', '"adapter_ablation"').replace(
+    'prompts = ["a"]', 'prompts = ["a"]\nlams = [0.0, 0.5]'
+)
+
+# (scenario, the table that built the object, the key the error's field names, the same
+# mistake made through the Python API)
+API_COMPLAINTS: list[tuple[str, str, str, str, Callable[[], object]]] = [
+    (
+        "uniform-high-below-low",
+        with_section("[backend.latency]\ndefault = { model = 'uniform', low = 2.0, high = 1.0 }"),
+        "backend.latency.default",
+        "backend.latency.default.high",
+        lambda: Uniform(low=2.0, high=1.0),
+    ),
+    (
+        "latency-rule-model",
+        with_section(
+            "[[backend.latency.rules]]\nmodel = { model = 'uniform', low = 2.0, high = 1.0 }"
+        ),
+        "backend.latency.rules[0].model",
+        "backend.latency.rules[0].model.high",
+        lambda: Uniform(low=2.0, high=1.0),
+    ),
+    (
+        "fault-kind-cannot-target-op",
+        with_section("[[backend.faults.rules]]\nkind = 'nan'\nops = ['generate']"),
+        "backend.faults.rules[0]",
+        "backend.faults.rules[0].ops",
+        lambda: FaultRule("nan", ops=("generate",)),
+    ),
+    (
+        "fault-window-reversed",
+        with_section("[[backend.faults.rules]]\nkind = 'nan'\nwindow = [5.0, 1.0]"),
+        "backend.faults.rules[0]",
+        "backend.faults.rules[0].window",
+        lambda: FaultRule("nan", window=(5.0, 1.0)),
+    ),
+    (
+        "max-views-on-exclusive",
+        with_section("[backend]\nmax_concurrent_views = 4"),
+        "backend",
+        "backend.max_concurrent_views",
+        lambda: AsyncDummyDifferentialBackend(max_concurrent_views=4),
+    ),
+    (
+        "probe-name-empty",
+        MINIMAL.replace('name = "dkl"', 'name = ""'),
+        "probes[0]",
+        "probes[0].name",
+        lambda: DeltaKL("", prompts=["a"]),
+    ),
+    (
+        "lams-without-one",
+        ABLATION,
+        "probes[0]",
+        "probes[0].lams",
+        lambda: AdapterAblation("dkl", prompts=["a"], lams=[0.0, 0.5]),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "table", "key", "mistake"),
+    [c[1:] for c in API_COMPLAINTS],
+    ids=[c[0] for c in API_COMPLAINTS],
+)
+def test_an_api_complaint_names_the_key_its_field_points_at(
+    text: str, table: str, key: str, mistake: Callable[[], object]
+) -> None:
+    with pytest.raises(InvalidArgumentError) as api:
+        mistake()
+    message = problem(text)
+    assert message.endswith(f": {api.value}")
+    where = message.removeprefix("s.toml: ").removesuffix(f": {api.value}")
+    if api.value.field is None:
+        assert where == table  # the table that built the object
+    else:
+        assert where == key or where.startswith((f"{key}.", f"{key}["))
+
+
+class _Refusing(DeltaKL):
+    """A probe class whose complaint carries a field, as every API complaint will."""
+
+    complaint_field: str | None = None
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        field = self.complaint_field
+        raise InvalidArgumentError("no prompt is welcome", field=field, value=kwargs)
+
+
+@pytest.mark.parametrize(
+    ("field", "where"),
+    [
+        ("prompts", "probes[0].prompts"),
+        ("prompts[0]", "probes[0].prompts[0]"),
+        ("_Refusing.prompts[0]", "probes[0].prompts[0]"),
+        (None, "probes[0]"),
+        ("requires", "probes[0]"),
+        ("DeltaKL.prompts", "probes[0]"),
+        ("prompts[first]", "probes[0]"),
+        ("", "probes[0]"),
+    ],
+)
+def test_a_complaints_field_extends_the_key_path_of_the_table(
+    monkeypatch: pytest.MonkeyPatch, field: str | None, where: str
+) -> None:
+    # An argument the table has no key for (requires), another class's field or
+    # something that is not an argument path leaves the table's own path.
+    monkeypatch.setattr(_Refusing, "complaint_field", field)
+    monkeypatch.setitem(PROBE_CLASSES, "delta_kl", _Refusing)
+    assert problem(MINIMAL) == f"s.toml: {where}: no prompt is welcome"
+
+
+@pytest.mark.parametrize(
+    ("field", "where"),
+    [
+        ("rules[2].probability", "backend.faults.rules[2].probability"),
+        ("FaultPlan.rules[2]", "backend.faults.rules[2]"),
+        ("seed", "backend.faults.seed"),
+        (None, "backend.faults"),
+        ("rules.2", "backend.faults"),
+        ("rules[2", "backend.faults"),
+    ],
+)
+def test_api_key_path_maps_a_field_onto_the_table(field: str | None, where: str) -> None:
+    assert api_key_path("backend.faults", FaultPlanSpec, FaultPlan, field) == where
 
 
 def test_scenario_error_is_an_invalid_argument_error() -> None:

@@ -38,8 +38,14 @@ from swaysim import (
 )
 from swaysim._backend.backend import JITTER_MAX_CHECKPOINTS, JITTER_MAX_SECONDS
 from swaysim._cli.main import cli
-from swaysim._scenario.expect import LOOPS, check_scenario, run_scenario
-from swaysim._scenario.load import ScenarioError, load_scenario, parse_scenario
+from swaysim._time.clock import LOOPS
+from swaysim.scenario import (
+    ScenarioError,
+    check_scenario,
+    load_scenario,
+    parse_scenario,
+    run_scenario,
+)
 
 pytest_plugins = ["pytester"]
 

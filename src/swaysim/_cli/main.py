@@ -23,20 +23,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from swaysim._scenario.expect import LOOPS, check_scenario, results_document
-from swaysim._scenario.load import (
-    MAX_SEED,
-    ScenarioError,
-    discover_scenarios,
-    load_scenario,
-    scenario_json_schema,
-)
+from swaysim._scenario.check import check_scenario
+from swaysim._scenario.load import discover_scenarios, load_scenario
+from swaysim._scenario.run import results_document
+from swaysim._scenario.schema import MAX_SEED, scenario_json_schema
+from swaysim._time.clock import LOOPS
+from swaysim.errors import ScenarioError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from swaysim._runner.probes import ProbeResult
-    from swaysim._scenario.expect import ScenarioCheck
+    from swaysim._scenario.check import ScenarioCheck
     from swaysim._scenario.load import Scenario
     from swaysim._trace.events import TraceSink
 

@@ -39,8 +39,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from swaysim._backend.backend import AsyncDummyDifferentialBackend
-    from swaysim._scenario.expect import RunKey, ScenarioRun
+    from swaysim._scenario.check import RunKey
     from swaysim._scenario.load import Scenario
+    from swaysim._scenario.run import ScenarioRun
 
 __all__ = [
     "ScenarioFailedError",
@@ -173,7 +174,7 @@ class ScenarioFile(pytest.File):
         ]
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
-        from swaysim._scenario.load import ScenarioError
+        from swaysim.errors import ScenarioError
 
         if isinstance(excinfo.value, ScenarioError):
             return "\n".join(excinfo.value.problems)
@@ -190,7 +191,7 @@ class ScenarioItem(pytest.Item):
         self.add_marker(MARKER)
 
     def runtest(self) -> None:
-        from swaysim._scenario.expect import check_scenario
+        from swaysim._scenario.check import check_scenario
 
         seed: int | None = self.config.getoption(SEED_OPTION)
         jitter: int | None = self.config.getoption(JITTER_OPTION)
@@ -232,7 +233,8 @@ def swaysim_backend(request: pytest.FixtureRequest) -> AsyncDummyDifferentialBac
     a plain exclusive backend. A bad table fails the test with the loader's
     one-line message.
     """
-    from swaysim._scenario.load import ScenarioError, backend_from_table
+    from swaysim._scenario.build import backend_from_table
+    from swaysim.errors import ScenarioError
 
     marker = request.node.get_closest_marker(BACKEND_MARKER)
     table = marker.kwargs.get("backend", {}) if marker is not None else {}
