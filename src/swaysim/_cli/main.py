@@ -134,7 +134,7 @@ class _RunDirs:
         return self.root / name
 
     def trace_for(self, folder: Path) -> Callable[[str], TraceSink | None]:
-        from swaysim._trace.jsonl import JsonlTraceWriter
+        from swaysim._trace.sinks import JsonlTraceWriter
 
         def make(loop: str) -> TraceSink:
             run_dir = folder / loop

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from swaysim._trace.jsonl import probe_name, read_trace
-from swaysim._trace.summary import TraceDigest, digest_trace
+from swaysim._trace.digest import TraceDigest, digest_trace
+from swaysim._trace.events import probe_name
+from swaysim._trace.read import read_trace
 from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
