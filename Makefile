@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench screenshot clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
@@ -54,6 +54,11 @@ $(VENV)/.installed-bench: pyproject.toml constraints.txt | $(BIN)/python
 BENCH_ARGS ?=
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
+# Regenerate docs/report-screenshot.png on purpose (tests never write into the source tree):
+# the demo run's report, rendered in headless chromium (/usr/bin/chromium).
+screenshot: $(VENV)/.installed-dev
+	PYTHONPATH=tests $(BIN)/python tests/browser/screenshot.py docs/report-screenshot.png
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

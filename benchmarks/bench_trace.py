@@ -42,8 +42,8 @@ from swaysim import (
     TraceEvent,
     run,
 )
+from swaysim._trace.digest import digest_trace
 from swaysim._trace.report.render import write_report
-from swaysim._trace.summary import digest_trace
 
 PROMPTS = tuple(f"prompt {i}" for i in range(1000))
 PROCESS = psutil.Process()

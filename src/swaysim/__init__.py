@@ -10,6 +10,7 @@ import importlib as _importlib
 import typing as _typing
 
 from swaysim import errors as errors
+from swaysim import trace as trace
 from swaysim._backend.backend import AsyncDummyDifferentialBackend, DummyView
 from swaysim._backend.statistics import BackendStatistics
 from swaysim._bridge.bridge import BlockingBackend, BlockingView, blocking_backend, run_sync_probe
@@ -57,7 +58,8 @@ from swaysim._runner.suite import SuiteResult, run_suite
 from swaysim._time.clock import VirtualClockEventLoop, hold_virtual_time, run, virtual_anyio_backend
 from swaysim._trace.chrome import export_chrome
 from swaysim._trace.events import TraceEvent, TraceSink
-from swaysim._trace.jsonl import JsonlTraceWriter, TraceRecorder, read_trace
+from swaysim._trace.read import read_trace
+from swaysim._trace.sinks import JsonlTraceWriter, TraceRecorder
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist
 from swaysim.errors import (
     BridgeCancelled,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 
-import swaysim._trace.jsonl
+import swaysim._trace.schema
 from swaysim import (
     AdapterAblation,
     AsyncDummyDifferentialBackend,
@@ -42,7 +42,9 @@ from swaysim import (
     read_trace,
     run_suite,
 )
-from swaysim._trace.jsonl import EVENT_KINDS, decode_event, encode_event, event_record
+from swaysim._trace.encode import encode_event, event_record
+from swaysim._trace.read import decode_event
+from swaysim._trace.schema import EVENT_KINDS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -297,8 +299,8 @@ def documented_in_markdown() -> dict[str, set[str]]:
 
 
 def documented_in_docstring() -> dict[str, set[str]]:
-    """Per kind, every ``name`` in its row of the swaysim._trace.jsonl docstring's kind table."""
-    doc = swaysim._trace.jsonl.__doc__ or ""
+    """Per kind, every ``name`` in its row of the swaysim._trace.schema docstring's kind table."""
+    doc = swaysim._trace.schema.__doc__ or ""
     table = doc.split("kind           by  when, and its fields")[1].split("\n\n")[0]
     rows = re.split(r"\n(?=[a-z_]+ +[BR] )", table.split("=\n", 1)[1])
     fields: dict[str, set[str]] = {}
@@ -312,9 +314,9 @@ def documented_in_docstring() -> dict[str, set[str]]:
 def written_fields(trace_event: TraceEvent) -> set[str]:
     """The keys one event's line holds besides the four every line has, details as detail.x."""
     record = event_record(trace_event)
-    detail = record.pop("detail", {})
+    record.pop("detail", None)
     keys = set(record) - {"v", "kind", "time", "task"}
-    return keys | {f"detail.{key}" for key in detail}
+    return keys | {f"detail.{key}" for key in trace_event.detail or {}}
 
 
 async def run_everything_once(sink: TraceRecorder) -> None:

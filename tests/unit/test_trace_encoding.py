@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swaysim import AsyncDummyDifferentialBackend, TraceEvent, TraceRecorder
-from swaysim._trace.jsonl import decode_event, encode_event, event_record, finite_or_name
+from swaysim._trace.encode import encode_event, event_record, finite_or_name
+from swaysim._trace.read import decode_event
 
 texts = st.text(max_size=12)
 numbers = st.one_of(

@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from swaysim import TraceEvent, TraceRecorder, summarize_trace
-from swaysim._trace.summary import digest_events
+from swaysim._trace.digest import digest_events
 from test_trace import known_backend, run_known_scenario
 
 if TYPE_CHECKING:

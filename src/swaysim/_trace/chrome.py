@@ -25,16 +25,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Final, TypedDict
 
-from swaysim._trace.jsonl import SCHEMA_VERSION, finite_or_name, probe_name, read_trace
+from swaysim._trace.encode import finite_or_name
+from swaysim._trace.events import probe_name
+from swaysim._trace.read import read_trace
+from swaysim._trace.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from swaysim._trace.events import TraceEvent
 
-__all__ = ["chrome_events", "export_chrome", "write_chrome"]
+__all__ = ["ChromeEvent", "chrome_events", "export_chrome", "write_chrome"]
 
 VIEWS_PID: Final = 1
 TASKS_PID: Final = 2
@@ -43,13 +46,28 @@ _PROCESS_NAMES: Final = {VIEWS_PID: "views", TASKS_PID: "tasks", PROBES_PID: "pr
 _INSTANT_KINDS: Final = frozenset({"latency", "fault", "retry", "timeout"})
 
 Track = tuple[int, int]
+#: A Chrome event's ``args``: JSON values shown as they are, never inspected here.
+Args = dict[str, object]
+
+
+class ChromeEvent(TypedDict, total=False):
+    """One entry of ``traceEvents`` (the fields swaysim writes)."""
+
+    name: str
+    cat: str
+    ph: str
+    s: str
+    ts: float
+    pid: int
+    tid: int
+    args: Args
 
 
 def _us(seconds: float) -> float:
     return round(seconds * 1e6, 3)
 
 
-def _detail(event: TraceEvent) -> dict[str, Any]:
+def _detail(event: TraceEvent) -> Args:
     return dict(event.detail) if event.detail else {}
 
 
@@ -75,7 +93,7 @@ class _Converter:
 
     # -- tracks ------------------------------------------------------------------
 
-    def _new_track(self, pid: int, name: str, out: list[dict[str, Any]]) -> int:
+    def _new_track(self, pid: int, name: str, out: list[ChromeEvent]) -> int:
         if pid not in self.named_pids:
             self.named_pids.add(pid)
             out.append(_meta("process_name", pid, 0, {"name": _PROCESS_NAMES[pid]}))
@@ -86,13 +104,13 @@ class _Converter:
         out.append(_meta("thread_sort_index", pid, tid, {"sort_index": tid}))
         return tid
 
-    def _task_track(self, task: str, out: list[dict[str, Any]]) -> Track:
+    def _task_track(self, task: str, out: list[ChromeEvent]) -> Track:
         tid = self.task_tids.get(task)
         if tid is None:
             tid = self.task_tids[task] = self._new_track(TASKS_PID, task, out)
         return TASKS_PID, tid
 
-    def _view_lane(self, view: str, out: list[dict[str, Any]]) -> int:
+    def _view_lane(self, view: str, out: list[ChromeEvent]) -> int:
         lanes = self.view_lanes.setdefault(view, [])
         for lane, busy in enumerate(lanes):
             if not busy:
@@ -104,7 +122,7 @@ class _Converter:
         self.lane_tids[view, lane] = self._new_track(VIEWS_PID, name, out)
         return lane
 
-    def _probe_lane(self, out: list[dict[str, Any]]) -> int:
+    def _probe_lane(self, out: list[ChromeEvent]) -> int:
         for lane, busy in enumerate(self.probe_lanes):
             if not busy:
                 self.probe_lanes[lane] = True
@@ -132,8 +150,8 @@ class _Converter:
         name: str,
         cat: str,
         ts: float,
-        args: dict[str, Any],
-        out: list[dict[str, Any]],
+        args: Args,
+        out: list[ChromeEvent],
     ) -> None:
         pid, tid = track
         out.append(
@@ -149,9 +167,7 @@ class _Converter:
         )
         self.open_slices.setdefault(track, []).append(name)
 
-    def _end(
-        self, track: Track, ts: float, args: dict[str, Any], out: list[dict[str, Any]]
-    ) -> None:
+    def _end(self, track: Track, ts: float, args: Args, out: list[ChromeEvent]) -> None:
         pid, tid = track
         stack = self.open_slices.get(track)
         if not stack:
@@ -169,9 +185,7 @@ class _Converter:
             }
         )
 
-    def _instant(
-        self, track: Track, name: str, cat: str, ts: float, args: dict[str, Any]
-    ) -> dict[str, Any]:
+    def _instant(self, track: Track, name: str, cat: str, ts: float, args: Args) -> ChromeEvent:
         pid, tid = track
         return {
             "name": name,
@@ -186,9 +200,9 @@ class _Converter:
 
     # -- events ------------------------------------------------------------------
 
-    def convert(self, event: TraceEvent) -> list[dict[str, Any]]:
+    def convert(self, event: TraceEvent) -> list[ChromeEvent]:
         """The Chrome events for one trace event, in order."""
-        out: list[dict[str, Any]] = []
+        out: list[ChromeEvent] = []
         kind = event.kind
         ts = _us(event.time)
         if kind == "view_enter" and event.view is not None:
@@ -214,7 +228,7 @@ class _Converter:
             out.append(self._instant(track, _instant_name(event), kind, ts, _instant_args(event)))
         return out
 
-    def _view_enter(self, event: TraceEvent, ts: float, out: list[dict[str, Any]]) -> None:
+    def _view_enter(self, event: TraceEvent, ts: float, out: list[ChromeEvent]) -> None:
         view = event.view
         assert view is not None
         lane = self._view_lane(view, out)
@@ -223,7 +237,7 @@ class _Converter:
         self._begin(track, event.task, "view", ts, {"task": event.task}, out)
         self._live(view, +1, ts, out)
 
-    def _view_exit(self, event: TraceEvent, ts: float, out: list[dict[str, Any]]) -> None:
+    def _view_exit(self, event: TraceEvent, ts: float, out: list[ChromeEvent]) -> None:
         view = event.view
         assert view is not None
         lanes = self.held.get((event.task, view))
@@ -233,12 +247,12 @@ class _Converter:
         lane = lanes.pop()
         self.view_lanes[view][lane] = False
         track = (VIEWS_PID, self.lane_tids[view, lane])
-        args: dict[str, Any] = {"held_s": event.duration}
+        args: Args = {"held_s": event.duration}
         args.update(_detail(event))
         self._end(track, ts, args, out)
         self._live(view, -1, ts, out)
 
-    def _live(self, view: str, change: int, ts: float, out: list[dict[str, Any]]) -> None:
+    def _live(self, view: str, change: int, ts: float, out: list[ChromeEvent]) -> None:
         live = self.live[view] = self.live.get(view, 0) + change
         track = (VIEWS_PID, 0)
         out.append(
@@ -252,20 +266,20 @@ class _Converter:
             }
         )
 
-    def _op_start(self, event: TraceEvent, ts: float, out: list[dict[str, Any]]) -> None:
+    def _op_start(self, event: TraceEvent, ts: float, out: list[ChromeEvent]) -> None:
         track = self._task_track(event.task, out)
         if event.task in self.open_ops:
             # The previous op of this task never ended in the trace.
             self._end(track, ts, {"unfinished": True}, out)
         name = event.op or "op"
         self.open_ops[event.task] = name
-        args: dict[str, Any] = {"view": event.view, "prompt_hash": event.prompt_hash}
+        args: Args = {"view": event.view, "prompt_hash": event.prompt_hash}
         args.update(_detail(event))
         self._begin(track, name, "op", ts, args, out)
 
-    def _op_end(self, event: TraceEvent, ts: float, out: list[dict[str, Any]]) -> None:
+    def _op_end(self, event: TraceEvent, ts: float, out: list[ChromeEvent]) -> None:
         track = self._task_track(event.task, out)
-        args: dict[str, Any] = {"duration_s": event.duration}
+        args: Args = {"duration_s": event.duration}
         if event.hit is not None:
             args["hit"] = event.hit
         args.update(_detail(event))
@@ -276,14 +290,14 @@ class _Converter:
             self._begin(track, name, "op", begin, {"view": event.view}, out)
         self._end(track, ts, args, out)
 
-    def _probe_start(self, event: TraceEvent, ts: float, out: list[dict[str, Any]]) -> None:
+    def _probe_start(self, event: TraceEvent, ts: float, out: list[ChromeEvent]) -> None:
         name = probe_name(event)
         lane = self._probe_lane(out)
         self.open_probes.setdefault(name, []).append(lane)
         track = (PROBES_PID, self.probe_tids[lane])
         self._begin(track, name, "probe", ts, _probe_args(event), out)
 
-    def _probe_end(self, event: TraceEvent, ts: float, out: list[dict[str, Any]]) -> None:
+    def _probe_end(self, event: TraceEvent, ts: float, out: list[ChromeEvent]) -> None:
         name = probe_name(event)
         lanes = self.open_probes.get(name)
         args = _probe_args(event)
@@ -297,20 +311,20 @@ class _Converter:
         self.probe_lanes[lane] = False
         self._end((PROBES_PID, self.probe_tids[lane]), ts, args, out)
 
-    def finish(self) -> list[dict[str, Any]]:
+    def finish(self) -> list[ChromeEvent]:
         """Close every slice still open at the last timestamp seen."""
-        out: list[dict[str, Any]] = []
+        out: list[ChromeEvent] = []
         for track, stack in self.open_slices.items():
             while stack:
                 self._end(track, self.max_ts, {"unfinished": True}, out)
         return out
 
 
-def _meta(name: str, pid: int, tid: int, args: dict[str, Any]) -> dict[str, Any]:
+def _meta(name: str, pid: int, tid: int, args: Args) -> ChromeEvent:
     return {"name": name, "ph": "M", "pid": pid, "tid": tid, "args": args}
 
 
-def _probe_args(event: TraceEvent) -> dict[str, Any]:
+def _probe_args(event: TraceEvent) -> Args:
     """A probe event's detail without the probe's name, which names the slice."""
     return {k: v for k, v in _detail(event).items() if k != "probe"}
 
@@ -326,8 +340,8 @@ def _instant_name(event: TraceEvent) -> str:
     return f"{event.kind} (unknown kind)"
 
 
-def _instant_args(event: TraceEvent) -> dict[str, Any]:
-    args: dict[str, Any] = {}
+def _instant_args(event: TraceEvent) -> Args:
+    args: Args = {}
     if event.view is not None:
         args["view"] = event.view
     if event.op is not None:
@@ -340,7 +354,7 @@ def _instant_args(event: TraceEvent) -> dict[str, Any]:
     return args
 
 
-def chrome_events(events: Iterable[TraceEvent]) -> Iterator[dict[str, Any]]:
+def chrome_events(events: Iterable[TraceEvent]) -> Iterator[ChromeEvent]:
     """The Chrome trace events for ``events``, lazily, in file order."""
     converter = _Converter()
     for event in events:

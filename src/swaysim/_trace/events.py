@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["TraceEvent", "TraceSink"]
+__all__ = ["TraceEvent", "TraceSink", "probe_kind", "probe_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +20,9 @@ class TraceEvent:
     ``retry``, ``timeout``, ``probe_start``, ``probe_end``. ``time`` is when
     the event was emitted; an event that closes an interval carries its
     ``duration``. Fields that do not apply are None. The fields of each kind
-    are documented in :mod:`swaysim._trace.jsonl` and ``docs/trace-format.md``.
+    are documented in :mod:`swaysim._trace.schema` and ``docs/trace-format.md``.
+    ``detail`` values stay loosely typed on purpose: they are JSON-shaped data
+    that callers index and convert (``float(event.detail["delay"])``).
     """
 
     kind: str
@@ -41,3 +43,13 @@ class TraceSink(Protocol):
     def emit(self, event: TraceEvent) -> None:
         """Receive one event. Must not await and should not raise."""
         ...
+
+
+def probe_name(event: TraceEvent) -> str:
+    """A ``probe_start``/``probe_end`` event's ``detail.probe``, ``"?"`` when absent."""
+    return str((event.detail or {}).get("probe", "?"))
+
+
+def probe_kind(event: TraceEvent) -> str:
+    """A probe event's ``detail.probe_kind``, ``""`` when absent."""
+    return str((event.detail or {}).get("probe_kind", ""))

@@ -1,0 +1,106 @@
+"""What every ``swaysim`` command shares: exit codes, errors, output paths, scenario loading."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, NoReturn
+
+import click
+from rich.console import Console
+
+from swaysim._scenario.load import discover_scenarios, load_scenario
+from swaysim.errors import ScenarioError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from swaysim._scenario.load import Scenario
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "check_writable",
+    "count",
+    "fail",
+    "load_scenarios",
+    "stdout_console",
+    "write_output",
+]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_INVALID: Final = 2
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``swaysim: message`` on stderr and exit 2 (invalid input)."""
+    click.echo(f"swaysim: {message}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def check_writable(option: str, path: str | None) -> None:
+    """Exit 2 before anything runs when ``path`` cannot be created (no such folder...)."""
+    if path is None:
+        return
+    folder = Path(path).absolute().parent
+    if not folder.is_dir():
+        fail(f"{option} {path}: cannot write: no such directory {folder}")
+    if not os.access(folder, os.W_OK):
+        fail(f"{option} {path}: cannot write: permission denied on {folder}")
+
+
+def write_output(option: str, path: str, write: Callable[[Path], object]) -> None:
+    """Call ``write(Path(path))``, turning an OSError into exit 2 naming the option."""
+    try:
+        write(Path(path))
+    except OSError as exc:
+        fail(f"{option} {path}: cannot write: {exc.strerror or exc}")
+
+
+def stdout_console() -> Console:
+    """A console on stdout, 160 columns wide when stdout is not a terminal."""
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console.width = 160
+    return console
+
+
+def count(number: int, noun: str) -> str:
+    """``1 probe``, ``2 probes``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _scenario_files(paths: Sequence[str]) -> list[Path]:
+    """Every scenario file under ``paths``, each once; exits 2 on a path with none."""
+    files: dict[Path, Path] = {}
+    for given in paths:
+        if not Path(given).exists():
+            click.echo(f"{given}: cannot read: no such file or directory", err=True)
+            sys.exit(EXIT_INVALID)
+        found = list(discover_scenarios([given]))
+        if not found:
+            click.echo(f"{given}: no scenario files (*.toml) found", err=True)
+            sys.exit(EXIT_INVALID)
+        for file in found:
+            files.setdefault(file.resolve(), file)
+    return list(files.values())
+
+
+def load_scenarios(paths: Sequence[str]) -> list[Scenario]:
+    """Every scenario under ``paths``, each once; prints every problem and exits 2 if any."""
+    scenarios: list[Scenario] = []
+    invalid = 0
+    for file in _scenario_files(paths):
+        try:
+            scenarios.append(load_scenario(file))
+        except ScenarioError as exc:
+            invalid += 1
+            click.echo(str(exc), err=True)
+    if invalid:
+        noun = "scenario is" if invalid == 1 else "scenarios are"
+        click.echo(f"swaysim: {invalid} {noun} invalid; nothing was run", err=True)
+        sys.exit(EXIT_INVALID)
+    return scenarios

@@ -1,0 +1,159 @@
+"""What ``swaysim run`` reports: the summary table and totals, ``--json`` and ``--junit``."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from rich.console import Console
+
+    from swaysim._scenario.check import ScenarioCheck
+
+__all__ = ["json_document", "junit_tree", "print_results", "summary_table"]
+
+
+def _verdict_summary(check: ScenarioCheck) -> str:
+    counts: dict[str, int] = {}
+    for result in check.run.results:
+        counts[result.verdict.value] = counts.get(result.verdict.value, 0) + 1
+    summary = " ".join(f"{verdict} {count}" for verdict, count in counts.items())
+    if check.run.cancelled:
+        summary = f"{summary} (cancelled)" if summary else "cancelled"
+    return summary or "-"
+
+
+def summary_table(checks: Sequence[ScenarioCheck]) -> Table:
+    """One row per scenario and loop: verdicts, expectations held, virtual and wall time."""
+    table = Table(
+        title="swaysim scenarios",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    longest = max((len(c.scenario.name) for c in checks), default=8)
+    table.add_column("scenario", min_width=min(longest, 28), overflow="fold")
+    table.add_column("loop", no_wrap=True)
+    table.add_column("verdicts", min_width=8, overflow="fold")
+    table.add_column("expect", justify="right", no_wrap=True)
+    table.add_column("virtual s", justify="right", no_wrap=True)
+    table.add_column("wall s", justify="right", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    for check in checks:
+        applicable = [o for o in check.outcomes if o.status != "n/a"]
+        held = sum(1 for o in applicable if o.status == "ok")
+        result = Text("ok", style="green") if check.ok else Text("FAILED", style="bold red")
+        table.add_row(
+            check.scenario.name,
+            check.loop,
+            _verdict_summary(check),
+            f"{held}/{len(applicable)}",
+            f"{check.run.makespan:.3f}",
+            f"{check.run.wall_seconds:.3f}",
+            result,
+        )
+    return table
+
+
+def print_results(
+    console: Console, checks: Sequence[ScenarioCheck], scenarios: int, loops: int, wall: float
+) -> None:
+    """The summary table, every failure's report, and one line of totals."""
+    console.print(summary_table(checks))
+    failed = [c for c in checks if not c.ok]
+    for check in failed:
+        console.print()
+        console.print(Text(check.failure_report()), soft_wrap=True)
+    console.print()
+    verdict = "all expectations hold" if not failed else f"{len(failed)} FAILED"
+    console.print(
+        Text(
+            f"{scenarios} scenario{'s' if scenarios != 1 else ''} x "
+            f"{loops} loop{'s' if loops != 1 else ''}: {len(checks) - len(failed)} "
+            f"passed, {verdict}; {sum(c.run.makespan for c in checks):.2f} virtual s in "
+            f"{wall:.2f} wall s"
+        )
+    )
+
+
+def json_document(
+    checks: Sequence[ScenarioCheck],
+    *,
+    exit_code: int,
+    loops: Sequence[str],
+    seed: int | None,
+    jitter: int | None,
+    wall: float,
+) -> dict[str, object]:
+    """The ``--json`` document: the run's options, its outcome, and every check."""
+    from swaysim import __version__
+
+    return {
+        "swaysim": __version__,
+        "ok": all(c.ok for c in checks),
+        "exit_code": exit_code,
+        "loops": list(loops),
+        "seed": seed,
+        "schedule_jitter": jitter,
+        "wall_seconds": wall,
+        "checks": [c.to_dict() for c in checks],
+    }
+
+
+def _junit_case(suite: ET.Element, check: ScenarioCheck) -> None:
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        classname=f"scenarios.{check.scenario.name}",
+        name=check.loop,
+        file=check.scenario.source,
+        time=f"{check.run.wall_seconds:.3f}",
+    )
+    properties = ET.SubElement(case, "properties")
+    for name, value in (
+        ("seed", str(check.run.seed)),
+        ("virtual_seconds", f"{check.run.makespan:.6f}"),
+        ("replay", check.replay),
+    ):
+        ET.SubElement(properties, "property", name=name, value=value)
+    if not check.ok:
+        count = len(check.failures)
+        failure = ET.SubElement(
+            case,
+            "failure",
+            type="ExpectationFailed",
+            message=f"{count} expectation{'s' if count > 1 else ''} failed: "
+            + "; ".join(o.line() for o in check.failures),
+        )
+        failure.text = check.failure_report()
+
+
+def junit_tree(checks: Sequence[ScenarioCheck], wall: float) -> ET.ElementTree[ET.Element]:
+    """The ``--junit`` report: one test case per scenario and loop, indented."""
+    failures = sum(1 for c in checks if not c.ok)
+    suites = ET.Element(
+        "testsuites", name="swaysim", tests=str(len(checks)), failures=str(failures)
+    )
+    suites.set("time", f"{wall:.3f}")
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name="swaysim scenarios",
+        tests=str(len(checks)),
+        failures=str(failures),
+        errors="0",
+        skipped="0",
+        time=f"{sum(c.run.wall_seconds for c in checks):.3f}",
+    )
+    for check in checks:
+        _junit_case(suite, check)
+    tree: ET.ElementTree[ET.Element] = ET.ElementTree(suites)
+    ET.indent(tree)
+    return tree

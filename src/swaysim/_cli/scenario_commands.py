@@ -1,0 +1,39 @@
+"""``swaysim validate`` and ``swaysim schema``: check scenario files, print their JSON Schema."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from swaysim._cli.common import count, load_scenarios, write_output
+from swaysim._scenario.schema import scenario_json_schema
+
+__all__ = ["schema", "schema_text", "validate"]
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+def validate(paths: tuple[str, ...]) -> None:
+    """Check scenario files without running them (exit 2 when any is invalid)."""
+    scenarios = load_scenarios(paths)
+    for scenario in scenarios:
+        probes = count(len(scenario.probe_plan), "probe")
+        keys = count(len(scenario.spec.expect.model_fields_set), "expectation key")
+        click.echo(f"{scenario.source}: ok ({scenario.name}: {probes}, {keys})")
+
+
+def schema_text() -> str:
+    """The scenario JSON Schema exactly as committed in schema/scenario.schema.json."""
+    return json.dumps(scenario_json_schema(), indent=2, sort_keys=False) + "\n"
+
+
+@click.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
+def schema(output: str | None) -> None:
+    """Print the scenario JSON Schema (for editor completion)."""
+    text = schema_text()
+    if output:
+        write_output("--output", output, lambda path: path.write_text(text))
+    else:
+        click.echo(text, nl=False)

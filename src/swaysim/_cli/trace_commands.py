@@ -1,0 +1,75 @@
+"""``swaysim report`` and ``swaysim trace ...``: read what ``swaysim run --trace`` wrote."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from swaysim._cli.common import fail, stdout_console
+from swaysim._trace.chrome import export_chrome
+from swaysim._trace.report.render import write_report
+from swaysim._trace.summary import summarize_trace
+from swaysim.errors import SwaysimError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["report", "trace"]
+
+
+@contextlib.contextmanager
+def _exit_2_on_error(doing: str) -> Iterator[None]:
+    """A swaysim error or an OSError (a bad trace, an unwritable output) exits 2, naming it."""
+    try:
+        yield
+    except (SwaysimError, OSError) as exc:
+        fail(f"{doing}: {exc}")
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default="report.html",
+    show_default=True,
+    help="The HTML file to write.",
+)
+def report(run_dir: str, output: str) -> None:
+    """Render a RUN_DIR (trace.jsonl + results.json) as a self-contained HTML report."""
+    with _exit_2_on_error(f"cannot write a report from {run_dir}"):
+        write_report(Path(run_dir), Path(output))
+    click.echo(f"wrote {output}")
+
+
+@click.group()
+def trace() -> None:
+    """Read trace files written by 'swaysim run --trace'."""
+
+
+@trace.command("summary")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def trace_summary(file: str) -> None:
+    """Per-view, per-task and per-op use, the slowest ops and the probe spans."""
+    with _exit_2_on_error(f"cannot summarise {file}"):
+        summarize_trace(Path(file), stdout_console())
+
+
+@trace.command("chrome")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="The JSON file to write.",
+)
+def trace_chrome(file: str, output: str) -> None:
+    """Export a trace to Chrome trace-event JSON (Perfetto, chrome://tracing)."""
+    with _exit_2_on_error(f"cannot export {file}"):
+        export_chrome(Path(file), Path(output))
+    click.echo(f"wrote {output}")

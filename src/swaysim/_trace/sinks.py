@@ -1,0 +1,187 @@
+"""The trace sinks swaysim ships: a streaming JSONL file writer and an in-memory recorder.
+
+:class:`JsonlTraceWriter` streams events to a ``.jsonl`` (or ``.jsonl.gz``)
+file, holding at most ``flush_every`` encoded lines in memory;
+:class:`TraceRecorder` keeps the most recent events in memory (capped), for
+tests. Every object with ``emit(event)`` is a sink too (:class:`TraceSink`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from swaysim._trace.encode import encode_event
+from swaysim._trace.schema import open_trace_text
+from swaysim._vocab import require_int
+from swaysim.errors import SwaysimError
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterator
+    from types import TracebackType
+
+    from swaysim._trace.events import TraceEvent
+
+__all__ = ["JsonlTraceWriter", "TraceRecorder"]
+
+
+class JsonlTraceWriter:
+    """A trace sink that streams events to a JSON-lines file.
+
+    At most ``flush_every`` encoded lines are held in memory; then they are
+    written and flushed to the operating system, so a run of any length
+    writes its trace in constant memory and a crash loses at most that
+    many events. A path ending in ``.gz`` is gzip-compressed. Use it as a
+    context manager, or call :meth:`close`.
+    """
+
+    __slots__ = ("_buffer", "_file", "_flush_every", "_path", "_written")
+
+    def __init__(self, path: str | os.PathLike[str], *, flush_every: int = 1024) -> None:
+        require_int("flush_every", flush_every, minimum=1)
+        self._path = Path(path)
+        self._flush_every = flush_every
+        self._buffer: list[str] = []
+        self._written = 0
+        self._file: IO[str] | None = open_trace_text(self._path, write=True)
+
+    @property
+    def path(self) -> Path:
+        """Where the trace goes."""
+        return self._path
+
+    @property
+    def events_written(self) -> int:
+        """Events emitted so far (written or still buffered)."""
+        return self._written + len(self._buffer)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._file is None
+
+    def emit(self, event: TraceEvent) -> None:
+        """Encode ``event`` into the buffer, writing the buffer out when it is full."""
+        if self._file is None:
+            raise self._closed_error()
+        buffer = self._buffer
+        buffer.append(encode_event(event))
+        if len(buffer) >= self._flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered lines and flush them to the operating system."""
+        stream = self._file
+        if stream is None:
+            raise self._closed_error()
+        buffer = self._buffer
+        if buffer:
+            stream.write("\n".join(buffer))
+            stream.write("\n")
+            self._written += len(buffer)
+            buffer.clear()
+        stream.flush()
+
+    def _closed_error(self) -> SwaysimError:
+        return SwaysimError(
+            f"the JsonlTraceWriter for {str(self._path)!r} is closed; "
+            "events emitted after close() would be lost"
+        )
+
+    def close(self) -> None:
+        """Write what is buffered and close the file; closing twice is harmless."""
+        if self._file is None:
+            return
+        try:
+            self.flush()
+        finally:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> JsonlTraceWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._file is None else "open"
+        return (
+            f"<JsonlTraceWriter {str(self._path)!r} {state} events={self.events_written} "
+            f"flush_every={self._flush_every}>"
+        )
+
+
+class TraceRecorder:
+    """A trace sink that keeps the most recent ``max_events`` events in memory.
+
+    Meant for tests: assert on :attr:`events` or :meth:`kinds`. Older events
+    are dropped past the cap (counted in :attr:`dropped`), so a long run
+    cannot exhaust memory through a forgotten recorder.
+    """
+
+    __slots__ = ("_events", "_max_events", "dropped")
+
+    def __init__(self, *, max_events: int = 100_000) -> None:
+        require_int("max_events", max_events, minimum=1)
+        self._max_events = max_events
+        self._events: deque[TraceEvent] = deque(maxlen=max_events)
+        self.dropped = 0
+
+    @property
+    def max_events(self) -> int:
+        """How many events are kept."""
+        return self._max_events
+
+    @property
+    def events(self) -> tuple[TraceEvent, ...]:
+        """The kept events, oldest first."""
+        return tuple(self._events)
+
+    def emit(self, event: TraceEvent) -> None:
+        """Keep ``event``, dropping the oldest one when full."""
+        events = self._events
+        if len(events) == self._max_events:
+            self.dropped += 1
+        events.append(event)
+
+    def kinds(self) -> list[str]:
+        """The kind of every kept event, in order."""
+        return [event.kind for event in self._events]
+
+    def of_kind(self, *kinds: str) -> list[TraceEvent]:
+        """The kept events whose kind is one of ``kinds``, in order."""
+        return [event for event in self._events if event.kind in kinds]
+
+    def clear(self) -> None:
+        """Forget every event and the drop count."""
+        self._events.clear()
+        self.dropped = 0
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the kept events as a trace file (see :class:`JsonlTraceWriter`)."""
+        with JsonlTraceWriter(path) as writer:
+            for event in self._events:
+                writer.emit(event)
+        return Path(path)
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def __iter__(self) -> Iterator[TraceEvent]:
+        return iter(self._events)
+
+    def __repr__(self) -> str:
+        counts = Counter(event.kind for event in self._events)
+        shown = ", ".join(f"{kind}={count}" for kind, count in sorted(counts.items()))
+        return (
+            f"<TraceRecorder {len(self._events)}/{self._max_events} events "
+            f"dropped={self.dropped} {{{shown}}}>"
+        )
