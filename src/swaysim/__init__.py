@@ -22,13 +22,11 @@ from swaysim._protocols import (
     ScalableDifferentialBackend,
     ScoringModel,
 )
-from swaysim._runner.divergence import (
-    ZScore,
-    divergence,
+from swaysim._runner.divergence import ZScore, divergence, z_score
+from swaysim._runner.output_validation import (
     validate_logprob,
     validate_rolling,
     validate_token_dist,
-    z_score,
 )
 from swaysim._runner.probes import (
     BASE,

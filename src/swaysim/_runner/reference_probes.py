@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from swaysim._protocols import NullCalibratedBackend, ScalableDifferentialBackend
 from swaysim._runner import divergence as maths
+from swaysim._runner.output_validation import validate_logprob
 from swaysim._runner.probes import (
     BASE,
     FT,
@@ -34,6 +35,8 @@ from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+    from swaysim._runner.output_validation import Normalization
 
 __all__ = [
     "AdapterAblation",
@@ -63,8 +66,8 @@ def _strings(owner: str, values: Sequence[str]) -> tuple[str, ...]:
     return items
 
 
-def _contract(view: ViewRef) -> maths.Normalization:
-    """How much of the TokenDist contract the seed's ``view`` keeps (see _divergence)."""
+def _contract(view: ViewRef) -> Normalization:
+    """How much of the TokenDist contract the seed's ``view`` keeps (see output_validation)."""
     if view.kind in ("base", "ft"):
         return True
     if view.kind == "null" or (view.lam is not None and 0.0 <= view.lam <= 1.0):
@@ -476,8 +479,8 @@ class PreferenceFlip(NumericProbe):
         for prompt, chosen, rejected in self.triples:
             good = answers.get(view, Ask.logprob_of(prompt, chosen))
             bad = answers.get(view, Ask.logprob_of(prompt, rejected))
-            maths.validate_logprob(good, label=f"{view.label} logprob_of({prompt!r}, {chosen!r})")
-            maths.validate_logprob(bad, label=f"{view.label} logprob_of({prompt!r}, {rejected!r})")
+            validate_logprob(good, label=f"{view.label} logprob_of({prompt!r}, {chosen!r})")
+            validate_logprob(bad, label=f"{view.label} logprob_of({prompt!r}, {rejected!r})")
             out.append(good - bad)
         return out
 
