@@ -28,21 +28,7 @@ from swaysim._runner.output_validation import (
     validate_rolling,
     validate_token_dist,
 )
-from swaysim._runner.probes import (
-    BASE,
-    FT,
-    Answers,
-    Ask,
-    FunctionProbe,
-    NullCalibration,
-    Probe,
-    ProbeContext,
-    ProbeResult,
-    Verdict,
-    ViewRef,
-    null_view,
-    scaled_view,
-)
+from swaysim._runner.probes import FunctionProbe, Probe, ProbeContext
 from swaysim._runner.reference_probes import (
     AdapterAblation,
     DeltaKL,
@@ -51,6 +37,8 @@ from swaysim._runner.reference_probes import (
     PerplexityShift,
     PreferenceFlip,
 )
+from swaysim._runner.requests import BASE, FT, Answers, Ask, ViewRef, null_view, scaled_view
+from swaysim._runner.results import NullCalibration, ProbeResult, Verdict
 from swaysim._runner.suite import SuiteResult, run_suite
 from swaysim._time.clock import VirtualClockEventLoop, hold_virtual_time, run, virtual_anyio_backend
 from swaysim._trace.chrome import export_chrome

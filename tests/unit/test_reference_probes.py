@@ -592,7 +592,7 @@ async def test_a_corrupt_rolling_logprob_is_an_error(bad: RollingLogprob) -> Non
         (lambda: Ask("forward", prompt="q"), "Ask.op: unknown op 'forward'; expected one of"),  # type: ignore[arg-type]
         (lambda: FunctionProbe("f", 3), "func=3 must be callable"),  # type: ignore[arg-type]
         (
-            lambda: FunctionProbe("f", lambda backend, ctx: None, requires="null"),  # type: ignore[arg-type, return-value]
+            lambda: FunctionProbe("f", lambda backend, ctx: None, requires="null"),  # type: ignore[arg-type]
             "requires='null' must be a sequence of names, not one string",
         ),
         (lambda: NullAdapter("n", 3), "target=3 must be a numeric probe"),  # type: ignore[arg-type]

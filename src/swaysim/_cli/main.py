@@ -35,7 +35,7 @@ from swaysim._scenario.load import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from swaysim._runner.probes import ProbeResult
+    from swaysim._runner.results import ProbeResult
     from swaysim._scenario.expect import ScenarioCheck
     from swaysim._scenario.load import Scenario
     from swaysim._trace.events import TraceSink

@@ -16,20 +16,9 @@ from typing import TYPE_CHECKING, Any
 from swaysim._protocols import NullCalibratedBackend, ScalableDifferentialBackend
 from swaysim._runner import divergence as maths
 from swaysim._runner.output_validation import validate_logprob
-from swaysim._runner.probes import (
-    BASE,
-    FT,
-    Answers,
-    Ask,
-    NullCalibration,
-    Probe,
-    ProbeContext,
-    ProbeResult,
-    Verdict,
-    ViewRef,
-    null_view,
-    scaled_view,
-)
+from swaysim._runner.probes import Probe
+from swaysim._runner.requests import BASE, FT, Ask, ViewRef, null_view, scaled_view
+from swaysim._runner.results import NullCalibration, Verdict
 from swaysim._vocab import require_finite, require_int
 from swaysim.errors import InvalidArgumentError
 
@@ -37,6 +26,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from swaysim._runner.output_validation import Normalization
+    from swaysim._runner.probes import ProbeContext
+    from swaysim._runner.requests import Answers
+    from swaysim._runner.results import ProbeResult
 
 __all__ = [
     "AdapterAblation",

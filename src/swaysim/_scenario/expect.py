@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import anyio
 
 from swaysim._chaos.faults import OUTPUT_KINDS
-from swaysim._runner.probes import ProbeResult, Verdict
+from swaysim._runner.results import ProbeResult, Verdict
 from swaysim._runner.suite import PREFLIGHT_NAME, SuiteResult, run_suite
 from swaysim._scenario.load import MAX_SECONDS, toml_key
 from swaysim._time.clock import LOOPS
