@@ -18,6 +18,7 @@ from swaysim._chaos.latency import Constant, LatencyPlan, LatencyRule, LogNormal
 from swaysim._protocols import (
     DifferentialBackend,
     NullCalibratedBackend,
+    Observable,
     PreflightCheckable,
     ScalableDifferentialBackend,
     ScoringModel,
@@ -139,6 +140,7 @@ __all__ = [
     "NullCalibratedBackend",
     "NullCalibration",
     "NumericProbe",
+    "Observable",
     "PerplexityShift",
     "PreferenceFlip",
     "PreflightCheckable",

@@ -12,6 +12,7 @@ from swaysim import (
     DifferentialBackend,
     DummyView,
     NullCalibratedBackend,
+    Observable,
     PreflightCheckable,
     ScalableDifferentialBackend,
     ScoringModel,
@@ -28,6 +29,7 @@ def test_the_backend_has_every_capability() -> None:
         ScalableDifferentialBackend,
         NullCalibratedBackend,
         PreflightCheckable,
+        Observable,
     ):
         assert isinstance(backend, protocol), protocol
 
@@ -50,6 +52,7 @@ def test_a_runner_can_tell_capabilities_apart() -> None:
     assert not isinstance(plain, ScalableDifferentialBackend)
     assert not isinstance(plain, NullCalibratedBackend)
     assert not isinstance(plain, PreflightCheckable)
+    assert not isinstance(plain, Observable)
     assert not isinstance(object(), DifferentialBackend)
     assert not isinstance(object(), ScoringModel)
 

@@ -43,18 +43,26 @@ __all__ = [
 def _divergence_kind(divergence: object) -> maths.DivergenceKind:
     if divergence == "js" or divergence == "kl":
         return divergence
-    raise InvalidArgumentError(f"divergence={divergence!r} must be 'js' or 'kl'")
+    raise InvalidArgumentError(
+        f"divergence={divergence!r} must be 'js' or 'kl'", field="divergence", value=divergence
+    )
 
 
 def _strings(owner: str, values: Sequence[str]) -> tuple[str, ...]:
     if isinstance(values, str):
-        raise InvalidArgumentError(f"{owner}={values!r} must be a list of strings, not a string")
+        raise InvalidArgumentError(
+            f"{owner}={values!r} must be a list of strings, not a string", field=owner, value=values
+        )
     items = tuple(values)
     if not items:
-        raise InvalidArgumentError(f"{owner}={values!r} must not be empty")
+        raise InvalidArgumentError(
+            f"{owner}={values!r} must not be empty", field=owner, value=values
+        )
     for index, item in enumerate(items):
         if not isinstance(item, str):
-            raise InvalidArgumentError(f"{owner}[{index}]={item!r} must be a string")
+            raise InvalidArgumentError(
+                f"{owner}[{index}]={item!r} must be a string", field=f"{owner}[{index}]", value=item
+            )
     return items
 
 
@@ -84,7 +92,9 @@ class NumericProbe(Probe):
         z_threshold: float = 3.0,
     ) -> None:
         if null is not None and (not isinstance(null, str) or not null):
-            raise InvalidArgumentError(f"null={null!r} must be the name of a null_adapter probe")
+            raise InvalidArgumentError(
+                f"null={null!r} must be the name of a null_adapter probe", field="null", value=null
+            )
         super().__init__(name, requires=(null,) if null else ())
         self.threshold = require_finite("threshold", threshold)
         self.z_threshold = require_finite("z_threshold", z_threshold)
@@ -237,7 +247,9 @@ class AdapterAblation(Probe):
         self.prompts = _strings("prompts", prompts)
         lam_values = sorted({require_finite(f"lams[{i}]", v) for i, v in enumerate(lams)})
         if 1.0 not in lam_values:
-            raise InvalidArgumentError(f"lams={list(lams)!r} must include 1.0")
+            raise InvalidArgumentError(
+                f"lams={list(lams)!r} must include 1.0", field="lams", value=lams
+            )
         self.lams = tuple(lam_values)
         self.divergence = _divergence_kind(divergence)
         self.top_k = require_int("top_k", top_k, minimum=1)
@@ -339,20 +351,34 @@ class NullAdapter(Probe):
         super().__init__(name)
         if not isinstance(target, str | NumericProbe):
             raise InvalidArgumentError(
-                f"target={target!r} must be a numeric probe or the name of one"
+                f"target={target!r} must be a numeric probe or the name of one",
+                field="target",
+                value=target,
             )
         self.target = target
         seed_values = tuple(require_int(f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds))
         if len(seed_values) < 2 or len(set(seed_values)) != len(seed_values):
-            raise InvalidArgumentError(f"seeds={list(seeds)!r} must be at least 2 distinct seeds")
+            raise InvalidArgumentError(
+                f"seeds={list(seeds)!r} must be at least 2 distinct seeds",
+                field="seeds",
+                value=seeds,
+            )
         self.seeds = seed_values
         self.init_scale = require_finite("init_scale", init_scale, minimum=0.0)
         self.rank_scale = require_finite("rank_scale", rank_scale)
         if self.rank_scale <= 0:
-            raise InvalidArgumentError(f"rank_scale={rank_scale!r} must be positive and finite")
+            raise InvalidArgumentError(
+                f"rank_scale={rank_scale!r} must be positive and finite",
+                field="rank_scale",
+                value=rank_scale,
+            )
         self.std_floor = require_finite("std_floor", std_floor)
         if self.std_floor <= 0:
-            raise InvalidArgumentError(f"std_floor={std_floor!r} must be positive and finite")
+            raise InvalidArgumentError(
+                f"std_floor={std_floor!r} must be positive and finite",
+                field="std_floor",
+                value=std_floor,
+            )
 
     def bind(self, probes: Mapping[str, object]) -> None:
         """Resolve a target given by name against the suite."""
@@ -361,7 +387,9 @@ class NullAdapter(Probe):
             if not isinstance(found, NumericProbe):
                 raise InvalidArgumentError(
                     f"null_adapter {self.name!r}: target={self.target!r} must name a numeric "
-                    "probe (delta_kl, preference_flip, perplexity_shift) in the suite"
+                    "probe (delta_kl, preference_flip, perplexity_shift) in the suite",
+                    field="target",
+                    value=self.target,
                 )
             self.target = found
 
@@ -447,11 +475,15 @@ class PreferenceFlip(NumericProbe):
         super().__init__(name, threshold=threshold, null=null, z_threshold=z_threshold)
         items = tuple(tuple(t) for t in triples)
         if not items:
-            raise InvalidArgumentError(f"triples={triples!r} must not be empty")
+            raise InvalidArgumentError(
+                f"triples={triples!r} must not be empty", field="triples", value=triples
+            )
         for index, triple in enumerate(items):
             if len(triple) != 3 or not all(isinstance(x, str) for x in triple):
                 raise InvalidArgumentError(
-                    f"triples[{index}]={triple!r} must be (prompt, chosen, rejected) strings"
+                    f"triples[{index}]={triple!r} must be (prompt, chosen, rejected) strings",
+                    field=f"triples[{index}]",
+                    value=triple,
                 )
         self.triples: tuple[tuple[str, str, str], ...] = items  # type: ignore[assignment]
 
