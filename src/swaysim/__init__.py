@@ -12,7 +12,8 @@ import typing as _typing
 from swaysim import errors as errors
 from swaysim._backend.backend import AsyncDummyDifferentialBackend, DummyView
 from swaysim._backend.statistics import BackendStatistics
-from swaysim._bridge.bridge import BlockingBackend, BlockingView, blocking_backend, run_sync_probe
+from swaysim._bridge.blocking import BlockingBackend, BlockingView
+from swaysim._bridge.bridge import blocking_backend, run_sync_probe
 from swaysim._chaos.faults import FaultFiring, FaultPlan, FaultRule
 from swaysim._chaos.latency import Constant, LatencyPlan, LatencyRule, LogNormal, Uniform
 from swaysim._protocols import (

@@ -531,7 +531,7 @@ def test_blocking_backend_rejects_bad_arguments(options: dict[str, Any], message
 def test_blocking_backend_rejects_what_is_not_a_backend() -> None:
     with (
         pytest.raises(InvalidArgumentError, match=r"backend=<object .* must be an async"),
-        blocking_backend(object()),
+        blocking_backend(object()),  # type: ignore[arg-type]
     ):
         pass
 
@@ -783,4 +783,4 @@ async def test_run_sync_probe_rejects_bad_arguments() -> None:
     with pytest.raises(InvalidArgumentError, match=r"op_timeout=-2 must be"):
         await run_sync_probe(backend, lambda sync_backend: None, op_timeout=-2)
     with pytest.raises(InvalidArgumentError, match=r"backend=None must be an async"):
-        await run_sync_probe(None, lambda sync_backend: None)
+        await run_sync_probe(None, lambda sync_backend: None)  # type: ignore[arg-type]

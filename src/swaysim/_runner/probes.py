@@ -40,7 +40,7 @@ from swaysim.errors import CalibrationUnavailableError, InvalidArgumentError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-    from swaysim._bridge.bridge import BlockingBackend
+    from swaysim._bridge.blocking import BlockingBackend
     from swaysim._protocols import DifferentialBackend
     from swaysim._runner.requests import Answers, Ask, ViewRef
 
