@@ -24,6 +24,7 @@ from swaysim._protocols import (
     ScalableDifferentialBackend,
     ScoringModel,
 )
+from swaysim._runner.calibration import NullAdapter, NumericProbe
 from swaysim._runner.divergence import ZScore, divergence, z_score
 from swaysim._runner.output_validation import (
     validate_logprob,
@@ -34,8 +35,6 @@ from swaysim._runner.probes import FunctionProbe, Probe, ProbeContext
 from swaysim._runner.reference_probes import (
     AdapterAblation,
     DeltaKL,
-    NullAdapter,
-    NumericProbe,
     PerplexityShift,
     PreferenceFlip,
 )

@@ -21,9 +21,10 @@ The reference runner, :func:`~swaysim.run_suite`:
 
 The reference probes and their maths:
 
+- ``calibration``: :class:`~swaysim.NumericProbe` and :class:`~swaysim.NullAdapter`: z-scores
+  against null adapters.
 - ``reference_probes``: :class:`~swaysim.DeltaKL`, :class:`~swaysim.AdapterAblation`,
-  :class:`~swaysim.NullAdapter`, :class:`~swaysim.PreferenceFlip`,
-  :class:`~swaysim.PerplexityShift`.
+  :class:`~swaysim.PreferenceFlip`, :class:`~swaysim.PerplexityShift`.
 - ``output_validation``: checks of what views return, before any maths.
 - ``divergence``: divergences, logprob deltas, null statistics, response curves.
 """

@@ -57,10 +57,10 @@ from pydantic import (
 from swaysim._backend.backend import AsyncDummyDifferentialBackend
 from swaysim._chaos.faults import FaultKind, FaultPlan, FaultRule
 from swaysim._chaos.latency import Constant, LatencyPlan, LatencyRule, LogNormal, Uniform
+from swaysim._runner.calibration import NullAdapter
 from swaysim._runner.reference_probes import (
     AdapterAblation,
     DeltaKL,
-    NullAdapter,
     PerplexityShift,
     PreferenceFlip,
 )
