@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar, TypeVarTuple, cast
 import anyio
 import anyio.from_thread
 
-from swaysim._bridge.host import Call, Enter, Exit, HeldView, Host, Op, Request
+from swaysim._bridge.host import Await, Enter, Exit, HeldView, Host, Request, RequestKind
 from swaysim.errors import BridgeError, StaleViewError, ViewError
 
 if TYPE_CHECKING:
@@ -118,11 +118,15 @@ class ThreadSide:
 
     def call(self, func: Callable[_P, Awaitable[_T]], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """``await func(*args, **kwargs)`` in this thread's lane; its result."""
-        return cast("_T", self._submit(Call(functools.partial(func, *args, **kwargs))))
+        return cast(
+            "_T", self._submit(Await(RequestKind.CALL, functools.partial(func, *args, **kwargs)))
+        )
 
     def op(self, func: Callable[_P, Awaitable[_T]], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """``await func(*args, **kwargs)`` in a task of its own, under the op timeout."""
-        return cast("_T", self._submit(Op(functools.partial(func, *args, **kwargs))))
+        return cast(
+            "_T", self._submit(Await(RequestKind.OP, functools.partial(func, *args, **kwargs)))
+        )
 
 
 class BlockingView:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from swaysim._protocols import DifferentialBackend, ScoringModel
 
-__all__ = ["Call", "Enter", "Exit", "HeldView", "Host", "Op", "Payload", "Request", "RequestKind"]
+__all__ = ["Await", "Enter", "Exit", "HeldView", "Host", "Payload", "Request", "RequestKind"]
 
 
 class RequestKind(enum.Enum):
@@ -87,22 +87,14 @@ class Exit:
 
 
 @dataclass(frozen=True, slots=True)
-class Op:
-    """Await ``run()``, one op of a live view."""
+class Await:
+    """Await ``call()``: an op of a live view (``OP``) or any other awaitable (``CALL``)."""
 
-    kind: ClassVar[RequestKind] = RequestKind.OP
-    run: Callable[[], Awaitable[object]]
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """Await ``run()`` in the thread's lane."""
-
-    kind: ClassVar[RequestKind] = RequestKind.CALL
-    run: Callable[[], Awaitable[object]]
+    kind: RequestKind
+    call: Callable[[], Awaitable[object]]
 
 
-Payload: TypeAlias = Enter | Exit | Op | Call
+Payload: TypeAlias = Enter | Exit | Await
 
 
 class Request:
@@ -313,7 +305,7 @@ class Host:
             return
         assert self._tg is not None
         payload = request.payload
-        if isinstance(payload, Op):
+        if isinstance(payload, Await) and payload.kind is RequestKind.OP:
             self._tg.start_soon(self._run_op, request, payload, name=request.thread_name)
             return
         if isinstance(payload, Exit):
@@ -387,19 +379,19 @@ class Host:
                 held.exited = True
                 lane.held.remove(held)
                 return await held.cm.__aexit__(payload.exc_type, payload.exc, payload.tb), None
-            assert isinstance(payload, Call)
-            return await payload.run(), None
+            assert isinstance(payload, Await)
+            return await payload.call(), None
         except Exception as exc:
             return None, exc
 
-    async def _run_op(self, request: Request, payload: Op) -> None:
+    async def _run_op(self, request: Request, payload: Await) -> None:
         self._thread_blocked(request)
         try:
             if self._op_timeout is None:
-                value = await payload.run()
+                value = await payload.call()
             else:
                 with anyio.fail_after(self._op_timeout):
-                    value = await payload.run()
+                    value = await payload.call()
         except anyio.get_cancelled_exc_class():
             self._deliver(request, error=self._interruption())
             raise
