@@ -80,7 +80,9 @@ def _check_backend(backend: object) -> None:
     ):
         raise InvalidArgumentError(
             f"backend={backend!r} must be an async differential backend "
-            "(as_base(), as_finetuned() and safe_for_concurrent_views)"
+            "(as_base(), as_finetuned() and safe_for_concurrent_views)",
+            field="backend",
+            value=backend,
         )
 
 
@@ -94,7 +96,9 @@ def _check_op_timeout(op_timeout: float | None) -> float | None:
         or op_timeout == math.inf
     ):
         raise InvalidArgumentError(
-            f"op_timeout={op_timeout!r} must be a positive finite number of seconds, or None"
+            f"op_timeout={op_timeout!r} must be a positive finite number of seconds, or None",
+            field="op_timeout",
+            value=op_timeout,
         )
     return float(op_timeout)
 
@@ -123,9 +127,15 @@ def blocking_backend(
     """
     _check_backend(backend)
     if loop not in LOOPS:
-        raise InvalidArgumentError(f"loop={loop!r} is not supported; expected asyncio or trio")
+        raise InvalidArgumentError(
+            f"loop={loop!r} is not supported; expected asyncio or trio", field="loop", value=loop
+        )
     if not isinstance(virtual_time, bool):
-        raise InvalidArgumentError(f"virtual_time={virtual_time!r} must be True or False")
+        raise InvalidArgumentError(
+            f"virtual_time={virtual_time!r} must be True or False",
+            field="virtual_time",
+            value=virtual_time,
+        )
     timeout = _check_op_timeout(op_timeout)
     name, options = virtual_anyio_backend(loop, virtual_time=virtual_time)
     host = Host(backend, timeout)
@@ -164,7 +174,9 @@ async def run_sync_probe(
     """
     _check_backend(backend)
     if not callable(func):
-        raise InvalidArgumentError(f"func={func!r} must be callable as func(sync_backend, *args)")
+        raise InvalidArgumentError(
+            f"func={func!r} must be callable as func(sync_backend, *args)", field="func", value=func
+        )
     timeout = _check_op_timeout(op_timeout)
     host = Host(backend, timeout)
     calls = ThreadSide(host)
