@@ -32,6 +32,7 @@ from swaysim import (
     PreferenceFlip,
     Probe,
     ProbeContext,
+    ProbeResult,
     RollingLogprob,
     ScalableDifferentialBackend,
     SuiteResult,
@@ -675,6 +676,23 @@ def shared_checkers_carry_fields() -> bool:
     with pytest.raises(InvalidArgumentError) as raised:
         DeltaKL("d", ["q"], top_k=0)
     return raised.value.field == "top_k"
+
+
+def test_every_probe_binds_so_a_runner_need_not_ask_which_do() -> None:
+    async def measure(backend: object, ctx: ProbeContext) -> ProbeResult:
+        raise NotImplementedError
+
+    target = DeltaKL("dkl", ["q"])
+    null = NullAdapter("null", "dkl")
+    suite: dict[str, Probe | FunctionProbe] = {
+        probe.name: probe for probe in (target, null, FunctionProbe("f", measure))
+    }
+    for probe in suite.values():
+        probe.bind(suite)
+    assert null.target is target
+    with pytest.raises(InvalidArgumentError, match="target='gone' must name a numeric") as raised:
+        NullAdapter("other", "gone").bind(suite)
+    assert raised.value.field == "target"
 
 
 def test_a_null_adapter_asks_base_each_question_once_in_order() -> None:
