@@ -46,8 +46,8 @@ class WorkItem:
 
     view: ViewRef
     ask: Ask
-    needers: list[ProbeState] = field(default_factory=list)
-    value: object = None
+    needers: list[ProbeState] = field(default_factory=list, repr=False)
+    value: object = field(default=None, repr=False)
     failure: WorkFailedError | None = None
     done: bool = False
 
@@ -58,9 +58,9 @@ class ProbeState:
 
     probe: AnyProbe
     index: int
-    plan: dict[ViewRef, list[Ask]] = field(default_factory=dict)
-    works: dict[tuple[ViewRef, Ask], WorkItem] = field(default_factory=dict)
-    deps: list[ProbeState] = field(default_factory=list)
+    plan: dict[ViewRef, list[Ask]] = field(default_factory=dict, repr=False)
+    works: dict[tuple[ViewRef, Ask], WorkItem] = field(default_factory=dict, repr=False)
+    deps: list[ProbeState] = field(default_factory=list, repr=False)
     first_start: float | None = None
     last_end: float | None = None
     busy: float = 0.0
