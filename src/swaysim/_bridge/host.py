@@ -48,7 +48,7 @@ class RequestKind(enum.Enum):
     EXIT = "exit"
     """Exit a view the thread entered: in the thread's lane."""
     CALL = "call"
-    """Any other awaitable (preflight, say): in the thread's lane."""
+    """Another awaitable (preflight, say): in the thread's lane."""
 
 
 class HeldView:
