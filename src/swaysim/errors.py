@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from swaysim._chaos.faults import FaultFiring
-    from swaysim._runner.probes import Ask, ViewRef
+    from swaysim._runner.requests import Ask, ViewRef
     from swaysim._scenario.check import ScenarioCheck
 
 __all__ = [
