@@ -13,16 +13,15 @@ pytest 8.4.2, the newest it accepts.
 
 from __future__ import annotations
 
-import hashlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
 
+import swaysim
 from plugin_envs import plugin_dir
-from swaysim._scenario.expect import run_scenario
-from swaysim._scenario.load import parse_scenario
+from swaysim._pytest.scenarios import results_digest
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -285,9 +284,10 @@ def make_project(pytester: pytest.Pytester, ini: str, conftest: str, **files: st
     pytester.makepyfile(**files)
 
 
-def scenario_digest() -> str:
-    fingerprint = run_scenario(parse_scenario(SCENARIO), "asyncio").fingerprint
-    return hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+def scenario_digest(path: Path) -> str:
+    """The scenario's results digest, from a run in this process with no other plugin around."""
+    (check,) = swaysim.check_scenario(swaysim.load_scenario(path), ("asyncio",))
+    return results_digest(check.run)
 
 
 @pytest.mark.parametrize("setup", SETUPS.values(), ids=SETUPS.keys())
@@ -321,7 +321,7 @@ def test_marked_tests_and_scenarios_run_on_swaysims_loops_next_to(
         if case.get("name") in ("asyncio", "trio")
     ]
     assert len(scenario_cases) == 2
-    digest = scenario_digest()
+    digest = scenario_digest(pytester.path / "scenarios" / "hour.toml")
     for case in scenario_cases:
         properties = {p.get("name"): p.get("value") for p in case.iter("property")}
         assert properties["virtual_seconds"] == "3600.0"

@@ -214,6 +214,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Remember whose fixtures are being set up, for :func:`pytest_fixture_setup`."""
     item.config.stash[_RUNNING] = item
     try:
         return (yield)
@@ -334,7 +335,8 @@ def swaysim_backend(request: pytest.FixtureRequest) -> AsyncDummyDifferentialBac
     a plain exclusive backend. A bad table fails the test with the loader's
     one-line message.
     """
-    from swaysim._scenario.load import ScenarioError, backend_from_table
+    from swaysim._scenario.load import backend_from_table
+    from swaysim.errors import ScenarioError
 
     marker = request.node.get_closest_marker(MARKER)
     table = marker.kwargs.get("backend", {}) if marker is not None else {}
