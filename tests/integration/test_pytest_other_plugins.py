@@ -46,6 +46,24 @@ async def shared():
     return sniffio.current_async_library()
 """
 
+ASYNCIO_STRICT_FIXTURE = PLAIN_FIXTURE.replace(
+    "@pytest.fixture", "@pytest_asyncio.fixture"
+).replace("import pytest", "import pytest_asyncio")
+ASYNCIO_AUTO_TEST = """
+import sniffio
+
+async def test_unmarked(shared):
+    assert sniffio.current_async_library() == shared == "asyncio"
+"""
+ASYNCIO_STRICT_TEST = """
+import pytest
+import sniffio
+
+@pytest.mark.asyncio
+async def test_unmarked(shared):
+    assert sniffio.current_async_library() == shared == "asyncio"
+"""
+
 MARKED = """
 import time
 
@@ -173,12 +191,7 @@ async def test_unmarked(shared):
         ASYNCIO_1,
         "asyncio_mode = auto\n" + LOOP_SCOPE,
         PLAIN_FIXTURE,
-        """
-import sniffio
-
-async def test_unmarked(shared):
-    assert sniffio.current_async_library() == shared == "asyncio"
-""",
+        ASYNCIO_AUTO_TEST,
         unmarked_passed=1,
         header=("*mode=Mode.AUTO*",),
         registered_last=("asyncio", "pytest_asyncio.plugin"),
@@ -186,17 +199,8 @@ async def test_unmarked(shared):
     "pytest-asyncio 1.5 strict": Setup(
         ASYNCIO_1,
         "asyncio_mode = strict\n" + LOOP_SCOPE,
-        PLAIN_FIXTURE.replace("@pytest.fixture", "@pytest_asyncio.fixture").replace(
-            "import pytest", "import pytest_asyncio"
-        ),
-        """
-import pytest
-import sniffio
-
-@pytest.mark.asyncio
-async def test_unmarked(shared):
-    assert sniffio.current_async_library() == shared == "asyncio"
-""",
+        ASYNCIO_STRICT_FIXTURE,
+        ASYNCIO_STRICT_TEST,
         unmarked_passed=1,
         header=("plugins: *asyncio-1.5.0*", "*mode=Mode.STRICT*"),
     ),
@@ -204,29 +208,15 @@ async def test_unmarked(shared):
         ASYNCIO_0,
         "asyncio_mode = auto\n" + LOOP_SCOPE,
         PLAIN_FIXTURE,
-        """
-import sniffio
-
-async def test_unmarked(shared):
-    assert sniffio.current_async_library() == shared == "asyncio"
-""",
+        ASYNCIO_AUTO_TEST,
         unmarked_passed=1,
         header=("*pytest-8.4.2*", "plugins: *asyncio-0.26.0*", "*mode=Mode.AUTO*"),
     ),
     "pytest-asyncio 0.26 strict": Setup(
         ASYNCIO_0,
         "asyncio_mode = strict\n" + LOOP_SCOPE,
-        PLAIN_FIXTURE.replace("@pytest.fixture", "@pytest_asyncio.fixture").replace(
-            "import pytest", "import pytest_asyncio"
-        ),
-        """
-import pytest
-import sniffio
-
-@pytest.mark.asyncio
-async def test_unmarked(shared):
-    assert sniffio.current_async_library() == shared == "asyncio"
-""",
+        ASYNCIO_STRICT_FIXTURE,
+        ASYNCIO_STRICT_TEST,
         unmarked_passed=1,
         header=("*pytest-8.4.2*", "plugins: *asyncio-0.26.0*", "*mode=Mode.STRICT*"),
     ),
