@@ -10,8 +10,9 @@ import importlib as _importlib
 import typing as _typing
 
 from swaysim import errors as errors
-from swaysim._backend.backend import AsyncDummyDifferentialBackend, DummyView
+from swaysim._backend.backend import AsyncDummyDifferentialBackend
 from swaysim._backend.statistics import BackendStatistics
+from swaysim._backend.views import DummyView
 from swaysim._bridge.bridge import BlockingBackend, BlockingView, blocking_backend, run_sync_probe
 from swaysim._chaos.faults import FaultFiring, FaultPlan, FaultRule
 from swaysim._chaos.latency import Constant, LatencyPlan, LatencyRule, LogNormal, Uniform

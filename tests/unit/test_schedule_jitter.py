@@ -36,7 +36,7 @@ from swaysim import (
     TraceRecorder,
     run_suite,
 )
-from swaysim._backend.backend import JITTER_MAX_CHECKPOINTS, JITTER_MAX_SECONDS
+from swaysim._chaos.jitter import JITTER_MAX_CHECKPOINTS, JITTER_MAX_SECONDS
 from swaysim._cli.main import cli
 from swaysim._scenario.expect import LOOPS, check_scenario, run_scenario
 from swaysim._scenario.load import ScenarioError, load_scenario, parse_scenario

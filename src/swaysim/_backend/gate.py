@@ -15,7 +15,8 @@ from typing import Final, Literal
 import anyio
 from anyio.lowlevel import checkpoint
 
-from swaysim.errors import InvalidArgumentError, NestedViewError, ViewConflictError
+from swaysim._validation import invalid
+from swaysim.errors import NestedViewError, ViewConflictError
 
 __all__ = ["ExclusivityGate", "ExclusivityPolicy", "FifoSlots", "Holding"]
 
@@ -145,8 +146,8 @@ class ExclusivityGate:
         self, *, concurrent: bool, policy: ExclusivityPolicy, max_live: int | None
     ) -> None:
         if policy not in POLICIES:
-            raise InvalidArgumentError(
-                f"exclusivity={policy!r} is not a policy; expected one of {', '.join(POLICIES)}"
+            raise invalid(
+                "exclusivity", policy, f"is not a policy; expected one of {', '.join(POLICIES)}"
             )
         self._concurrent = concurrent
         self._policy = policy

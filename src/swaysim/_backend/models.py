@@ -20,6 +20,13 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist, new_token_dist
+from swaysim._vocab import (
+    GENERATE_OP,
+    LOGPROB_OF_OP,
+    NEXT_TOKEN_DIST_OP,
+    OPS,
+    ROLLING_LOGPROB_OP,
+)
 from swaysim.errors import InvalidArgumentError, MissingResponseError
 
 if TYPE_CHECKING:
@@ -189,7 +196,11 @@ _FLOAT32: Final = np.dtype(np.float32)
 
 
 class ViewModel(ABC):
-    """What one view computes; shared by every entry of the same view."""
+    """What one view computes; shared by every entry of the same view.
+
+    ``calls`` counts the op calls made on the view, by op name (every entry
+    of the view adds to the same counters).
+    """
 
     __slots__ = ("cache_id", "calls", "id", "kind")
 
@@ -198,8 +209,23 @@ class ViewModel(ABC):
     cache_id: str
 
     def __init__(self) -> None:
-        # One counter per op, in swaysim._vocab.OPS order.
-        self.calls = [0, 0, 0, 0, 0]
+        self.calls: dict[str, int] = dict.fromkeys(OPS, 0)
+
+    def forward(self, op: str, args: tuple[Any, ...]) -> TokenDist | RollingLogprob | float | str:
+        """One forward pass of ``op`` on the op's arguments (what a cache miss computes).
+
+        ``args`` are those of the op's method: ``(prompt, top_k)``,
+        ``(prompt, completion)``, ``(text,)`` or ``(prompt,)`` for ``generate``.
+        """
+        if op == NEXT_TOKEN_DIST_OP:
+            return self.next_token_dist(*args)
+        if op == LOGPROB_OF_OP:
+            return self.logprob_of(*args)
+        if op == ROLLING_LOGPROB_OP:
+            return self.rolling_logprob(*args)
+        if op == GENERATE_OP:
+            return self.generate(*args)
+        raise AssertionError(f"no forward pass for op {op!r}")  # pragma: no cover - a bug
 
     @abstractmethod
     def next_token_dist(self, prompt: str, top_k: int) -> TokenDist:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from swaysim._protocols import NullCalibratedBackend, ScalableDifferentialBackend
-from swaysim._vocab import name_tuple, require_finite, require_int, validate_ops
+from swaysim._validation import name_tuple, require_finite, require_int, validate_ops
 from swaysim.errors import (
     CalibrationUnavailableError,
     InvalidArgumentError,

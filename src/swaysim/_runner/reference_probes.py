@@ -29,7 +29,7 @@ from swaysim._runner.probes import (
     null_view,
     scaled_view,
 )
-from swaysim._vocab import require_finite, require_int
+from swaysim._validation import require_finite, require_int
 from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:

@@ -46,7 +46,6 @@ import anyio
 
 from swaysim._backend.statistics import BackendStatistics
 from swaysim._bridge.bridge import run_sync_probe
-from swaysim._chaos.faults import InjectedFault, InjectedViewExitError
 from swaysim._chaos.seeding import unit_draws
 from swaysim._protocols import PreflightCheckable
 from swaysim._runner.probes import (
@@ -61,8 +60,8 @@ from swaysim._runner.probes import (
     WorkFailedError,
 )
 from swaysim._trace.events import TraceEvent
-from swaysim._vocab import require_finite, require_int
-from swaysim.errors import InvalidArgumentError, SwaysimError
+from swaysim._validation import require_finite, require_int
+from swaysim.errors import InjectedFault, InjectedViewExitError, InvalidArgumentError, SwaysimError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence

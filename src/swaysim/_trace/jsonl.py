@@ -107,7 +107,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from swaysim._trace.events import TraceEvent
-from swaysim._vocab import require_int
+from swaysim._validation import require_int
 from swaysim.errors import InvalidArgumentError, SwaysimError, TraceFormatError
 
 if TYPE_CHECKING:
