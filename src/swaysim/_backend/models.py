@@ -15,7 +15,7 @@ import importlib
 import math
 import threading
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 
@@ -45,7 +45,11 @@ _MASK128: Final = (1 << 128) - 1
 _PCG64_MULTIPLIER: Final = (2549297995355413924 << 64) + 4865540595714422341
 
 
-def _fastest_md5() -> Callable[[bytes], Any]:
+class _Digest(Protocol):
+    def digest(self) -> bytes: ...
+
+
+def _fastest_md5() -> Callable[[bytes], _Digest]:
     # CPython's own md5 beats OpenSSL's on prompt-sized inputs; same digest.
     try:
         return importlib.import_module("_md5").md5  # type: ignore[no-any-return]

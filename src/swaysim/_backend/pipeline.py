@@ -258,8 +258,9 @@ class OpPipeline:
 
         ``key_text`` names the call; ``cache_key`` None: never cached; ``args``
         start with the prompt (what ``FaultRule.prompt`` globs match); ``units``
-        are a ``generate``'s tokens. Plain parameters, not a request object:
-        one would cost a quarter of a microsecond per op.
+        are a ``generate``'s tokens. Plain parameters, not a request object,
+        and the stages inline rather than awaited helpers: an object or a
+        coroutine frame would each cost a quarter of a microsecond per op.
         """
         model = view._model
         model.calls[op] += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import sniffio
@@ -91,7 +91,7 @@ class BackendTracer:
         prompt_hash: str | None = None,
         hit: bool | None = None,
         duration: float | None = None,
-        detail: Mapping[str, Any] | None = None,
+        detail: Mapping[str, object] | None = None,
     ) -> None:
         """One event, stamped now, in the current task."""
         # Positional: a third cheaper than keywords, on a path taken three times per op.
@@ -124,7 +124,7 @@ class BackendTracer:
         )
 
     def start_op(
-        self, view_id: str, op: str, key_text: str, detail: Mapping[str, Any] | None
+        self, view_id: str, op: str, key_text: str, detail: Mapping[str, object] | None
     ) -> OpSpan:
         """Emit ``op_start`` for one op on ``view_id`` and return the span that ends it."""
         span = OpSpan(self, view_id, op, stable_hash(key_text), self.clock.now(), detail)
@@ -144,7 +144,7 @@ class OpSpan:
         op: str,
         prompt_hash: str,
         started: float,
-        detail: Mapping[str, Any] | None,
+        detail: Mapping[str, object] | None,
     ) -> None:
         self._tracer = tracer
         self.view_id = view_id
@@ -153,7 +153,7 @@ class OpSpan:
         self.started = started
         self.detail = detail
 
-    def end(self, hit: bool, detail: Mapping[str, Any]) -> None:
+    def end(self, hit: bool, detail: Mapping[str, object]) -> None:
         """The op returned: whether the cache served it all, and what it did."""
         self._close(hit, detail)
 
@@ -163,7 +163,7 @@ class OpSpan:
         error = "cancelled" if cancelled else type(exc).__name__
         self._close(None, {**(self.detail or {}), "error": error})
 
-    def _close(self, hit: bool | None, detail: Mapping[str, Any]) -> None:
+    def _close(self, hit: bool | None, detail: Mapping[str, object]) -> None:
         tracer = self._tracer
         tracer.emit(
             "op_end",
