@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Final, Literal, get_args
+from typing import TYPE_CHECKING, Final, Literal, get_args
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 Op = Literal[
     "generate", "logprob_of", "rolling_logprob", "next_token_dist", "next_token_dist_batch"
@@ -44,6 +47,8 @@ class OpKind(StrEnum):
 
 OPS: Final[tuple[Op, ...]] = tuple(kind.op for kind in OpKind)
 """Every op name, as plain strings, in :class:`OpKind` order."""
+OP_SLOTS: Final[Mapping[str, int]] = {op: slot for slot, op in enumerate(OPS)}
+"""Each op's position in :data:`OPS`, e.g. its counter in a per-op list (derived from OPS)."""
 
 GENERATE_OP: Final = OpKind.GENERATE.op
 LOGPROB_OF_OP: Final = OpKind.LOGPROB_OF.op

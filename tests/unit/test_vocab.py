@@ -16,6 +16,7 @@ from swaysim._vocab import (
     LOGPROB_OF_OP,
     NEXT_TOKEN_DIST_BATCH_OP,
     NEXT_TOKEN_DIST_OP,
+    OP_SLOTS,
     OPS,
     ROLLING_LOGPROB_OP,
     VIEW_KINDS,
@@ -44,10 +45,11 @@ def test_op_names_are_plain_strings_so_reprs_and_seeded_hashes_see_the_name() ->
     assert [repr(kind.op) for kind in OpKind] == [repr(str(kind)) for kind in OpKind]
 
 
-def test_each_op_is_a_view_method_and_the_view_counts_it_under_its_name() -> None:
+def test_each_op_is_a_view_method_with_its_own_counter() -> None:
     for op in OPS:
         assert callable(getattr(DummyView, op))
-    assert list(ModeModel("base", DummyResponses()).calls) == list(OPS)
+    assert [OP_SLOTS[op] for op in OPS] == list(range(len(OPS)))
+    assert len(ModeModel("base", DummyResponses()).calls) == len(OPS)
 
 
 async def test_statistics_name_each_op_whatever_order_they_are_called_in() -> None:

@@ -35,6 +35,7 @@ from swaysim._validation import (
     require_int,
     require_sequence,
 )
+from swaysim._vocab import OPS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from swaysim._backend.gate import ExclusivityPolicy
     from swaysim._chaos.latency import LatencyModel
 
-__all__ = ["AsyncDummyDifferentialBackend", "DummyView"]
+__all__ = ["AsyncDummyDifferentialBackend"]
 
 _PREFLIGHT_PROMPT: Final = "preflight"
 _PREFLIGHT_TOP_K: Final = 8
@@ -143,7 +144,6 @@ class AsyncDummyDifferentialBackend:
         )
         if max_concurrent_ops is None and not safe_for_concurrent_views:
             max_concurrent_ops = 1
-        self._max_concurrent_ops = max_concurrent_ops
         self._base_model = ModeModel("base", base if base is not None else DummyResponses())
         self._ft_model = ModeModel("ft", ft if ft is not None else DummyResponses())
         self._models: dict[str, ViewModel] = {}
@@ -314,7 +314,7 @@ class AsyncDummyDifferentialBackend:
         per_op: dict[str, int] = {}
         per_view: dict[str, int] = {}
         for model in (self._base_model, self._ft_model, *self._models.values()):
-            for op, count in model.calls.items():
+            for op, count in zip(OPS, model.calls, strict=True):
                 if count:
                     per_op[op] = per_op.get(op, 0) + count
                     per_view[model.id] = per_view.get(model.id, 0) + count

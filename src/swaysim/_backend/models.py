@@ -202,8 +202,10 @@ _FLOAT32: Final = np.dtype(np.float32)
 class ViewModel(ABC):
     """What one view computes; shared by every entry of the same view.
 
-    ``calls`` counts the op calls made on the view, by op name (every entry
-    of the view adds to the same counters).
+    ``calls`` counts the op calls made on the view (every entry of the view
+    adds to the same counters), one counter per op at its
+    :data:`~swaysim._vocab.OP_SLOTS` position: a list, as the fast path
+    counts every call and a list index is the cheapest counter.
     """
 
     __slots__ = ("cache_id", "calls", "id", "kind")
@@ -213,7 +215,7 @@ class ViewModel(ABC):
     cache_id: str
 
     def __init__(self) -> None:
-        self.calls: dict[str, int] = dict.fromkeys(OPS, 0)
+        self.calls = [0] * len(OPS)
 
     def forward(self, op: str, args: tuple[Any, ...]) -> TokenDist | RollingLogprob | float | str:
         """One forward pass of ``op`` on the op's arguments (what a cache miss computes).

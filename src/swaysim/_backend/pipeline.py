@@ -38,7 +38,7 @@ import anyio
 from swaysim._backend.cache import MISSING
 from swaysim._chaos.corrupt import corrupt
 from swaysim._chaos.faults import ERROR_KINDS, EXCEPTION_FOR_KIND, OUTPUT_KINDS
-from swaysim._vocab import NEXT_TOKEN_DIST_BATCH_OP, NEXT_TOKEN_DIST_OP
+from swaysim._vocab import NEXT_TOKEN_DIST_BATCH_OP, NEXT_TOKEN_DIST_OP, OP_SLOTS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Hashable
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["OpPipeline"]
 
 _BATCH = NEXT_TOKEN_DIST_BATCH_OP
+_BATCH_SLOT = OP_SLOTS[_BATCH]
 _CallIdentity = tuple[str, str, str, int]
 """(op, view id, key, per-key call index): what an op's draws are keyed by."""
 
@@ -263,7 +264,7 @@ class OpPipeline:
         coroutine frame would each cost a quarter of a microsecond per op.
         """
         model = view._model
-        model.calls[op] += 1
+        model.calls[OP_SLOTS[op]] += 1
         started, call_index = 0.0, 0
         if self._keyed:
             started = self._clock.now()
@@ -340,7 +341,7 @@ class OpPipeline:
     ) -> list[TokenDist]:
         """``next_token_dist_batch`` through the stages of the module docstring."""
         model = view._model
-        model.calls[_BATCH] += 1
+        model.calls[_BATCH_SLOT] += 1
         firings = self._item_firings(model, prompts)
         batch_key = "\x1e".join(prompts)
         batch_index = self.next_index(_BATCH, model.id, "\x1ebatch\x1e" + batch_key)

@@ -25,6 +25,7 @@ from swaysim._vocab import (
     LOGPROB_OF_OP,
     NEXT_TOKEN_DIST_BATCH_OP,
     NEXT_TOKEN_DIST_OP,
+    OP_SLOTS,
     ROLLING_LOGPROB_OP,
 )
 from swaysim.errors import InvalidArgumentError, StaleViewError, ViewError
@@ -43,6 +44,12 @@ if TYPE_CHECKING:
 __all__ = ["DummyView", "ViewContext", "loop_checkpoint", "loop_sleep"]
 
 _ASYNCIO_CHECKPOINT: Final = functools.partial(asyncio.sleep, 0)
+# Each op's counter in ViewModel.calls.
+_GENERATE_SLOT: Final = OP_SLOTS[GENERATE_OP]
+_LOGPROB_OF_SLOT: Final = OP_SLOTS[LOGPROB_OF_OP]
+_ROLLING_SLOT: Final = OP_SLOTS[ROLLING_LOGPROB_OP]
+_NTD_SLOT: Final = OP_SLOTS[NEXT_TOKEN_DIST_OP]
+_BATCH_SLOT: Final = OP_SLOTS[NEXT_TOKEN_DIST_BATCH_OP]
 
 
 def loop_checkpoint() -> Callable[[], Awaitable[object]]:
@@ -170,7 +177,7 @@ class DummyView:
             raise invalid("max_new_tokens", max_new_tokens, "must be an integer >= 0")
         pipeline = self._pipeline
         if pipeline is None:
-            self._calls[GENERATE_OP] += 1
+            self._calls[_GENERATE_SLOT] += 1
             text = self._model.generate(prompt)
             await self._checkpoint()
             return text
@@ -184,7 +191,7 @@ class DummyView:
         key = (LOGPROB_OF_OP, self._cache_id, prompt, completion)
         pipeline = self._pipeline
         if pipeline is None:
-            self._calls[LOGPROB_OF_OP] += 1
+            self._calls[_LOGPROB_OF_SLOT] += 1
             cache = self._cache
             value = cache.lookup(key)
             if value is MISSING:
@@ -204,7 +211,7 @@ class DummyView:
         key = (ROLLING_LOGPROB_OP, self._cache_id, text)
         pipeline = self._pipeline
         if pipeline is None:
-            self._calls[ROLLING_LOGPROB_OP] += 1
+            self._calls[_ROLLING_SLOT] += 1
             cache = self._cache
             value = cache.lookup(key)
             if value is MISSING:
@@ -224,7 +231,7 @@ class DummyView:
         key = (NEXT_TOKEN_DIST_OP, self._cache_id, prompt, top_k)
         pipeline = self._pipeline
         if pipeline is None:
-            self._calls[NEXT_TOKEN_DIST_OP] += 1
+            self._calls[_NTD_SLOT] += 1
             cache = self._cache
             value = cache.lookup(key)
             if value is MISSING:
@@ -246,18 +253,20 @@ class DummyView:
         """
         if not self._live:
             raise self._stale(NEXT_TOKEN_DIST_BATCH_OP)
-        items = cast("tuple[str, ...]", require_sequence("prompts", prompts, of="prompts"))
+        if type(prompts) is not list and type(prompts) is not tuple:
+            prompts = cast("tuple[str, ...]", require_sequence("prompts", prompts, of="prompts"))
         if type(top_k) is not int or top_k < 1:
             raise _bad_top_k(top_k)
         pipeline = self._pipeline
         if pipeline is not None:
-            return await pipeline.run_batch(self, items, top_k)
-        self._calls[NEXT_TOKEN_DIST_BATCH_OP] += 1
+            # A copy: the batch awaits, and the caller's list must not change under it.
+            return await pipeline.run_batch(self, tuple(prompts), top_k)
+        self._calls[_BATCH_SLOT] += 1
         model = self._model
         cache = self._cache
         cache_id = self._cache_id
         out: list[TokenDist] = []
-        for prompt in items:
+        for prompt in prompts:
             key = (NEXT_TOKEN_DIST_OP, cache_id, prompt, top_k)
             value = cache.lookup(key)
             if value is MISSING:
