@@ -221,7 +221,12 @@ class LatencyPlan:
             return None
         seconds = 0.0
         if model is not None:
-            seconds = self.draw(model, op, rule_index, view_id, key_text, call_index)
+            fixed = model._fixed  # the common case, without a call
+            seconds = (
+                fixed
+                if fixed is not None
+                else self.draw(model, op, rule_index, view_id, key_text, call_index)
+            )
         if per_unit is not None:
             seconds += self.draw(per_unit, op, "per_unit", view_id, key_text, call_index) * units
         return seconds
