@@ -1,4 +1,4 @@
-"""Declarative fault injection: rules, the plan, the exceptions and the corruptions.
+"""Declarative fault injection: rules, the plan, and which rule fires on which call.
 
 Rules are checked in order for every op call (every item of a batch, every
 view enter and exit); **the first rule whose every condition holds fires**,
@@ -41,8 +41,8 @@ What each kind does:
   raises; the gate is released first. An exit fault never replaces an
   exception or a cancellation leaving the block.
 
-Output faults corrupt a copy, in a batch only their own item's: the cache
-keeps the clean value.
+Output faults corrupt a copy (:mod:`swaysim._chaos.corrupt`), in a batch only
+their own item's: the cache keeps the clean value.
 """
 
 from __future__ import annotations
