@@ -11,8 +11,9 @@ import typing as _typing
 
 from swaysim import errors as errors
 from swaysim import trace as trace
-from swaysim._backend.backend import AsyncDummyDifferentialBackend, DummyView
+from swaysim._backend.backend import AsyncDummyDifferentialBackend
 from swaysim._backend.statistics import BackendStatistics
+from swaysim._backend.views import DummyView
 from swaysim._bridge.blocking import BlockingBackend, BlockingView
 from swaysim._bridge.bridge import blocking_backend, run_sync_probe
 from swaysim._chaos.faults import FaultFiring, FaultPlan, FaultRule

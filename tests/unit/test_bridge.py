@@ -42,7 +42,7 @@ from swaysim import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from swaysim._backend.backend import _ViewContext
+    from swaysim._backend.views import ViewContext as _ViewContext
 
 LOOPS = ("asyncio", "trio")
 VIEWS: tuple[tuple[str, tuple[Any, ...]], ...] = (

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from swaysim import SwaysimError, TokenDist
 from swaysim._backend.models import SYNTH_DISTS, ModeModel, NullModel, ScaledModel
-from swaysim._chaos.faults import corrupt
+from swaysim._chaos.corrupt import corrupt
 from swaysim._runner.divergence import (
     _check_js_bounds,
     aligned_probs,

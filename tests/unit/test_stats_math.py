@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from swaysim import RollingLogprob
 from swaysim._backend.models import SYNTH_DISTS, ModeModel, ScaledModel
-from swaysim._chaos.faults import corrupt
+from swaysim._chaos.corrupt import corrupt
 from swaysim._runner.divergence import (
     ZScore,
     divergence,

@@ -20,7 +20,7 @@ from swaysim._runner import divergence as maths
 from swaysim._runner.probes import Probe
 from swaysim._runner.requests import FT, null_view
 from swaysim._runner.results import NullCalibration, Verdict
-from swaysim._vocab import require_finite, require_int
+from swaysim._validation import require_finite, require_int
 from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from swaysim._chaos.seeding import unit_draws
-from swaysim._vocab import require_finite, require_int
+from swaysim._validation import require_finite, require_int
 from swaysim.errors import InjectedFault, InvalidArgumentError
 
 __all__ = ["RunMode", "RunPolicy"]

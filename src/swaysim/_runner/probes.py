@@ -34,7 +34,7 @@ from typing import (
 )
 
 from swaysim._runner.results import NullCalibration, ProbeResult, Verdict
-from swaysim._vocab import name_tuple
+from swaysim._validation import name_tuple
 from swaysim.errors import CalibrationUnavailableError, InvalidArgumentError
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from swaysim._runner.output_validation import validate_logprob
 from swaysim._runner.probes import Probe
 from swaysim._runner.requests import BASE, FT, Ask, ViewRef, scaled_view
 from swaysim._runner.results import Verdict
-from swaysim._vocab import require_finite, require_int
+from swaysim._validation import require_finite, require_int
 from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from swaysim._protocols import NullCalibratedBackend, ScalableDifferentialBackend
-from swaysim._vocab import require_finite, require_int, validate_ops
+from swaysim._validation import require_finite, require_int, validate_op
 from swaysim.errors import InvalidArgumentError, WorkFailedError
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ class Ask:
     max_new_tokens: int = 0
 
     def __post_init__(self) -> None:
-        validate_ops("Ask.op", (self.op,))
+        validate_op("op", self.op, owner="Ask")
 
     @classmethod
     def next_token_dist(cls, prompt: str, *, top_k: int = 256) -> Ask:
