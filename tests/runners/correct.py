@@ -53,6 +53,7 @@ from swaysim import (
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     from swaysim import Ask, ScoringModel
 
@@ -194,7 +195,7 @@ class Run:
                 if result is not None:
                     early[probe.name] = result
         await self.serve(views)
-        for probe in dependency_order(probes):
+        for probe in self.order(probes):
             if probe.name in early:
                 result = early[probe.name]
             elif isinstance(probe, FunctionProbe):
@@ -216,6 +217,10 @@ class Run:
         return ProbeResult(
             "__preflight__", "preflight", Verdict.ERROR, message=message, evidence=evidence
         )
+
+    def order(self, probes: list[AnyProbe]) -> list[AnyProbe]:
+        """The order probes finish in: dependencies first (null calibrations before z-scores)."""
+        return dependency_order(probes)
 
     def plan(self, probe: Probe, views: dict[ViewRef, dict[Ask, Request]]) -> ProbeResult | None:
         """Pool ``probe``'s requests into ``views``; its SKIP or ERROR result if it cannot run."""
@@ -240,6 +245,9 @@ class Run:
 
     # -- views and requests -----------------------------------------------------------
 
+    def open_view(self, view: ViewRef) -> AbstractAsyncContextManager[ScoringModel]:
+        return view.open(self.backend)
+
     def view_order(self, views: Sequence[ViewRef]) -> list[ViewRef]:
         """ft first (preflight ends there: no swap), then base, scaled views, null views."""
         return sorted(views, key=ViewRef.sort_key)
@@ -260,7 +268,7 @@ class Run:
         for attempt in range(self.retries + 1):
             entered = False
             try:
-                async with view.open(self.backend) as handle:
+                async with self.open_view(view) as handle:
                     entered = True
                     await self.serve_requests(handle, requests)
                 return
@@ -269,7 +277,7 @@ class Run:
             except Exception as exc:
                 if entered:
                     return
-                if attempt < self.retries and self.retryable(exc):
+                if self.may_retry(attempt, exc):
                     await anyio.sleep(self.delay(attempt))
                     continue
                 for request in requests:
@@ -297,15 +305,14 @@ class Run:
                 request.failure = WorkFailedError(view, ask, "every probe needing it timed out")
                 return
             try:
-                async with self.device:
-                    request.value = await self.in_flight(live, self.attempt, request, handle)
+                request.value = await self.send(request, handle, live)
                 return
             except Cutoff as cut:
                 request.failure = WorkFailedError(view, ask, str(cut))
                 return
             except Exception as exc:
                 failure = exc
-            if not (attempt < self.retries and self.retryable(failure)):
+            if not self.may_retry(attempt, failure):
                 break
             try:
                 await self.in_flight(live, anyio.sleep, self.delay(attempt))
@@ -313,6 +320,11 @@ class Run:
                 request.failure = WorkFailedError(view, ask, str(cut))
                 return
         request.failure = WorkFailedError(view, ask, failure)
+
+    async def send(self, request: Request, handle: ScoringModel, live: list[Budget]) -> object:
+        """One attempt on the device (one op at a time on an exclusive backend)."""
+        async with self.device:
+            return await self.in_flight(live, self.attempt, request, handle)
 
     async def attempt(self, request: Request, handle: ScoringModel) -> object:
         """One attempt, cut off after ``op_timeout``."""
@@ -344,6 +356,10 @@ class Run:
             budget.spent(end)
         raise Cutoff(f"probe timed out after {self.probe_timeout} s (probe_timeout)")
 
+    def may_retry(self, attempt: int, exc: BaseException) -> bool:
+        """Whether attempt ``attempt`` (0-based) that failed with ``exc`` gets another."""
+        return attempt < self.retries and self.retryable(exc)
+
     def retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, InjectedFault):
             return exc.retryable
@@ -363,7 +379,7 @@ class Run:
             except TimeoutError:
                 raise
             except Exception as exc:
-                if not (attempt < self.retries and self.retryable(exc)):
+                if not self.may_retry(attempt, exc):
                     raise
             await anyio.sleep(self.delay(attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
