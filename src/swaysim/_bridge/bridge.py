@@ -51,6 +51,7 @@ import anyio.to_thread
 from anyio.lowlevel import checkpoint, current_token
 
 from swaysim._time.clock import LOOPS, hold_virtual_time, virtual_anyio_backend
+from swaysim._time.outside import caller_accounts_for_threads
 from swaysim.errors import (
     BridgeCancelled,
     BridgeError,
@@ -769,7 +770,10 @@ async def run_sync_probe(
         host.attach(tg)
         host.hold_inc()
         try:
-            result = await anyio.to_thread.run_sync(host.run_in_thread, func, sync_backend, args)
+            with caller_accounts_for_threads():  # the host holds while the thread runs
+                result = await anyio.to_thread.run_sync(
+                    host.run_in_thread, func, sync_backend, args
+                )
         except (Exception, BridgeCancelled) as exc:
             error = exc
         finally:
