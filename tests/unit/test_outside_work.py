@@ -162,27 +162,27 @@ def test_a_task_started_by_a_thread_that_goes_on_runs_in_real_time(loop: str) ->
     assert future.cancelled()
 
 
-async def test_an_open_portal_holds_the_clock_until_its_threads_call_in() -> None:
+async def test_an_open_portal_holds_the_clock_while_threads_may_call_in() -> None:
     outcomes: list[object] = []
 
     def caller() -> None:
         time.sleep(THREAD_WORK)
         try:
-            portal.call(anyio.sleep, 10)
+            portal.call(anyio.sleep, 0.05)
         except BaseException as exc:
             outcomes.append(exc)
         else:
             outcomes.append("done")
 
-    wall = time.perf_counter()
+    start = anyio.current_time()
     async with anyio.from_thread.BlockingPortal() as portal:
         thread = threading.Thread(target=caller)
         thread.start()
-        await anyio.sleep(1)  # a jump straight to 1 s would close the portal before the call
+        await anyio.sleep(0.02)  # a jump would close the portal before the call arrives
         assert outcomes == []
     await anyio.to_thread.run_sync(thread.join)
     assert outcomes == ["done"]
-    assert time.perf_counter() - wall < WALL_BUDGET
+    assert anyio.current_time() - start >= THREAD_WORK + 0.05
 
 
 # -- work swaysim cannot see ------------------------------------------------------------
@@ -310,26 +310,4 @@ def test_the_account_holds_while_work_runs_and_tells_the_clock_only_on_changes()
     seen.append(account.held)
     assert seen == [False, True, True, False]
     assert clock.events == ["hold", "release"]
-
-
-def test_an_inviting_portal_holds_unless_a_caller_waits_in_the_loop() -> None:
-    account = OutsideWork(_RecordingClock(), automatic=True)
-    seen = []
-    with account.parked_caller():
-        seen.append(("parked caller, no portal", account.held))
-    account.invite()
-    seen.append(("portal open", account.held))
-    with account.parked_caller():
-        seen.append(("portal open, parked caller", account.held))
-        with account.running():
-            seen.append(("and a thread at work", account.held))
-    account.uninvite()
-    seen.append(("portal closed", account.held))
-    assert seen == [
-        ("parked caller, no portal", False),
-        ("portal open", True),
-        ("portal open, parked caller", False),
-        ("and a thread at work", True),
-        ("portal closed", False),
-    ]
-    assert repr(account) == "OutsideWork(running=0, inviting=0, parked=0, held=False)"
+    assert repr(account) == "OutsideWork(running=0, held=False)"

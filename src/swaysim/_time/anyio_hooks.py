@@ -8,18 +8,19 @@ virtual clock), so that each reports to the running clock's
 :class:`~swaysim._time.outside.OutsideWork`:
 
 - ``to_thread.run_sync``: counted while the loop waits for the thread;
-- ``from_thread.run`` and ``BlockingPortal.call``: the calling thread waits
-  on the loop meanwhile (a worker thread stops counting, another thread
-  lifts an open portal's hold);
+- ``from_thread.run`` and ``BlockingPortal.call`` from such a worker thread:
+  the worker waits on the loop meanwhile, so its count pauses;
 - ``BlockingPortal.start_task_soon``: the task runs for a thread that goes
   on running, so it counts until it ends;
-- an open ``BlockingPortal`` holds the clock while its opener runs its own
-  code (not while it only waits in ``sleep_until_stopped()``, as
-  ``start_blocking_portal``'s does) and no thread waits in a call;
+- an open ``BlockingPortal`` counts while its opener runs its own code: any
+  thread may call in at any moment. Not while the opener only waits in
+  ``sleep_until_stopped()``, as ``start_blocking_portal``'s does: there the
+  thread that started the portal drives the loop, and while it waits in
+  ``portal.call`` the clock may jump;
 - ``BlockingPortal.call_async`` (another loop's portal): counted on the
-  calling loop, a waiting caller on the portal's;
-- ``open_process`` (so also ``run_process`` and ``to_process``): waiting for
-  the child's exit or output, or for room in its input, counts.
+  calling loop;
+- ``open_process`` (so also ``run_process`` and ``to_process``): spawning
+  the child, and waiting for its exit or output, or for room in its input.
 
 On a loop that is not virtual every wrapper only looks up the account (a
 few hundred nanoseconds) and calls through. Wrappers keep anyio's
@@ -175,22 +176,22 @@ def _count_while_awaited(owner: Any, name: str, account: OutsideWork) -> None:
 class _PortalPresence:
     """Whether one open portal holds its loop's clock: while its opener runs its own code."""
 
-    __slots__ = ("account", "inviting", "opened", "sleepers")
+    __slots__ = ("account", "holding", "opened", "sleepers")
 
     def __init__(self, account: OutsideWork) -> None:
         self.account = account
         self.opened = False
-        self.inviting = False
+        self.holding = False
         self.sleepers = 0
 
     def update(self) -> None:
-        inviting = self.opened and self.sleepers == 0
-        if inviting is not self.inviting:
-            self.inviting = inviting
-            if inviting:
-                self.account.invite()
+        holding = self.opened and self.sleepers == 0
+        if holding is not self.holding:
+            self.holding = holding
+            if holding:
+                self.account.begin()
             else:
-                self.account.uninvite()
+                self.account.end()
 
 
 _PRESENCE = "_swaysim_presence"

@@ -8,16 +8,13 @@ one clock's account of such work and tells the clock when to hold: while any
 is running, the clock follows real time instead of jumping, exactly as a real
 clock would have; when the last piece finishes, jumping resumes.
 
-The account has three parts, all touched only from the loop's thread:
-
-- *running*: work the loop started and is waiting for (a worker-thread call,
-  an executor job, an awaited child process, an explicit
-  :func:`~swaysim.hold_virtual_time`). A worker thread that calls back into
-  the loop (``anyio.from_thread.run``, ``portal.call``) stops counting while
-  the loop serves that call: it is waiting for the loop, not working.
-- *inviting*: open blocking portals whose opener is still running its own
-  code. Threads may call in at any moment, so the clock holds...
-- *parked*: ...unless some thread is waiting in a call into the loop.
+The account counts work the loop started and is waiting for: a worker-thread
+call, an executor job, an awaited child process, a task a thread started and
+left running, an open blocking portal, an explicit
+:func:`~swaysim.hold_virtual_time`. A worker thread that calls back into the
+loop (``anyio.from_thread.run``, ``portal.call``) stops counting while the
+loop serves that call: it is waiting for the loop, not working. The account
+is touched only from the loop's thread.
 
 Where a loop cannot see the work (a thread started by hand, a socket whose
 peer is another program), ``hold_virtual_time()`` is the escape hatch.
@@ -30,7 +27,7 @@ import inspect
 import math
 import threading
 import weakref
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -66,21 +63,16 @@ class OutsideWork:
     report to this account; explicit holds always do. Loop thread only.
     """
 
-    __slots__ = ("__weakref__", "_clock", "_held", "_inviting", "_parked", "_running", "automatic")
+    __slots__ = ("__weakref__", "_clock", "_held", "_running", "automatic")
 
     def __init__(self, clock: ClockControl, *, automatic: bool) -> None:
         self._clock = clock
         self._running = 0
-        self._inviting = 0
-        self._parked = 0
         self._held = False
         self.automatic = automatic
 
     def __repr__(self) -> str:
-        return (
-            f"OutsideWork(running={self._running}, inviting={self._inviting}, "
-            f"parked={self._parked}, held={self._held})"
-        )
+        return f"OutsideWork(running={self._running}, held={self._held})"
 
     @property
     def held(self) -> bool:
@@ -89,11 +81,15 @@ class OutsideWork:
 
     def begin(self) -> None:
         self._running += 1
-        self._sync()
+        if not self._held:
+            self._held = True
+            self._clock.hold()
 
     def end(self) -> None:
         self._running -= 1
-        self._sync()
+        if self._held and not self._running:
+            self._held = False
+            self._clock.release()
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -103,34 +99,6 @@ class OutsideWork:
             yield
         finally:
             self.end()
-
-    def invite(self) -> None:
-        self._inviting += 1
-        self._sync()
-
-    def uninvite(self) -> None:
-        self._inviting -= 1
-        self._sync()
-
-    @contextmanager
-    def parked_caller(self) -> Iterator[None]:
-        """A thread (or another loop) waits in a call into this loop for the block."""
-        self._parked += 1
-        self._sync()
-        try:
-            yield
-        finally:
-            self._parked -= 1
-            self._sync()
-
-    def _sync(self) -> None:
-        held = self._running > 0 or (self._inviting > 0 and self._parked == 0)
-        if held is not self._held:
-            self._held = held
-            if held:
-                self._clock.hold()
-            else:
-                self._clock.release()
 
 
 # -- finding the account of the running loop ------------------------------------
@@ -301,12 +269,12 @@ class WorkerCall:
 class LoopSideCall:
     """A callable sent from another thread to run on the loop, accounted there.
 
-    Made in the calling thread, which it remembers as a worker call or not;
-    called on the loop thread (by anyio's portal or ``from_thread``
-    machinery), where it returns the function's result or, for an awaitable
-    one, a coroutine that awaits it while the account knows the caller
-    waits (``parked``) or knows the task runs for a thread that does not wait
-    (``detached``).
+    Made in the calling thread, which it remembers; called on the loop thread
+    (by anyio's portal or ``from_thread`` machinery), where it returns the
+    function's result or, for an awaitable one, a coroutine that awaits it
+    while the account knows what the caller does meanwhile: a worker thread of
+    this loop waits (its count pauses); a thread that goes on running
+    (``detached``, ``portal.start_task_soon``) makes the task count.
     """
 
     __slots__ = ("_caller", "_detached", "_func")
@@ -317,8 +285,7 @@ class LoopSideCall:
         self._caller = _THREAD.call
 
     def __repr__(self) -> str:
-        kind = "detached" if self._detached else "parked"
-        return f"LoopSideCall({self._func!r}, {kind})"
+        return f"LoopSideCall({self._func!r}, detached={self._detached})"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         result = self._func(*args, **kwargs)
@@ -333,10 +300,10 @@ class LoopSideCall:
         with self._scope(account):
             return await awaitable
 
-    def _scope(self, account: OutsideWork) -> Any:
+    def _scope(self, account: OutsideWork) -> AbstractContextManager[None]:
         if self._detached:
             return account.running()
         caller = self._caller
         if caller is not None and caller.account is account:
             return caller.waiting_on_loop()
-        return account.parked_caller()
+        return nullcontext()
