@@ -34,6 +34,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Both runs import swaysim, so that they compare clocks, not heap sizes (every
+    # gc.collect() in anyio's tests walks swaysim's modules too).
+    import swaysim  # noqa: F401
+
     if config.getoption("--swaysim-clock") == "virtual":
         _run_asyncio_loops_on_the_virtual_clock()
 

@@ -65,7 +65,7 @@ SUBSET: Final = (
     "tests/streams/test_tls.py::TestTLSListener::test_extra_attributes",
 )
 RETRIES: Final = 2
-REMEASURES: Final = 5
+REMEASURES: Final = 3
 SLOWER_NOTE: Final = 0.005
 """Report tests more than this many seconds slower on the virtual loop."""
 
