@@ -64,7 +64,11 @@ def install_anyio_hooks() -> None:
         from anyio._backends._asyncio import AsyncIOBackend
         from anyio._backends._trio import TrioBackend
 
-        for backend, lookup in ((AsyncIOBackend, asyncio_outside_work), (TrioBackend, _trio)):
+        backends = (
+            (AsyncIOBackend, asyncio_outside_work),
+            (TrioBackend, _automatic_trio_outside_work),
+        )
+        for backend, lookup in backends:
             _hook_worker_threads(backend, lookup)
             _hook_calls_from_threads(backend)
             _hook_processes(backend, lookup)
@@ -72,7 +76,7 @@ def install_anyio_hooks() -> None:
         _INSTALLED.set()
 
 
-def _trio() -> OutsideWork | None:
+def _automatic_trio_outside_work() -> OutsideWork | None:
     account = trio_outside_work()
     return account if account is not None and account.automatic else None
 
