@@ -83,7 +83,7 @@ def test_one_invalid_file_exits_2_and_runs_nothing(files: dict[str, Path]) -> No
     result = invoke("run", str(files["passing"]), str(files["invalid"]), "--json", "out.json")
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
-        f"{files['invalid']}: seed: -1 is not allowed: must be >= 0",
+        f"{files['invalid']}: seed: -1 is not allowed: must be >= 0 (line 2)",
         "swaysim: 1 scenario is invalid; nothing was run",
     ]
     assert result.stdout == ""

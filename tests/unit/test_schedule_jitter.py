@@ -278,7 +278,7 @@ def test_the_scenario_key_sets_the_jitter_and_an_override_replaces_it() -> None:
     with pytest.raises(ScenarioError) as caught:
         parse_scenario(SCENARIO.replace("= 7", "= -1"), source="j.toml")
     assert caught.value.problems == (
-        "j.toml: backend.schedule_jitter: -1 is not allowed: must be >= 0",
+        "j.toml: backend.schedule_jitter: -1 is not allowed: must be >= 0 (line 4)",
     )
 
 

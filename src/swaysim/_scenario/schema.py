@@ -523,8 +523,8 @@ class ScenarioSpec(_Spec):
 
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     """Short name; defaults to the file name without ``.toml``."""
-    description: Annotated[str, Field(min_length=1)]
-    """The question this scenario answers."""
+    description: Annotated[str, Field(min_length=1)] | None = None
+    """The question this scenario answers; shown in reports and failure messages."""
     seed: Seed = 0
     """Seed of every plan and the runner unless they set their own."""
     backend: BackendSpec = BackendSpec()
@@ -534,8 +534,8 @@ class ScenarioSpec(_Spec):
 
     @field_validator("description")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
             raise ValueError("must not be blank: say what question the scenario answers")
         return value
 
