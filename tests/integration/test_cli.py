@@ -314,6 +314,7 @@ def test_schema_to_a_missing_folder_exits_2(tmp_path: Path) -> None:
         [],
         ["run"],
         ["validate"],
+        ["new"],
         ["schema"],
         ["report"],
         ["trace"],

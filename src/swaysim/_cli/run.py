@@ -226,7 +226,7 @@ def _write_reports(
         )
 
 
-@click.command()
+@click.command(short_help="Run scenario files (or folders of them); check expectations.")
 @click.argument("paths", nargs=-1, required=True)
 @click.option(
     "--backend",

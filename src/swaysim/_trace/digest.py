@@ -34,7 +34,18 @@ __all__ = [
     "digest_events",
     "digest_trace",
     "hit_rate_of",
+    "task_label",
 ]
+
+
+def task_label(task: str) -> str:
+    """A trace's task as a person names it: without the id, without swaysim's prefix.
+
+    ``"swaysim-worker-3#140681515288000"`` is ``"worker-3"``: task ids are memory
+    addresses, different in every run, and every task of one name does the same job.
+    """
+    name = task.rpartition("#")[0] or task
+    return name.removeprefix("swaysim-") or task
 
 
 def hit_rate_of(hits: int, misses: int) -> float | None:
@@ -73,13 +84,23 @@ class ViewUsage:
 
 @dataclass(slots=True)
 class TaskUsage:
-    """One task's ops and waits."""
+    """One task's ops and waits (or, from :meth:`TraceDigest.named_tasks`, a name's)."""
 
     task: str
     ops: int = 0
     op_time: float = 0.0
     waits: int = 0
     wait_time: float = 0.0
+    views: Counter[str] = field(default_factory=Counter)
+    """Ops per view."""
+    tasks: int = 1
+    """How many tasks (distinct ids) this usage sums."""
+
+    @property
+    def label(self) -> str:
+        """The name and the views it worked in: ``worker-3 · ft, base``."""
+        views = ", ".join(view for view, _ in self.views.most_common())
+        return f"{self.task} · {views}" if views else self.task
 
 
 @dataclass(slots=True)
@@ -107,7 +128,12 @@ class OpUsage:
 
 @dataclass(slots=True)
 class ProbeSpan:
-    """One probe from ``probe_start`` to ``probe_end`` (``end`` None: never ended)."""
+    """One probe from ``probe_start`` to its end (``end`` None: never ended).
+
+    Its end is ``start + duration`` when ``probe_end`` carries the probe's
+    duration (swaysim's runner writes the same number as the result's
+    ``duration``: first request sent to last answer in), else the ``probe_end``.
+    """
 
     name: str
     kind: str
@@ -193,6 +219,22 @@ class TraceDigest:
     def hit_rate(self) -> float:
         """Hits over finished ops that reached the cache; 0.0 when there were none."""
         return hit_rate_of(self.hits, self.misses) or 0.0
+
+    def named_tasks(self) -> list[TaskUsage]:
+        """Tasks summed per :func:`task_label` (a name's tasks do one job), busiest first."""
+        named: dict[str, TaskUsage] = {}
+        for usage in self.tasks.values():
+            name = task_label(usage.task)
+            total = named.get(name)
+            if total is None:
+                named[name] = total = TaskUsage(name, tasks=0)
+            total.ops += usage.ops
+            total.op_time += usage.op_time
+            total.waits += usage.waits
+            total.wait_time += usage.wait_time
+            total.views.update(usage.views)
+            total.tasks += 1
+        return sorted(named.values(), key=lambda u: (-u.op_time, -u.ops, u.task))
 
     @property
     def slowest(self) -> list[OpRecord]:
@@ -289,6 +331,8 @@ class TraceDigest:
         task = self._task(event.task)
         task.ops += 1
         task.op_time += duration
+        if event.view is not None:
+            task.views[event.view] += 1
         view = self._view(event.view) if event.view is not None else None
         if view is not None:
             view.ops += 1
@@ -331,12 +375,13 @@ class TraceDigest:
     def _probe_end(self, event: TraceEvent) -> None:
         name = probe_name(event)
         open_spans = self._open_probes.get(name)
+        duration = event.duration
         if open_spans:
             span = self.probes[open_spans.pop(0)]
         else:
-            span = ProbeSpan(name, probe_kind(event), event.time - (event.duration or 0.0))
+            span = ProbeSpan(name, probe_kind(event), event.time - (duration or 0.0))
             self.probes.append(span)
-        span.end = event.time
+        span.end = event.time if duration is None else span.start + duration
         verdict = (event.detail or {}).get("verdict")
         span.verdict = None if verdict is None else str(verdict)
 
