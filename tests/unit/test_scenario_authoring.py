@@ -79,9 +79,11 @@ def test_every_example_names_a_key_that_exists() -> None:
 def test_the_reference_lists_required_keys_and_defaults() -> None:
     text = scenario_reference()
     probes = re.search(r"\| `probes` \|[^\n]*", text)
-    assert probes is not None and "**required**" in probes.group()
+    assert probes is not None
+    assert "**required**" in probes.group()
     description = re.search(r"\| `description` \|[^\n]*", text)
-    assert description is not None and "unset" in description.group()
+    assert description is not None
+    assert "unset" in description.group()
     assert "| `retries` | integer, 0 to 1000 | `2` |" in text
 
 

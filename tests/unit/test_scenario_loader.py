@@ -756,7 +756,7 @@ def test_references_are_checked_only_when_every_probe_is_valid() -> None:
     with pytest.raises(ScenarioError) as info:
         parse_scenario(fixed, source="s.toml")
     assert any(
-        "probes[0].null: \"pref\" is not allowed: must name a null_adapter probe" in p
+        'probes[0].null: "pref" is not allowed: must name a null_adapter probe' in p
         for p in info.value.problems
     )
 
@@ -764,7 +764,8 @@ def test_references_are_checked_only_when_every_probe_is_valid() -> None:
 def test_a_runner_is_imported_only_from_a_file_with_no_other_problem(tmp_path: Path) -> None:
     marker = tmp_path / "imported"
     (tmp_path / "noisy_runner.py").write_text(
-        f"import pathlib\npathlib.Path({str(marker)!r}).touch()\nasync def run(*a, **k): return []\n"
+        f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+        "async def run(*a, **k): return []\n"
     )
     text = with_section('[runner]\nrunner = "noisy_runner:run"\nconcurrency = 0')
     (tmp_path / "s.toml").write_text(text)

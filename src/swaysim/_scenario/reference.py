@@ -211,9 +211,9 @@ def _number_range(node: Node, kind: str) -> str:
     big = isinstance(high, int | float) and high >= 2**62
     if above is not None:
         return f"{kind} > {above:g}" if isinstance(above, int | float) else kind
-    if isinstance(low, int | float) and isinstance(high, int | float) and not big:
-        if high <= 1000:
-            return f"{kind}, {low:g} to {high:g}"
+    bounded = isinstance(low, int | float) and isinstance(high, int | float) and not big
+    if bounded and isinstance(high, int | float) and high <= 1000:
+        return f"{kind}, {low:g} to {high:g}"
     if isinstance(low, int | float) and low >= 0:
         return f"{kind} ≥ {low:g}"
     return kind

@@ -59,7 +59,7 @@ def _top(
     """The ``top`` rows by ``key`` (largest first), captioning the table with what is left out."""
     if top is None or len(rows) <= top:
         return list(rows)
-    table.caption = f"{top} of {len(rows):,} {noun} shown, the longest first; --all lists every one"
+    table.caption = f"{top} of {len(rows):,} {noun} shown; --all lists all"
     table.caption_justify = "left"
     return sorted(rows, key=lambda row: -key(row))[:top]
 
