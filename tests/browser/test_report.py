@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="module")
 def page() -> Iterator[Page]:
     if not Path(CHROMIUM).is_file():
-        reason = f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)"
+        reason = (
+            f"{CHROMIUM} is not installed: on Debian or Ubuntu, sudo apt-get install chromium; "
+            "elsewhere set SWAYSIM_CHROMIUM to a Chromium or Chrome binary (README, Set up)"
+        )
         if os.environ.get("SWAYSIM_REQUIRE_CHROMIUM"):
             pytest.fail(f"SWAYSIM_REQUIRE_CHROMIUM is set but {reason}")
         pytest.skip(reason)

@@ -322,39 +322,16 @@ def test_the_cli_takes_a_jitter_seed_and_replays_with_it(tmp_path: Path) -> None
     assert "Invalid value for '--jitter'" in bad.stderr
 
 
-FRAGILE = """\
-description = "Does a runner that pairs answers with requests by arrival order survive?"
-seed = 5
-
-[backend]
-safe_for_concurrent_views = true
-
-[backend.latency]
-default = { model = "constant", seconds = 0.1 }
-
-[[backend.ft.logprobs]]
-prompt = "Reply"
-completion = " Certainly!"
-logprob = -1.0
-
-[runner]
-runner = "fragile_runners:assumes_completion_order"
-
-[[probes]]
-kind = "preference_flip"
-name = "prefers-polite"
-triples = [["Reply", " Certainly!", " No."]]
-
-[expect]
-verdicts = { prefers-polite = "PASS" }
-"""
+EXAMPLES = HERE.parents[1] / "docs" / "examples"
+FRAGILE = (EXAMPLES / "fragile.toml").read_text()
+"""The README's fragile example: a runner that pairs answers with requests by arrival order."""
 
 
 def test_a_runner_that_assumes_completion_order_fails_under_jitter_and_replays(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "fragile.toml").write_text(FRAGILE)
-    shutil.copy(HERE.parent / "fragile_runners.py", tmp_path)  # for the replay in a fresh process
+    shutil.copy(EXAMPLES / "fragile_runners.py", tmp_path)  # for the replay in a fresh process
     scenario = load_scenario(tmp_path / "fragile.toml", source="fragile.toml")
     # Equal latencies, no jitter: on asyncio the two answers always arrive in send order
     # and the bug hides (trio resumes tasks woken together in a shuffled order, so there
@@ -405,7 +382,7 @@ def test_the_pytest_option_runs_scenarios_under_jitter(pytester: pytest.Pytester
     folder.mkdir()
     (folder / "good.toml").write_text(SCENARIO.replace("schedule_jitter = 7", ""))
     (folder / "fragile.toml").write_text(FRAGILE)
-    shutil.copy(HERE.parent / "fragile_runners.py", folder)
+    shutil.copy(EXAMPLES / "fragile_runners.py", folder)
     (check,) = check_scenario(
         load_scenario(folder / "fragile.toml"), ("asyncio",), schedule_jitter=0
     )
