@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -28,9 +29,6 @@ from swaysim import (
     run,
     write_report,
 )
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 VERDICTS = ("PASS", "FAIL", "WARN", "PASS", "ERROR", "SKIP")
 
@@ -183,3 +181,22 @@ def synthetic_ops(count: int, seed: int = 11) -> tuple[list[TraceEvent], float]:
         )
     events.append(TraceEvent("view_exit", now, "busy#1", view="base", duration=now))
     return events, float(durations.sum())
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+FAILING_EXAMPLE = EXAMPLES / "tight_retry_budget.toml"
+"""The documentation's failing scenario: its report is docs/report-screenshot.png."""
+
+
+def scenario_run_dir(root: Path, scenario: Path = FAILING_EXAMPLE, loop: str = "trio") -> Path:
+    """The run directory ``swaysim run SCENARIO --trace ROOT --backend LOOP`` writes."""
+    from click.testing import CliRunner
+
+    from swaysim._cli.main import cli
+
+    result = CliRunner().invoke(
+        cli, ["run", str(scenario), "--trace", str(root), "--backend", loop, "--no-progress"]
+    )
+    assert result.exit_code in (0, 1), result.output
+    (run_dir,) = root.glob(f"*/{loop}")
+    return run_dir

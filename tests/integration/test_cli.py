@@ -218,7 +218,16 @@ def test_trace_dirs_feed_report_and_trace_commands(files: dict[str, Path], tmp_p
         lines = (run_dir / "trace.jsonl").read_text().splitlines()
         assert {json.loads(line)["kind"] for line in lines} >= {"view_enter", "probe_end"}
         document = json.loads((run_dir / "results.json").read_text())
-        assert set(document) == {"scenario", "loop", "seed", "probes", "statistics", "makespan"}
+        assert set(document) == {
+            *("version", "scenario", "loop", "seed", "probes", "statistics", "makespan"),
+            *("file", "description", "ok", "schedule_jitter", "replay", "expectations"),
+        }
+        assert (document["version"], document["ok"], document["description"]) == (
+            2,
+            True,
+            "does it pass?",
+        )
+        assert [e["status"] for e in document["expectations"]] == ["ok"] * 3
         assert (document["scenario"], document["loop"], document["seed"]) == ("passing", loop, 4)
         assert document["makespan"] == pytest.approx(1.5)
         assert document["statistics"]["switches"] == 3

@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from swaysim._trace.events import probe_kind, probe_name
 from swaysim._trace.read import read_trace
@@ -33,9 +33,24 @@ __all__ = [
     "ViewUsage",
     "digest_events",
     "digest_trace",
+    "PROMPTS_KEPT",
+    "display_prompt",
     "hit_rate_of",
     "task_label",
 ]
+
+
+PROMPTS_KEPT: Final = 50_000
+"""Distinct prompt texts a digest keeps (so a report of millions of prompts stays bounded)."""
+
+
+def display_prompt(text: str) -> str:
+    """An op's key text for people: ``logprob_of``'s completion after an arrow, batches split.
+
+    The trace writes the key the prompt hash is taken of: the prompt, the prompt and
+    completion joined by NUL for ``logprob_of``, a batch's prompts joined by RS.
+    """
+    return text.replace("\x00", " \u2192 ").replace("\x1e", " | ")
 
 
 def task_label(task: str) -> str:
@@ -186,9 +201,23 @@ class TraceDigest:
     latency_seconds: float = 0.0
     retries: int = 0
     timeouts: int = 0
+    marks: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """First and last time of each kind of moment a report may point at: ``retry``,
+    ``timeout``, ``fault``, ``fault:<rule>`` and ``fault_kind:<kind>``, ``peak_live``
+    (when the most views were live at once)."""
+    prompts: dict[str, str] = field(default_factory=dict)
+    """Prompt text by hash, from a version 2 trace's ``prompt`` events (the first
+    :data:`PROMPTS_KEPT`; each as written, at most ``PROMPT_TEXT_CAP`` characters)."""
     slowest_kept: int = 10
     _slowest: list[tuple[float, int, OpRecord]] = field(default_factory=list)
     _open_probes: dict[str, list[int]] = field(default_factory=dict)
+    _live: int = 0
+    _peak_live: int = 0
+
+    def mark(self, name: str, time: float) -> None:
+        """Note a moment of kind ``name`` (its first and last time are kept)."""
+        first = self.marks.get(name)
+        self.marks[name] = (time, time) if first is None else (first[0], time)
 
     @property
     def span(self) -> float:
@@ -264,7 +293,12 @@ class TraceDigest:
             if usage.live == 0:
                 usage.live_since = time
             usage.live += 1
+            self._live += 1
+            if self._live > self._peak_live:
+                self._peak_live = self._live
+                self.marks["peak_live"] = (time, time)
         elif kind == "view_exit" and event.view is not None:
+            self._live = max(0, self._live - 1)
             usage = self._view(event.view)
             usage.held += event.duration or 0.0
             if event.detail and event.detail.get("aborted"):
@@ -289,14 +323,21 @@ class TraceDigest:
             key = (str(detail.get("rule", "?")), str(detail.get("kind", "?")))
             self.faults[key] += 1
             self.fault_ops.setdefault(key, Counter())[event.op or "?"] += 1
+            self.mark("fault", time)
+            self.mark(f"fault:{key[0]}", time)
+            self.mark(f"fault_kind:{key[1]}", time)
         elif kind == "probe_start":
             self._probe_start(event)
         elif kind == "probe_end":
             self._probe_end(event)
         elif kind == "retry":
             self.retries += 1
+            self.mark("retry", time)
         elif kind == "timeout":
             self.timeouts += 1
+            self.mark("timeout", time)
+        elif kind == "prompt":
+            self._prompt(event)
 
     def finish(self) -> TraceDigest:
         """Close views still live at the last event (their busy time runs to it)."""
@@ -305,6 +346,19 @@ class TraceDigest:
                 usage.busy += self.last_time - usage.live_since
                 usage.live = 0
         return self
+
+    def _prompt(self, event: TraceEvent) -> None:
+        text = (event.detail or {}).get("text")
+        hashed = event.prompt_hash
+        if hashed is not None and isinstance(text, str) and len(self.prompts) < PROMPTS_KEPT:
+            self.prompts.setdefault(hashed, text)
+
+    def prompt_text(self, prompt_hash: str | None) -> str | None:
+        """The text behind ``prompt_hash``, as the report shows it; None when unknown."""
+        if prompt_hash is None:
+            return None
+        text = self.prompts.get(prompt_hash)
+        return None if text is None else display_prompt(text)
 
     def _view(self, view: str) -> ViewUsage:
         usage = self.views.get(view)

@@ -153,6 +153,13 @@ def load_results(path: Path) -> dict[str, object]:
     return results
 
 
+def _objects(value: object) -> tuple[Mapping[str, object], ...]:
+    """The JSON objects of a list (anything else: none)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(item for item in value if isinstance(item, dict))
+
+
 @dataclass(frozen=True, slots=True)
 class RunResults:
     """The fields of a run's ``results.json`` the report shows, typed.
@@ -168,21 +175,29 @@ class RunResults:
     makespan: object = None
     probes: tuple[Mapping[str, object], ...] = ()
     statistics: Mapping[str, object] = field(default_factory=dict)
+    version: int = 1
+    """1 when the file has no ``version`` (the first format); 2 adds the keys below."""
+    description: object = None
+    replay: object = None
+    expectations: tuple[Mapping[str, object], ...] = ()
+    """Each expectation's ``key``, ``expected``, ``observed`` and ``status``."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, object]) -> RunResults:
-        """Pick the report's fields out of a decoded ``results.json`` object."""
-        probes = document.get("probes") or []
+        """Pick the report's fields out of a decoded ``results.json`` object (any version)."""
         statistics = document.get("statistics")
+        version = document.get("version", 1)
         return cls(
             scenario=document.get("scenario"),
             loop=document.get("loop"),
             seed=document.get("seed"),
             makespan=document.get("makespan"),
-            probes=tuple(p for p in probes if isinstance(p, dict))
-            if isinstance(probes, list)
-            else (),
+            probes=_objects(document.get("probes")),
             statistics=statistics if isinstance(statistics, dict) else {},
+            version=version if type(version) is int else 1,
+            description=document.get("description"),
+            replay=document.get("replay"),
+            expectations=_objects(document.get("expectations")),
         )
 
     @classmethod
