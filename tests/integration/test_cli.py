@@ -353,3 +353,11 @@ def test_python_dash_m_is_the_same_command_line(files: dict[str, Path]) -> None:
     assert completed.returncode == 2
     assert completed.stderr.startswith(f"{files['invalid']}: seed: -1 is not allowed")
     assert "Traceback" not in completed.stderr
+
+
+def test_the_demo_says_what_happened_in_words() -> None:
+    result = invoke("demo")
+    assert result.exit_code == 0
+    assert "<AsyncDummyDifferentialBackend" not in result.stdout  # no raw repr
+    assert result.stdout.count("gate free: no view live, nobody waiting") == 2
+    assert "Fault firings on asyncio and trio: identical" in result.stdout
