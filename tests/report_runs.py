@@ -8,6 +8,7 @@ writes the same trace, and so the same report, every time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -189,14 +190,21 @@ FAILING_EXAMPLE = EXAMPLES / "tight_retry_budget.toml"
 
 
 def scenario_run_dir(root: Path, scenario: Path = FAILING_EXAMPLE, loop: str = "trio") -> Path:
-    """The run directory ``swaysim run SCENARIO --trace ROOT --backend LOOP`` writes."""
+    """The run directory ``swaysim run SCENARIO --trace ROOT --backend LOOP`` writes.
+
+    Run from the repository root with the scenario's path relative to it, as the
+    README does, so the report (and the screenshot of it) is the same in every checkout.
+    """
     from click.testing import CliRunner
 
     from swaysim._cli.main import cli
 
-    result = CliRunner().invoke(
-        cli, ["run", str(scenario), "--trace", str(root), "--backend", loop, "--no-progress"]
-    )
+    root = root.resolve()
+    repository = EXAMPLES.parent.parent
+    with contextlib.chdir(repository):
+        source = str(scenario.resolve().relative_to(repository))
+        argv = ["run", source, "--trace", str(root), "--backend", loop, "--no-progress"]
+        result = CliRunner().invoke(cli, argv)
     assert result.exit_code in (0, 1), result.output
     (run_dir,) = root.glob(f"*/{loop}")
     return run_dir
