@@ -283,7 +283,7 @@ class BackendSpec(_Spec):
     exclusivity: Literal["wait", "strict"] = "wait"
     """Exclusive backend: entering a busy view waits (FIFO) or fails at once."""
     max_concurrent_views: PositiveCount | None = None
-    """Cap on live views (needs safe_for_concurrent_views)."""
+    """Cap on live views (needs safe_for_concurrent_views); loaded views stay resident."""
     max_concurrent_ops: PositiveCount | None = None
     """Ops served at once (default 1 when exclusive, unbounded when safe)."""
     cache_size: PositiveCount = 256
