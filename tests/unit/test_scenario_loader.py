@@ -848,3 +848,15 @@ def test_schema_file_requires_the_top_level_keys_and_forbids_others() -> None:
     assert schema["title"] == "swaysim scenario"
     assert set(schema["required"]) == {"probes", "expect"}
     assert schema["additionalProperties"] is False
+
+
+def test_a_probes_table_instead_of_an_array_is_one_problem_not_one_per_expectation() -> None:
+    text = MINIMAL.replace("[[probes]]", "[probes]").replace(
+        "gate_free = true", 'gate_free = true\nverdicts = { dkl = "PASS" }'
+    )
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, source="s.toml")
+    assert [unlocated(p) for p in info.value.problems] == [
+        's.toml: probes: {"kind": "delta_kl", "name": "dkl", "prompts": ["a"]} is not '
+        "allowed: must be an array"
+    ]

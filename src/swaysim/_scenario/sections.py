@@ -55,9 +55,16 @@ class Sections:
     every_probe_valid: bool
     broken_probe_names: tuple[str, ...] = ()
     """The ``name`` of each invalid ``[[probes]]`` entry that has a string one."""
+    probe_array: bool = True
+    """Whether ``probes`` is an array (of tables, valid or not)."""
 
     def may_name_a_broken_probe(self, pattern: str) -> bool:
-        """Whether ``pattern`` may mean a probe whose entry is invalid (or its repeats)."""
+        """Whether ``pattern`` may mean a probe whose entry is invalid (or its repeats).
+
+        Always, when ``probes`` is not an array at all (``[probes]`` for ``[[probes]]``).
+        """
+        if not self.probe_array:
+            return True
         return any(
             fnmatch.fnmatchcase(name, pattern) or pattern.startswith(f"{name}-")
             for name in self.broken_probe_names
@@ -135,4 +142,5 @@ def validate_sections(document: dict[str, object]) -> Sections:
         probes=tuple(probes),
         every_probe_valid=isinstance(raw_probes, list) and len(probes) == len(raw_probes),
         broken_probe_names=tuple(broken),
+        probe_array=isinstance(raw_probes, list),
     )
