@@ -703,7 +703,7 @@ SEVERAL_MISTAKES = """description = "Every mistake at once?"
 seed = 3
 
 [backend]
-max_concurrent_views = 2                  # [backend], line 4: needs a safe backend
+max_concurrent_views = 2                  # line 5: needs safe_for_concurrent_views
 
 [[backend.faults.rules]]
 kind = "transient"
@@ -736,14 +736,14 @@ def test_every_problem_of_every_stage_is_reported_at_once_sorted_by_line() -> No
     lines = [int(re.findall(r"\(line (\d+)\)$", p)[0]) for p in info.value.problems]
     assert lines == sorted(lines)
     assert [unlocated(p).removeprefix("s.toml: ").split(":")[0] for p in info.value.problems] == [
-        "backend",
+        "backend.max_concurrent_views",
         "backend.faults.rules[0].probabilty",
         "probes[1].triples[0]",
         "runner.concurrency",
         "expect.verdicts.dlk",
         "expect.faults_fired.flaky",
     ]
-    assert lines == [4, 9, 20, 23, 26, 27]
+    assert lines == [5, 9, 20, 23, 26, 27]
 
 
 def test_references_are_checked_only_when_every_probe_is_valid() -> None:
