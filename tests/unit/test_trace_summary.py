@@ -19,7 +19,7 @@ async def test_the_known_scenario_digests_to_the_hand_worked_numbers() -> None:
     recorder = TraceRecorder()
     await run_known_scenario(known_backend(recorder))
     digest = digest_events(recorder)
-    assert digest.events == 16
+    assert digest.events == 18  # 16 and two prompt events
     assert digest.span == 1.5
     assert len(digest.tasks) == 2
     base, ft = digest.views["base"], digest.views["ft"]
@@ -110,7 +110,7 @@ async def test_summarize_trace_prints_every_table(tmp_path: Path) -> None:
     summarize_trace(path, console)
     text = console.export_text()
     for expected in (
-        "18 events over 1.5 s of loop time, 2 tasks, 3 ops (cache hit rate 0.0%), 1 faults",
+        "20 events over 1.5 s of loop time, 2 tasks, 3 ops (cache hit rate 0.0%), 1 faults",
         "Views",
         "Probes",
         "Ops and cache",

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from swaysim._trace.events import TraceEvent
-from swaysim._trace.schema import RESULTS_FILE, SCHEMA_VERSION, TRACE_FILE, open_trace_text
+from swaysim._trace.schema import (
+    READABLE_VERSIONS,
+    RESULTS_FILE,
+    SCHEMA_VERSION,
+    TRACE_FILE,
+    open_trace_text,
+)
 from swaysim.errors import InvalidArgumentError, TraceFormatError
 
 if TYPE_CHECKING:
@@ -54,10 +60,11 @@ def _record(line: str, where: str) -> dict[str, object]:
     if not isinstance(record, dict):
         raise TraceFormatError(f"{where}: expected a JSON object, got {type(record).__name__}")
     version = record.get("v")
-    if type(version) is not int or version != SCHEMA_VERSION:
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        readable = " and ".join(f"v={v}" for v in READABLE_VERSIONS)
         raise TraceFormatError(
             f"{where}: v={version!r} is not a trace schema version this swaysim reads "
-            f"(it reads v={SCHEMA_VERSION})"
+            f"(it reads {readable}; v={SCHEMA_VERSION} is the newest)"
         )
     return record
 

@@ -159,9 +159,21 @@ def _slowest_table(digest: TraceDigest) -> Table:
             record.op or "-",
             _seconds(record.duration),
             record.outcome,
-            record.prompt_hash or "-",
+            _prompt(digest, record.prompt_hash),
         )
     return table
+
+
+#: Characters of a prompt the slowest-ops table shows.
+PROMPT_CHARS: Final = 40
+
+
+def _prompt(digest: TraceDigest, prompt_hash: str | None) -> str:
+    """The prompt as text (cut to :data:`PROMPT_CHARS`), else its hash (a version 1 trace)."""
+    text = digest.prompt_text(prompt_hash)
+    if text is None:
+        return prompt_hash or "-"
+    return text if len(text) <= PROMPT_CHARS else text[: PROMPT_CHARS - 1] + "\u2026"
 
 
 def _faults_table(digest: TraceDigest, top: int | None) -> Table:
