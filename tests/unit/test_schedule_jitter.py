@@ -351,7 +351,8 @@ def test_a_runner_that_assumes_completion_order_fails_under_jitter_and_replays(
     assert check.replay == f"swaysim run fragile.toml --backend trio --seed 5 --jitter {jitter}"
     assert report.splitlines()[1:] == [
         "  expect.verdicts.prefers-polite: expected PASS, observed 'prefers-polite': FAIL "
-        "(preference_flip=-9 (threshold 0))",
+        "(preference_flip=-9 (threshold 0): not above the threshold; mean margin "
+        "logprob(chosen) - logprob(rejected) on base 0, on ft -9)",
         "  seed: 5",
         f"  schedule_jitter: {jitter}",
         f"  replay: {check.replay}",
