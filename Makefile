@@ -33,8 +33,8 @@ demo: $(VENV)/.installed
 	$(BIN)/swaysim run $(DEMO_SCENARIOS)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks scenarios
-	$(BIN)/ruff format --check src tests benchmarks scenarios
+	$(BIN)/ruff check src tests benchmarks scenarios docs/examples
+	$(BIN)/ruff format --check src tests benchmarks scenarios docs/examples
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

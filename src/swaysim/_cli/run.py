@@ -31,7 +31,6 @@ from swaysim._cli.common import (
 )
 from swaysim._cli.run_output import json_document, junit_tree, print_results
 from swaysim._scenario.check import check_scenario
-from swaysim._scenario.run import results_document
 from swaysim._scenario.schema import MAX_SEED
 from swaysim._time.clock import LOOPS
 from swaysim._trace.schema import RESULTS_FILE, TRACE_FILE
@@ -98,7 +97,7 @@ class _RunDirs:
             if writer is not None:
                 writer.close()
             results = folder / check.loop / RESULTS_FILE
-            results.write_text(json.dumps(results_document(check.run), indent=2, default=str))
+            results.write_text(json.dumps(check.results_document(), indent=2, default=str))
 
 
 class _ProgressReport:
@@ -226,7 +225,7 @@ def _write_reports(
         )
 
 
-@click.command()
+@click.command(short_help="Run scenario files (or folders of them); check expectations.")
 @click.argument("paths", nargs=-1, required=True)
 @click.option(
     "--backend",

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from swaysim._scenario.expect import evaluate
-from swaysim._scenario.run import probe_row, run_scenario
+from swaysim._scenario.run import probe_row, results_document, run_scenario
 from swaysim._time.clock import LOOPS
 
 if TYPE_CHECKING:
@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from swaysim._scenario.run import ScenarioRun
     from swaysim._trace.events import TraceSink
 
-__all__ = ["RunKey", "ScenarioCheck", "check_scenario"]
+__all__ = ["RESULTS_VERSION", "RunKey", "ScenarioCheck", "check_scenario"]
+
+RESULTS_VERSION: Final = 2
+"""``results.json`` version: 2 adds the question, the expectations and the replay command."""
 
 RunKey = tuple[str, str, int | None, int | None]
 """A shared run: scenario source, loop, seed override and jitter override."""
@@ -97,6 +100,25 @@ class ScenarioCheck:
             "verdicts": dict(Counter(r.verdict.value for r in run.results)),
             "expectations": [o.to_dict() for o in self.outcomes],
             "probes": [probe_row(r) for r in run.results],
+        }
+
+    def results_document(self) -> dict[str, object]:
+        """``results.json`` of the run directory ``swaysim run --trace`` writes (version 2).
+
+        Version 1's keys (scenario, loop, seed, probes, statistics, makespan), plus
+        the scenario's file and question, whether every expectation held, each
+        expectation (key, expected, observed, status), the jitter seed and the replay
+        command: what the HTML report needs to say what happened and whether it held.
+        """
+        return {
+            "version": RESULTS_VERSION,
+            **results_document(self.run),
+            "file": self.scenario.source,
+            "description": self.scenario.description,
+            "ok": self.ok,
+            "schedule_jitter": self.run.schedule_jitter,
+            "replay": self.replay,
+            "expectations": [o.to_dict() for o in self.outcomes],
         }
 
     def __repr__(self) -> str:

@@ -167,6 +167,18 @@ class _Attempt:
             outcome = await outcome
         return _coerce_results(outcome)
 
+    @property
+    def task_name(self) -> str:
+        """``runner``, or ``runner module:function`` for a custom one."""
+        custom = self.scenario.spec.runner.runner
+        return "runner" if custom is None else f"runner {custom}"
+
+    async def _suite_into(self, session: _Session) -> None:
+        try:
+            session.suite, session.results = await self.suite()
+        except Exception as exc:
+            session.error = f"{type(exc).__name__}: {exc}"
+
     async def session(self) -> _Session:
         """The suite under ``cancel_after`` and the stall guard; never raises."""
         session = _Session()
@@ -174,10 +186,9 @@ class _Attempt:
         cancel_after = self.scenario.spec.runner.cancel_after
         scope = anyio.move_on_after(cancel_after) if cancel_after is not None else nullcontext()
         with anyio.move_on_after(STALL_SECONDS) as stall, scope:
-            try:
-                session.suite, session.results = await self.suite()
-            except Exception as exc:
-                session.error = f"{type(exc).__name__}: {exc}"
+            # In a task of its own, so traces name it after its job, not this method.
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._suite_into, session, name=self.task_name)
         session.cancelled = isinstance(scope, anyio.CancelScope) and scope.cancelled_caught
         session.stalled = stall.cancelled_caught
         if session.stalled:
