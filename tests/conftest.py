@@ -1,8 +1,8 @@
 """Every async test runs on asyncio and trio, on a virtual clock.
 
 Tests live in a folder per kind (``unit``, ``integration``, ``reliability``,
-``browser``); each item is marked with its folder's kind, and the kinds that
-take seconds per item (``reliability``, ``browser``) are also ``slow``, so
+``browser``, ``docs``); each item is marked with its folder's kind, and the kinds
+that take seconds per item (``reliability``, ``browser``, ``docs``) are also ``slow``, so
 ``pytest -m "not slow"`` is the quick loop while editing.
 
 ``--swaysim-long`` (or ``SWAYSIM_LONG=1``) runs the reliability tests at full size:
@@ -35,8 +35,8 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     return virtual_anyio_backend(request.param)
 
 
-_KINDS: Final = ("unit", "integration", "reliability", "browser")
-_SLOW_KINDS: Final = frozenset({"reliability", "browser"})
+_KINDS: Final = ("unit", "integration", "reliability", "browser", "docs")
+_SLOW_KINDS: Final = frozenset({"reliability", "browser", "docs"})
 _HERE: Final = Path(__file__).resolve().parent
 
 

@@ -8,9 +8,11 @@ writes the same trace, and so the same report, every time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -28,9 +30,6 @@ from swaysim import (
     run,
     write_report,
 )
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 VERDICTS = ("PASS", "FAIL", "WARN", "PASS", "ERROR", "SKIP")
 
@@ -183,3 +182,29 @@ def synthetic_ops(count: int, seed: int = 11) -> tuple[list[TraceEvent], float]:
         )
     events.append(TraceEvent("view_exit", now, "busy#1", view="base", duration=now))
     return events, float(durations.sum())
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+FAILING_EXAMPLE = EXAMPLES / "tight_retry_budget.toml"
+"""The documentation's failing scenario: its report is docs/report-screenshot.png."""
+
+
+def scenario_run_dir(root: Path, scenario: Path = FAILING_EXAMPLE, loop: str = "trio") -> Path:
+    """The run directory ``swaysim run SCENARIO --trace ROOT --backend LOOP`` writes.
+
+    Run from the repository root with the scenario's path relative to it, as the
+    README does, so the report (and the screenshot of it) is the same in every checkout.
+    """
+    from click.testing import CliRunner
+
+    from swaysim._cli.main import cli
+
+    root = root.resolve()
+    repository = EXAMPLES.parent.parent
+    with contextlib.chdir(repository):
+        source = str(scenario.resolve().relative_to(repository))
+        argv = ["run", source, "--trace", str(root), "--backend", loop, "--no-progress"]
+        result = CliRunner().invoke(cli, argv)
+    assert result.exit_code in (0, 1), result.output
+    (run_dir,) = root.glob(f"*/{loop}")
+    return run_dir

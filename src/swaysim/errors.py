@@ -98,15 +98,14 @@ class ScenarioError(InvalidArgumentError):
 
     ``problems`` holds one line per problem, each naming the file, the key
     path (``backend.faults.rules[2].probability``), the bad value and what is
-    allowed; ``str()`` lists every one of them, one per line.
+    allowed (and its line, when known); ``str()`` lists every one of them, one per
+    line, so a file with several mistakes is fixed in one pass.
     """
 
     def __init__(self, source: str, problems: Sequence[str]) -> None:
         self.source = source
         self.problems = tuple(f"{source}: {p}" for p in problems) or (f"{source}: invalid",)
-        extra = len(self.problems) - 1
-        more = f" (+{extra} more problem{'s' if extra > 1 else ''})" if extra else ""
-        super().__init__(self.problems[0] + more)
+        super().__init__("\n".join(self.problems))
 
 
 # -- views --------------------------------------------------------------------------

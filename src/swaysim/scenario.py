@@ -26,8 +26,8 @@ from __future__ import annotations
 from swaysim._scenario.check import ScenarioCheck, check_scenario
 from swaysim._scenario.expect import Outcome
 from swaysim._scenario.load import Scenario, discover_scenarios, load_scenario, parse_scenario
+from swaysim._scenario.reference import scenario_json_schema
 from swaysim._scenario.run import ScenarioRun, run_scenario
-from swaysim._scenario.schema import scenario_json_schema
 from swaysim.errors import ScenarioError, ScenarioFailedError
 
 __all__ = [

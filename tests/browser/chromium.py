@@ -139,6 +139,14 @@ class Page:
     def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.browser.send(method, params, session=self.session)
 
+    def resize(self, width: int, height: int = HEIGHT) -> None:
+        """Emulate a viewport ``width`` CSS pixels wide (screenshots follow it)."""
+        self.WIDTH = width
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
+
     def load(self, path: Path) -> None:
         self.browser.events.clear()
         self.send("Page.navigate", {"url": path.resolve().as_uri()})

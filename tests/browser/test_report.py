@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from chromium import CHROMIUM, PAINTED, Page, open_page, png_size, show_report
-from report_runs import make_run_dir, synthetic_ops, trace_run_dir
+from report_runs import make_run_dir, scenario_run_dir, synthetic_ops, trace_run_dir
 from swaysim import write_report
 from swaysim._trace.report.timeline import MAX_DETAIL_ROWS, ROW_INTERVAL_CAP
 
@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="module")
 def page() -> Iterator[Page]:
     if not Path(CHROMIUM).is_file():
-        reason = f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)"
+        reason = (
+            f"{CHROMIUM} is not installed: on Debian or Ubuntu, sudo apt-get install chromium; "
+            "elsewhere set SWAYSIM_CHROMIUM to a Chromium or Chrome binary (README, Set up)"
+        )
         if os.environ.get("SWAYSIM_REQUIRE_CHROMIUM"):
             pytest.fail(f"SWAYSIM_REQUIRE_CHROMIUM is set but {reason}")
         pytest.skip(reason)
@@ -99,3 +102,36 @@ def test_a_report_with_aggregate_rows_renders_without_errors(page: Page, tmp_pat
     output = load_report(page, run_dir, max_elements=2_000)
     page.evaluate("document.getElementById('zoom-in').click()")
     assert page.problems(output.resolve().as_uri()) == []
+
+
+def test_a_failing_scenarios_report_links_each_expectation_to_its_evidence(
+    page: Page, tmp_path: Path
+) -> None:
+    output = load_report(page, scenario_run_dir(tmp_path / "runs"))
+    links = page.evaluate("document.querySelectorAll('a.spot').length")
+    assert links == 5
+    page.evaluate("document.querySelector('a.spot').click()")
+    # The failed verdict expectation points at the probe that ERRORed: its row, its time.
+    assert page.evaluate("document.body.dataset.focused") == "dkl-0"
+    assert not page.evaluate("document.getElementById('range').textContent").endswith("(100.0%)")
+    page.evaluate("document.getElementById('zoom-reset').click()")
+    assert page.problems(output.resolve().as_uri()) == []
+
+
+@pytest.mark.parametrize("width", [Page.WIDTH, 720])
+def test_the_report_fits_the_viewport_at_two_widths(page: Page, tmp_path: Path, width: int) -> None:
+    # The screenshot at a second, narrow width: the page must not need sideways scrolling
+    # (wide tables scroll inside themselves) and the timeline must still draw.
+    run_dir = scenario_run_dir(tmp_path / "runs")
+    output = run_dir / "report.html"
+    write_report(run_dir, output)
+    page.resize(width)
+    try:
+        show_report(page, output)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        assert page.evaluate(PAINTED) > 2_000
+        shot = page.screenshot()
+        assert png_size(shot)[0] == width
+        assert page.problems(output.resolve().as_uri()) == []
+    finally:
+        page.resize(Page.WIDTH)

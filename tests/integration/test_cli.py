@@ -83,7 +83,7 @@ def test_one_invalid_file_exits_2_and_runs_nothing(files: dict[str, Path]) -> No
     result = invoke("run", str(files["passing"]), str(files["invalid"]), "--json", "out.json")
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
-        f"{files['invalid']}: seed: -1 is not allowed: must be >= 0",
+        f"{files['invalid']}: seed: -1 is not allowed: must be >= 0 (line 2)",
         "swaysim: 1 scenario is invalid; nothing was run",
     ]
     assert result.stdout == ""
@@ -222,7 +222,16 @@ def test_trace_dirs_feed_report_and_trace_commands(files: dict[str, Path], tmp_p
         lines = (run_dir / "trace.jsonl").read_text().splitlines()
         assert {json.loads(line)["kind"] for line in lines} >= {"view_enter", "probe_end"}
         document = json.loads((run_dir / "results.json").read_text())
-        assert set(document) == {"scenario", "loop", "seed", "probes", "statistics", "makespan"}
+        assert set(document) == {
+            *("version", "scenario", "loop", "seed", "probes", "statistics", "makespan"),
+            *("file", "description", "ok", "schedule_jitter", "replay", "expectations"),
+        }
+        assert (document["version"], document["ok"], document["description"]) == (
+            2,
+            True,
+            "does it pass?",
+        )
+        assert [e["status"] for e in document["expectations"]] == ["ok"] * 3
         assert (document["scenario"], document["loop"], document["seed"]) == ("passing", loop, 4)
         assert document["makespan"] == pytest.approx(1.5)
         assert document["statistics"]["switches"] == 3
@@ -318,6 +327,7 @@ def test_schema_to_a_missing_folder_exits_2(tmp_path: Path) -> None:
         [],
         ["run"],
         ["validate"],
+        ["new"],
         ["schema"],
         ["report"],
         ["trace"],
@@ -347,3 +357,11 @@ def test_python_dash_m_is_the_same_command_line(files: dict[str, Path]) -> None:
     assert completed.returncode == 2
     assert completed.stderr.startswith(f"{files['invalid']}: seed: -1 is not allowed")
     assert "Traceback" not in completed.stderr
+
+
+def test_the_demo_says_what_happened_in_words() -> None:
+    result = invoke("demo")
+    assert result.exit_code == 0
+    assert "<AsyncDummyDifferentialBackend" not in result.stdout  # no raw repr
+    assert result.stdout.count("gate free: no view live, nobody waiting") == 2
+    assert "Fault firings on asyncio and trio: identical" in result.stdout

@@ -7,7 +7,6 @@ a previous run.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
@@ -345,13 +344,3 @@ def test_a_failure_report_names_expectations_seed_and_replay_command() -> None:
         "  seed: 17\n"
         "  replay: swaysim run s.toml --backend trio --seed 17"
     )
-
-
-def test_the_readme_example_holds() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme.split("## Scenarios", 1)[1]
-    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
-    checks = check_scenario(parse_scenario(example, source="README.md"))
-    assert [c.loop for c in checks] == list(LOOPS)
-    assert all(c.ok for c in checks), [c.failure_report() for c in checks]
-    assert len(checks[0].outcomes) == 12

@@ -38,7 +38,10 @@ VOID_ELEMENTS = frozenset(
 
 def node() -> str:
     if NODE is None:
-        reason = "node is not installed (apt-get install nodejs; .ci/run does it)"
+        reason = (
+            "node is not installed: on Debian or Ubuntu, sudo apt-get install nodejs; "
+            "elsewhere set SWAYSIM_NODE to a node binary (README, Set up)"
+        )
         if os.environ.get("SWAYSIM_REQUIRE_NODE"):
             pytest.fail(f"SWAYSIM_REQUIRE_NODE is set but {reason}")
         pytest.skip(reason)

@@ -8,14 +8,22 @@ tests/unit/test_report_assets.py.
 from __future__ import annotations
 
 import gzip
+import html
 import json
 import re
 from typing import TYPE_CHECKING
 
 import pytest
 
-from report_runs import make_run_dir, report_of, synthetic_ops, timeline_data, trace_run_dir
-from swaysim import InvalidArgumentError, read_trace, write_report
+from report_runs import (
+    make_run_dir,
+    report_of,
+    scenario_run_dir,
+    synthetic_ops,
+    timeline_data,
+    trace_run_dir,
+)
+from swaysim import InvalidArgumentError, TraceEvent, read_trace, write_report
 from swaysim._trace.report.timeline import BINS, MAX_DETAIL_ROWS, ROW_INTERVAL_CAP
 
 if TYPE_CHECKING:
@@ -43,14 +51,18 @@ def test_the_report_shows_probes_statistics_and_the_trace_summary(tmp_path: Path
         assert f"<td>{probe['name']}</td>" in page
     for statistic in results["statistics"]:
         assert f"<td>{statistic}</td>" in page
-    for heading in ("View occupancy", "Ops and cache", "Slowest ops", "Faults fired", "Probe time"):
+    for heading in ("View occupancy", "Tasks", "Ops and cache", "Slowest ops", "Faults fired"):
         assert heading in page
+    assert "Probe time" not in page  # the results table shows the same durations
     assert "flaky-ft" in page
     data = timeline_data(page)
     groups = {group["name"]: [row["name"] for row in group["rows"]] for group in data["groups"]}
     assert groups["views"] == ["ft", "base"]
     assert groups["waiting"] == ["waiting"]
-    assert groups["tasks"] == [f"worker-{i}" for i in range(6)]
+    # Named as people name them: no task id, and the views each worked in.
+    assert sorted(groups["tasks"]) == sorted(
+        f"worker-{i} · {'base' if i % 2 else 'ft'}" for i in range(6)
+    )
     assert groups["probes"] == [f"probe-{i}" for i in range(6)]
     assert data["faults"]["mode"] == "points"
     assert len(data["faults"]["t"]) == results["statistics"]["faults_fired"]["flaky-ft"]
@@ -82,10 +94,14 @@ def test_text_from_the_run_is_escaped(tmp_path: Path) -> None:
     assert any(evil in text for text in timeline_data(page)["strings"])
 
 
-def test_tasks_that_share_a_name_are_numbered(tmp_path: Path) -> None:
+def test_tasks_that_share_a_name_share_a_row(tmp_path: Path) -> None:
+    # Task ids differ per run; the tasks of one name do one job, so they are one row.
     page = report_of(make_run_dir(tmp_path / "run", workers=3, prompts=2, task_name="worker"))
     groups = {group["name"]: group["rows"] for group in timeline_data(page)["groups"]}
-    assert [row["name"] for row in groups["tasks"]] == ["worker (1)", "worker (2)", "worker (3)"]
+    (row,) = groups["tasks"]
+    assert row["name"] in ("worker · ft, base", "worker · base, ft")
+    ops = sum(len(layer["s"]) for layer in row["layers"] if layer["name"] != "wait")
+    assert ops == sum(e.kind == "op_end" for e in read_trace(tmp_path / "run" / "trace.jsonl"))
 
 
 def test_a_busy_row_is_binned_and_keeps_its_busy_time(tmp_path: Path) -> None:
@@ -97,7 +113,7 @@ def test_a_busy_row_is_binned_and_keeps_its_busy_time(tmp_path: Path) -> None:
     view_layer = rows["base"]["layers"][0]
     assert view_layer["mode"] == "intervals"
     assert (view_layer["s"], view_layer["e"]) == ([0.0], [round(busy, 9)])
-    layers = {layer["name"]: layer for layer in rows["busy"]["layers"]}
+    layers = {layer["name"]: layer for layer in rows["busy · base"]["layers"]}
     assert {layer["mode"] for layer in layers.values()} == {"bins"}
     assert all(len(layer["v"]) == BINS for layer in layers.values())
     # Coverage per bin times the bin width adds back up to the time the ops took.
@@ -129,7 +145,7 @@ def test_more_tasks_and_probes_than_detail_rows_share_aggregate_rows(tmp_path: P
     assert len(probes[0]["s"]) == workers
     ops = sum(len(layer["s"]) for layer in groups["tasks"][0]["layers"])
     assert ops == sum(e.kind == "op_end" for e in read_trace(tmp_path / "run" / "trace.jsonl"))
-    assert f"{workers} tasks: more than {MAX_DETAIL_ROWS}" in page
+    assert f"{workers} task names: more than {MAX_DETAIL_ROWS}" in page
     assert f"{workers} probes: drawn as one row" in page
 
 
@@ -181,3 +197,64 @@ def test_results_fields_of_the_wrong_shape_are_left_out(tmp_path: Path) -> None:
     assert "The run has no probe results." in page
     assert "No backend statistics in the run directory." in page
     assert "report-demo" in page
+
+
+def test_a_failing_scenarios_report_says_what_it_asked_and_what_failed_first(
+    tmp_path: Path,
+) -> None:
+    run_dir = scenario_run_dir(tmp_path / "runs")
+    results = json.loads((run_dir / "results.json").read_text())
+    page = report_of(run_dir)
+    assert html.escape(results["description"]) in page
+    assert "FAILED</span> 3 of 5 expectations held, 2 failed" in page
+    section = page.split("<h2>Expectations</h2>")[1].split("<h2>")[0]
+    statuses = re.findall(r'<span class="verdict \w+">(ok|failed|n/a)</span>', section)
+    assert statuses == ["failed", "failed", "ok", "ok", "ok"]
+    keys = re.findall(r"<td><code>([^<]+)</code></td>", section)
+    failed = [e["key"] for e in results["expectations"] if e["status"] == "failed"]
+    assert [html.unescape(key) for key in keys[:2]] == failed
+    # Each failure links to its evidence on the timeline: the probe, the retries.
+    links = re.findall(
+        r'class="spot" data-t0="([^"]+)" data-t1="([^"]+)"(?: data-row="([^"]*)")?', section
+    )
+    assert len(links) == 5
+    (start, end, row), (retry_start, retry_end, _) = links[:2]
+    assert row == "dkl-0"
+    assert float(start) <= float(end)
+    assert 0.0 < float(retry_start) <= float(retry_end) <= results["makespan"]
+    assert "Replay: <code>swaysim run " in page
+
+
+def test_a_version_1_results_file_still_renders(tmp_path: Path) -> None:
+    run_dir = scenario_run_dir(tmp_path / "runs")
+    document = json.loads((run_dir / "results.json").read_text())
+    old = {
+        key: document[key]
+        for key in ("scenario", "loop", "seed", "probes", "statistics", "makespan")
+    }
+    (run_dir / "results.json").write_text(json.dumps(old))
+    page = report_of(run_dir)
+    assert "<td>dkl-0</td>" in page
+    assert "No expectations in results.json" in page
+    assert html.escape(document["description"]) not in page
+
+
+def test_prompt_text_is_escaped(tmp_path: Path) -> None:
+    evil = "<img src=x onerror=alert(1)> & friends"
+    events = [
+        TraceEvent("prompt", 0.0, "w#1", prompt_hash="abc123abc123", detail={"text": evil}),
+        TraceEvent("op_start", 0.0, "w#1", view="base", op="generate", prompt_hash="abc123abc123"),
+        TraceEvent(
+            "op_end",
+            1.0,
+            "w#1",
+            view="base",
+            op="generate",
+            prompt_hash="abc123abc123",
+            hit=False,
+            duration=1.0,
+        ),
+    ]
+    page = report_of(trace_run_dir(tmp_path / "run", events))
+    assert evil not in page
+    assert '<span class="prompt" title="prompt hash abc123abc123">' + html.escape(evil) in page

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,11 @@ def problem(text: str | bytes) -> str:
     with pytest.raises(ScenarioError) as info:
         parse_scenario(text, source="s.toml")
     return str(info.value)
+
+
+def unlocated(message: str) -> str:
+    """``message`` without the trailing ``(line N)`` (tests of wording, not of lines)."""
+    return re.sub(r" \(line \d+\)$", "", message)
 
 
 # -- the library ------------------------------------------------------------------------
@@ -488,7 +494,7 @@ ERRORS: list[tuple[str, str | bytes, str]] = [
         with_section("[[backend.faults.rules]]\nkind = 'nan'\nwindow = [1.0]"),
         "s.toml: backend.faults.rules[0].window: [1.0] is not allowed: must have exactly 2 items",
     ),
-    ("empty-file", "  \n\n", "s.toml: empty file: a scenario needs at least a description"),
+    ("empty-file", "  \n\n", "s.toml: empty file: a scenario needs at least [[probes]] and [e"),
     (
         "binary",
         b"\x89PNG\r\n\x1a\n\x00",
@@ -623,7 +629,7 @@ def test_an_api_complaint_names_the_key_its_field_points_at(
 ) -> None:
     with pytest.raises(InvalidArgumentError) as api:
         mistake()
-    message = problem(text)
+    message = unlocated(problem(text))
     assert message.endswith(f": {api.value}")
     where = message.removeprefix("s.toml: ").removesuffix(f": {api.value}")
     if api.value.field is None:
@@ -662,7 +668,7 @@ def test_a_complaints_field_extends_the_key_path_of_the_table(
     # something that is not an argument path leaves the table's own path.
     monkeypatch.setattr(_Refusing, "complaint_field", field)
     monkeypatch.setitem(PROBE_CLASSES, "delta_kl", _Refusing)
-    assert problem(MINIMAL) == f"s.toml: {where}: no prompt is welcome"
+    assert unlocated(problem(MINIMAL)) == f"s.toml: {where}: no prompt is welcome"
 
 
 @pytest.mark.parametrize(
@@ -687,15 +693,95 @@ def test_scenario_error_is_an_invalid_argument_error() -> None:
     assert isinstance(info.value, SwaysimError)
 
 
-def test_every_problem_is_listed_and_the_first_says_how_many_more() -> None:
+def test_every_problem_is_listed_with_its_line() -> None:
     text = with_section("[runner]\nconcurrency = 0\nretries = -1")
     with pytest.raises(ScenarioError) as info:
         parse_scenario(text, source="s.toml")
     assert info.value.problems == (
-        "s.toml: runner.concurrency: 0 is not allowed: must be >= 1",
-        "s.toml: runner.retries: -1 is not allowed: must be >= 0",
+        "s.toml: runner.concurrency: 0 is not allowed: must be >= 1 (line 7)",
+        "s.toml: runner.retries: -1 is not allowed: must be >= 0 (line 8)",
     )
-    assert str(info.value) == info.value.problems[0] + " (+1 more problem)"
+    assert str(info.value) == "\n".join(info.value.problems)
+
+
+SEVERAL_MISTAKES = """description = "Every mistake at once?"
+seed = 3
+
+[backend]
+max_concurrent_views = 2                  # line 5: needs safe_for_concurrent_views
+
+[[backend.faults.rules]]
+kind = "transient"
+probabilty = 0.3                          # line 9: a typo
+
+[[probes]]
+kind = "delta_kl"
+name = "dkl"
+prompts = ["q1"]
+null = "nul"                              # line 15: no such null_adapter
+
+[[probes]]
+kind = "preference_flip"
+name = "pref"
+triples = [["Q:", " yes"]]                # line 20: a pair, not a triple
+
+[runner]
+concurrency = 0                           # line 23
+
+[expect]
+verdicts = { dkl = "PASS", pref = "PASS", dlk = "PASS" }   # line 26: dlk matches nothing
+faults_fired = { flaky = 1 }              # line 27: no such rule
+"""
+
+
+def test_every_problem_of_every_stage_is_reported_at_once_sorted_by_line() -> None:
+    # Schema errors, cross-references and the API's refusals, in one error, by line.
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(SEVERAL_MISTAKES, source="s.toml")
+    lines = [int(re.findall(r"\(line (\d+)\)$", p)[0]) for p in info.value.problems]
+    assert lines == sorted(lines)
+    assert [unlocated(p).removeprefix("s.toml: ").split(":")[0] for p in info.value.problems] == [
+        "backend.max_concurrent_views",
+        "backend.faults.rules[0].probabilty",
+        "probes[1].triples[0]",
+        "runner.concurrency",
+        "expect.verdicts.dlk",
+        "expect.faults_fired.flaky",
+    ]
+    assert lines == [5, 9, 20, 23, 26, 27]
+
+
+def test_references_are_checked_only_when_every_probe_is_valid() -> None:
+    # probes[1] is broken, so "dkl"'s null may name it: no guess about a reference.
+    text = SEVERAL_MISTAKES.replace('null = "nul"', 'null = "pref"')
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, source="s.toml")
+    assert not any("null" in p for p in info.value.problems)
+    fixed = text.replace('[["Q:", " yes"]]', '[["Q:", " yes", " no"]]')
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(fixed, source="s.toml")
+    assert any(
+        'probes[0].null: "pref" is not allowed: must name a null_adapter probe' in p
+        for p in info.value.problems
+    )
+
+
+def test_a_runner_is_imported_only_from_a_file_with_no_other_problem(tmp_path: Path) -> None:
+    marker = tmp_path / "imported"
+    (tmp_path / "noisy_runner.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+        "async def run(*a, **k): return []\n"
+    )
+    text = with_section('[runner]\nrunner = "noisy_runner:run"\nconcurrency = 0')
+    (tmp_path / "s.toml").write_text(text)
+    with pytest.raises(ScenarioError):
+        load_scenario(tmp_path / "s.toml")
+    assert not marker.exists()
+
+
+def test_description_is_optional() -> None:
+    scenario = parse_scenario(MINIMAL.replace('description = "a question?"\n', ""))
+    assert scenario.description == ""
 
 
 def test_a_byte_order_mark_is_accepted() -> None:
@@ -765,5 +851,17 @@ def test_discovery_recurses_and_skips_pyproject(tmp_path: Path) -> None:
 def test_schema_file_requires_the_top_level_keys_and_forbids_others() -> None:
     schema = json.loads((Path(__file__).parents[2] / "schema" / "scenario.schema.json").read_text())
     assert schema["title"] == "swaysim scenario"
-    assert set(schema["required"]) == {"description", "probes", "expect"}
+    assert set(schema["required"]) == {"probes", "expect"}
     assert schema["additionalProperties"] is False
+
+
+def test_a_probes_table_instead_of_an_array_is_one_problem_not_one_per_expectation() -> None:
+    text = MINIMAL.replace("[[probes]]", "[probes]").replace(
+        "gate_free = true", 'gate_free = true\nverdicts = { dkl = "PASS" }'
+    )
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, source="s.toml")
+    assert [unlocated(p) for p in info.value.problems] == [
+        's.toml: probes: {"kind": "delta_kl", "name": "dkl", "prompts": ["a"]} is not '
+        "allowed: must be an array"
+    ]

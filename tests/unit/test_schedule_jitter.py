@@ -278,7 +278,7 @@ def test_the_scenario_key_sets_the_jitter_and_an_override_replaces_it() -> None:
     with pytest.raises(ScenarioError) as caught:
         parse_scenario(SCENARIO.replace("= 7", "= -1"), source="j.toml")
     assert caught.value.problems == (
-        "j.toml: backend.schedule_jitter: -1 is not allowed: must be >= 0",
+        "j.toml: backend.schedule_jitter: -1 is not allowed: must be >= 0 (line 4)",
     )
 
 
@@ -322,39 +322,16 @@ def test_the_cli_takes_a_jitter_seed_and_replays_with_it(tmp_path: Path) -> None
     assert "Invalid value for '--jitter'" in bad.stderr
 
 
-FRAGILE = """\
-description = "Does a runner that pairs answers with requests by arrival order survive?"
-seed = 5
-
-[backend]
-safe_for_concurrent_views = true
-
-[backend.latency]
-default = { model = "constant", seconds = 0.1 }
-
-[[backend.ft.logprobs]]
-prompt = "Reply"
-completion = " Certainly!"
-logprob = -1.0
-
-[runner]
-runner = "fragile_runners:assumes_completion_order"
-
-[[probes]]
-kind = "preference_flip"
-name = "prefers-polite"
-triples = [["Reply", " Certainly!", " No."]]
-
-[expect]
-verdicts = { prefers-polite = "PASS" }
-"""
+EXAMPLES = HERE.parents[1] / "docs" / "examples"
+FRAGILE = (EXAMPLES / "fragile.toml").read_text()
+"""The README's fragile example: a runner that pairs answers with requests by arrival order."""
 
 
 def test_a_runner_that_assumes_completion_order_fails_under_jitter_and_replays(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "fragile.toml").write_text(FRAGILE)
-    shutil.copy(HERE.parent / "fragile_runners.py", tmp_path)  # for the replay in a fresh process
+    shutil.copy(EXAMPLES / "fragile_runners.py", tmp_path)  # for the replay in a fresh process
     scenario = load_scenario(tmp_path / "fragile.toml", source="fragile.toml")
     # Equal latencies, no jitter: on asyncio the two answers always arrive in send order
     # and the bug hides (trio resumes tasks woken together in a shuffled order, so there
@@ -374,7 +351,8 @@ def test_a_runner_that_assumes_completion_order_fails_under_jitter_and_replays(
     assert check.replay == f"swaysim run fragile.toml --backend trio --seed 5 --jitter {jitter}"
     assert report.splitlines()[1:] == [
         "  expect.verdicts.prefers-polite: expected PASS, observed 'prefers-polite': FAIL "
-        "(preference_flip=-9 (threshold 0))",
+        "(preference_flip=-9 (threshold 0): not above the threshold; mean margin "
+        "logprob(chosen) - logprob(rejected) on base 0, on ft -9)",
         "  seed: 5",
         f"  schedule_jitter: {jitter}",
         f"  replay: {check.replay}",
@@ -405,7 +383,7 @@ def test_the_pytest_option_runs_scenarios_under_jitter(pytester: pytest.Pytester
     folder.mkdir()
     (folder / "good.toml").write_text(SCENARIO.replace("schedule_jitter = 7", ""))
     (folder / "fragile.toml").write_text(FRAGILE)
-    shutil.copy(HERE.parent / "fragile_runners.py", folder)
+    shutil.copy(EXAMPLES / "fragile_runners.py", folder)
     (check,) = check_scenario(
         load_scenario(folder / "fragile.toml"), ("asyncio",), schedule_jitter=0
     )

@@ -247,8 +247,15 @@ async def test_the_trace_sink_gets_view_entries_exits_and_every_op() -> None:
     assert [e.prompt_hash for e in ops[:2]] == [sha12("alpha"), sha12("alpha")]
     assert ops[2].prompt_hash == sha12("alpha\x00 beta")
     assert ops[1].time == pytest.approx(0.25)  # loop time since the backend's first use
+    # Each distinct prompt's text is written once (trace schema 2), before its first op.
+    prompts = [e for e in events if e.kind == "prompt"]
+    assert [(e.prompt_hash, (e.detail or {})["text"]) for e in prompts] == [
+        (sha12("alpha"), "alpha"),
+        (sha12("alpha\x00 beta"), "alpha\x00 beta"),
+        (sha12("g"), "g"),
+    ]
     for event in events:
-        assert event.view == "ft"
+        assert event.view == ("ft" if event.kind != "prompt" else None)
         assert event.task.startswith("the-probe")
         assert event.time >= 0.0
     for event in ops:

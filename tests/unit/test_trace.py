@@ -100,9 +100,12 @@ EXPECTED: list[tuple[Any, ...]] = [
     # kind, time, task, view, op, prompt_hash, hit, duration, detail
     ("view_enter", 0.0, "alpha", "base", None, None, None, None, None),
     ("latency", 0.0, "alpha", "base", "switch", None, None, 0.25, None),
+    # Version 2: a key text's first use writes it once; later events refer to its hash.
+    ("prompt", 0.25, "alpha", None, None, Q, None, None, {"text": "q"}),
     ("op_start", 0.25, "alpha", "base", "next_token_dist", Q, None, None, None),
     ("latency", 0.25, "alpha", "base", "next_token_dist", None, None, 0.5, None),
     ("op_end", 0.75, "alpha", "base", "next_token_dist", Q, False, 0.5, {"call": 1}),
+    ("prompt", 0.75, "alpha", None, None, QA, None, None, {"text": "q\x00a"}),
     ("op_start", 0.75, "alpha", "base", "logprob_of", QA, None, None, None),
     (
         "fault",
@@ -181,7 +184,7 @@ async def test_known_scenario_round_trips_through_a_jsonl_file(tmp_path: Path) -
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == len(EXPECTED)
     first = json.loads(lines[0])
-    assert first["v"] == 1
+    assert first["v"] == 2
     assert first["kind"] == "view_enter"
     assert "hit" not in first  # absent, not null
     assert list(read_trace(path)) == list(recorder.events)
@@ -224,7 +227,7 @@ async def test_a_cancelled_op_ends_with_error_cancelled() -> None:
     async with backend.as_base() as view:
         with anyio.move_on_after(2.0):
             await view.rolling_logprob("some text")
-    assert recorder.kinds() == ["view_enter", "op_start", "fault", "op_end", "view_exit"]
+    assert recorder.kinds() == ["view_enter", "prompt", "op_start", "fault", "op_end", "view_exit"]
     end = recorder.of_kind("op_end")[0]
     assert end.detail == {"error": "cancelled"}
     assert end.hit is None
@@ -408,7 +411,7 @@ def event(kind: str = "op_end", **fields: Any) -> TraceEvent:
 def test_encoding_leaves_absent_fields_out_and_keeps_field_order() -> None:
     line = encode_event(event(view="base", op="generate", hit=True, duration=0.25))
     assert line == (
-        '{"v":1,"kind":"op_end","time":1.5,"task":"t#1","view":"base","op":"generate",'
+        '{"v":2,"kind":"op_end","time":1.5,"task":"t#1","view":"base","op":"generate",'
         '"hit":true,"duration":0.25}'
     )
     assert decode_event(line) == event(view="base", op="generate", hit=True, duration=0.25)
@@ -436,7 +439,7 @@ def test_values_json_cannot_hold_are_written_as_text() -> None:
         ("not json", "not a JSON object"),
         ("[1, 2]", "expected a JSON object"),
         ('{"kind":"op_end","time":1,"task":"t"}', "v=None"),
-        ('{"v":2,"kind":"op_end","time":1,"task":"t"}', "v=2"),
+        ('{"v":3,"kind":"op_end","time":1,"task":"t"}', "v=3"),
         ('{"v":true,"kind":"op_end","time":1,"task":"t"}', "v=True"),
         ('{"v":1,"time":1,"task":"t"}', "kind=None"),
         ('{"v":1,"kind":"x","time":"soon","task":"t"}', "time='soon'"),

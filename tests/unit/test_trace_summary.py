@@ -19,7 +19,7 @@ async def test_the_known_scenario_digests_to_the_hand_worked_numbers() -> None:
     recorder = TraceRecorder()
     await run_known_scenario(known_backend(recorder))
     digest = digest_events(recorder)
-    assert digest.events == 16
+    assert digest.events == 18  # 16 and two prompt events
     assert digest.span == 1.5
     assert len(digest.tasks) == 2
     base, ft = digest.views["base"], digest.views["ft"]
@@ -110,7 +110,7 @@ async def test_summarize_trace_prints_every_table(tmp_path: Path) -> None:
     summarize_trace(path, console)
     text = console.export_text()
     for expected in (
-        "18 events over 1.5 s of loop time, 2 tasks, 3 ops (cache hit rate 0.0%), 1 faults",
+        "20 events over 1.5 s of loop time, 2 tasks, 3 ops (cache hit rate 0.0%), 1 faults",
         "Views",
         "Probes",
         "Ops and cache",
@@ -124,3 +124,79 @@ async def test_summarize_trace_prints_every_table(tmp_path: Path) -> None:
         assert expected in text, expected
     base_row = next(line for line in text.splitlines() if line.startswith("│ base"))
     assert "50.0%" in base_row
+
+
+def _many_probes(count: int) -> list[TraceEvent]:
+    events = []
+    for index in range(count):
+        detail = {"probe": f"p{index}", "probe_kind": "delta_kl"}
+        events.append(TraceEvent("probe_start", 0.0, "runner#1", detail=detail))
+        events.append(
+            TraceEvent("probe_end", float(index), "runner#1", detail={**detail, "verdict": "PASS"})
+        )
+    for worker in range(30):
+        events.append(
+            TraceEvent(
+                "op_end",
+                float(count),
+                f"swaysim-worker-{worker}#{1000 + worker}",
+                view="ft",
+                op="generate",
+                hit=False,
+                duration=0.01 * (worker + 1),
+            )
+        )
+    return events
+
+
+def test_long_tables_show_the_top_rows_longest_first_and_say_what_is_left_out(
+    tmp_path: Path,
+) -> None:
+    recorder = TraceRecorder()
+    for event in _many_probes(200):
+        recorder.emit(event)
+    path = recorder.save(tmp_path / "trace.jsonl")
+    console = Console(record=True, width=200, color_system=None)
+    summarize_trace(path, console)
+    text = console.export_text()
+    assert len(text.splitlines()) < 80
+    probe_rows = [line.split()[1] for line in text.splitlines() if line.startswith("│ p")]
+    assert probe_rows == [f"p{index}" for index in range(199, 189, -1)]
+    assert "10 of 200 probes shown; --all lists all" in text
+    assert "Probes (PASS 200)" in text
+    assert "10 of 30 task names shown" in text
+    assert "worker-29 · ft" in text  # no id, no swaysim- prefix, the views it worked in
+    everything = Console(record=True, width=200, color_system=None)
+    summarize_trace(path, everything, top=None)
+    listed = everything.export_text()
+    assert sum(line.startswith("│ p") for line in listed.splitlines()) == 200
+    assert "shown" not in listed
+
+
+def test_tasks_of_one_name_are_summed() -> None:
+    events = [
+        TraceEvent("op_end", 1.0, "swaysim-worker-0#1", view="base", op="generate", duration=1.0),
+        TraceEvent("op_end", 3.0, "swaysim-worker-0#2", view="ft", op="generate", duration=2.0),
+        TraceEvent("op_end", 3.0, "swaysim-worker-0#2", view="ft", op="generate", duration=0.5),
+        TraceEvent("view_wait", 3.0, "runner#3", view="ft", duration=0.25),
+    ]
+    named = digest_events(events).named_tasks()
+    assert [(u.task, u.tasks, u.ops, u.op_time, u.label) for u in named] == [
+        ("worker-0", 2, 3, 3.5, "worker-0 · ft, base"),
+        ("runner", 1, 0, 0.0, "runner"),
+    ]
+    assert named[1].waits == 1
+
+
+def test_a_probe_end_with_a_duration_ends_the_span_there() -> None:
+    # swaysim's runner writes the result's duration (first request sent to last answer in)
+    # on probe_end, so the span is that long however late the result was final.
+    detail = {"probe": "kl", "probe_kind": "delta_kl"}
+    events = [
+        TraceEvent("probe_start", 1.0, "runner#1", detail=detail),
+        TraceEvent(
+            "probe_end", 9.0, "runner#1", duration=0.5, detail={**detail, "verdict": "PASS"}
+        ),
+    ]
+    (span,) = digest_events(events).probes
+    assert (span.start, span.end, span.duration) == (1.0, 1.5, 0.5)

@@ -161,11 +161,11 @@ class Tally:
             self.examples.append(example)
 
     def describe(self) -> str:
-        """``2: next_token_dist('a') on ft (task 'w'); ...``, or ``0``."""
+        """``2 (next_token_dist('a') on ft; ...)``, or ``0``."""
         if not self.count:
             return "0"
         more = self.count - len(self.examples)
-        return f"{self.count}: {'; '.join(self.examples)}" + (f"; and {more} more" if more else "")
+        return f"{self.count} ({'; '.join(self.examples)}{'; ...' if more else ''})"
 
 
 class CallLedger:

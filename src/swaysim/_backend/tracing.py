@@ -17,8 +17,8 @@ import anyio
 import sniffio
 from anyio.lowlevel import current_token
 
-from swaysim._chaos.seeding import stable_hash
 from swaysim._trace.events import TraceEvent
+from swaysim._trace.prompts import PromptTable, prompt_detail
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -74,13 +74,22 @@ def current_task_name() -> str:
 
 
 class BackendTracer:
-    """Builds the backend's trace events and hands them to its sink."""
+    """Builds the backend's trace events and hands them to its sink.
 
-    __slots__ = ("clock", "sink")
+    Prompt hashes come from a :class:`~swaysim._trace.prompts.PromptTable`: a
+    key text's first use writes a ``prompt`` event with the text, later uses
+    cost one dictionary lookup (no hashing, nothing written).
+    """
+
+    __slots__ = ("clock", "prompts", "sink")
 
     def __init__(self, sink: TraceSink, clock: LoopClock) -> None:
         self.sink = sink
         self.clock = clock
+        self.prompts = PromptTable(self._prompt)
+
+    def _prompt(self, prompt_hash: str, text: str) -> None:
+        self.emit("prompt", None, prompt_hash=prompt_hash, detail=prompt_detail(text))
 
     def emit(
         self,
@@ -119,7 +128,7 @@ class BackendTracer:
             "fault",
             firing.view_id,
             op=firing.op,
-            prompt_hash=stable_hash(firing.prompt) if firing.prompt else None,
+            prompt_hash=self.prompts.hash_of(firing.prompt) if firing.prompt else None,
             detail={"rule": firing.rule_name, "kind": firing.kind, "call": firing.call_index},
         )
 
@@ -127,7 +136,7 @@ class BackendTracer:
         self, view_id: str, op: str, key_text: str, detail: Mapping[str, object] | None
     ) -> OpSpan:
         """Emit ``op_start`` for one op on ``view_id`` and return the span that ends it."""
-        span = OpSpan(self, view_id, op, stable_hash(key_text), self.clock.now(), detail)
+        span = OpSpan(self, view_id, op, self.prompts.hash_of(key_text), self.clock.now(), detail)
         self.emit("op_start", view_id, op=op, prompt_hash=span.prompt_hash, detail=detail)
         return span
 

@@ -53,6 +53,7 @@ from anyio.lowlevel import checkpoint
 from swaysim._bridge.blocking import BlockingBackend, BlockingView, ThreadSide, make_blocking
 from swaysim._bridge.host import Host
 from swaysim._time.clock import LOOPS, virtual_anyio_backend
+from swaysim._time.outside import caller_accounts_for_threads
 from swaysim.errors import BridgeCancelled, BridgeError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -188,7 +189,10 @@ async def run_sync_probe(
         host.attach(tg)
         host.hold_inc()
         try:
-            result = await anyio.to_thread.run_sync(calls.run_in_thread, func, sync_backend, args)
+            with caller_accounts_for_threads():  # the host holds while the thread runs
+                result = await anyio.to_thread.run_sync(
+                    calls.run_in_thread, func, sync_backend, args
+                )
         except (Exception, BridgeCancelled) as exc:
             error = exc
         finally:

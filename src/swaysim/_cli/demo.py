@@ -80,7 +80,8 @@ def main() -> None:
 
         wall = time.perf_counter()
         run(session, backend=loop)
-        print(f"  {'':<8} wall    {time.perf_counter() - wall:7.3f} s   {backend!r}")
+        state = "gate free: no view live, nobody waiting" if backend.is_free() else "GATE BUSY"
+        print(f"  {'':<8} wall    {time.perf_counter() - wall:7.3f} s   {state}")
         logs.append(sorted((f.view_id, f.prompt, f.call_index) for f in backend.fault_log))
     same = "identical" if logs[0] == logs[1] else "DIFFERENT"
     print(f"\nFault firings on asyncio and trio: {same} ({len(logs[0])} each).")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from swaysim._cli.run import run
-from swaysim._cli.scenario_commands import schema, validate
+from swaysim._cli.scenario_commands import new, schema, validate
 from swaysim._cli.trace_commands import report, trace
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def cli() -> None:
     """swaysim: a deterministic, async test double for LLM differential backends."""
 
 
-@cli.command()
+@cli.command(short_help="Drive one backend on both event loops; say what happened.")
 def demo() -> None:
     """Drive one backend concurrently on both event loops and say what happened."""
     from swaysim._cli.demo import main as demo_main
@@ -37,7 +37,7 @@ def demo() -> None:
     demo_main()
 
 
-for _command in (run, validate, schema, report, trace):
+for _command in (run, new, validate, schema, report, trace):
     cli.add_command(_command)
 
 

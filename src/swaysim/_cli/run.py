@@ -31,7 +31,6 @@ from swaysim._cli.common import (
 )
 from swaysim._cli.run_output import json_document, junit_tree, print_results
 from swaysim._scenario.check import check_scenario
-from swaysim._scenario.run import results_document
 from swaysim._scenario.schema import MAX_SEED
 from swaysim._scenario.under_test import RunnerUnderTest, resolve_runner
 from swaysim._time.clock import LOOPS
@@ -103,7 +102,7 @@ class _RunDirs:
             if check.ran is None:
                 continue
             results = folder / check.loop / RESULTS_FILE
-            results.write_text(json.dumps(results_document(check.run), indent=2, default=str))
+            results.write_text(json.dumps(check.results_document(), indent=2, default=str))
 
 
 class _ProgressReport:
@@ -233,7 +232,7 @@ def _write_reports(
         )
 
 
-@click.command()
+@click.command(short_help="Run scenario files (or folders of them); check expectations.")
 @click.argument("paths", nargs=-1, required=True)
 @click.option(
     "--backend",

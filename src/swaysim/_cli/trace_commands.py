@@ -11,7 +11,7 @@ import click
 from swaysim._cli.common import fail, stdout_console
 from swaysim._trace.chrome import export_chrome
 from swaysim._trace.report.render import write_report
-from swaysim._trace.summary import summarize_trace
+from swaysim._trace.summary import TOP, summarize_trace
 from swaysim.errors import SwaysimError
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def _exit_2_on_error(doing: str) -> Iterator[None]:
         fail(f"{doing}: {exc}")
 
 
-@click.command()
+@click.command(short_help="Render a run directory as one self-contained HTML report.")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "-o",
@@ -51,15 +51,31 @@ def trace() -> None:
     """Read trace files written by 'swaysim run --trace'."""
 
 
-@trace.command("summary")
+@trace.command(
+    "summary", short_help="Views, probes, tasks, ops, slowest ops and faults of a trace."
+)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-def trace_summary(file: str) -> None:
-    """Per-view, per-task and per-op use, the slowest ops and the probe spans."""
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=TOP,
+    show_default=True,
+    help="Rows of each long table (views, probes, tasks, fault rules), longest first; "
+    "also the number of slowest ops.",
+)
+@click.option("--all", "show_all", is_flag=True, help="List every view, probe, task and rule.")
+def trace_summary(file: str, top: int, show_all: bool) -> None:
+    """A headline, then per-view occupancy, per-probe time, per-task use (ops and waits of
+    each task name, with the views it worked in), ops and cache, the slowest ops and the
+    faults fired.
+
+    Tables that grow with the run show their longest rows only (how many: see the
+    options), with a caption saying how many more there are."""
     with _exit_2_on_error(f"cannot summarise {file}"):
-        summarize_trace(Path(file), stdout_console())
+        summarize_trace(Path(file), stdout_console(), top=None if show_all else top)
 
 
-@trace.command("chrome")
+@trace.command("chrome", short_help="Export a trace to Chrome trace-event JSON (Perfetto).")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "-o",

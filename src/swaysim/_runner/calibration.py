@@ -38,8 +38,13 @@ class NumericProbe(Probe):
 
     With ``null="<null probe name>"`` the verdict is ``z >= z_threshold``;
     without, it is ``raw > threshold``. A degenerate null (std below its
-    floor) gives WARN with no z, never an absurd z.
+    floor) gives WARN with no z, never an absurd z. A FAIL says why: the
+    statistic is not above the threshold, and, for probes that compare one
+    number on both views (``sides``), what base and ft measured.
     """
+
+    sides: str = ""
+    """What ``base_value`` and ``ft_value`` are (``"mean margin"``...), for FAIL messages."""
 
     def __init__(
         self,
@@ -87,6 +92,8 @@ class NumericProbe(Probe):
         if self.null is None:
             verdict = Verdict.PASS if raw > self.threshold else Verdict.FAIL
             message = f"{self.kind}={raw:.6g} (threshold {self.threshold:g})"
+            if verdict is Verdict.FAIL:
+                message += f": not above the threshold{self._sides_text(sides)}"
             return self._measured(verdict, raw, None, evidence, message, sides)
         calibration = ctx.calibration(self.null)
         z = maths.z_score(raw, calibration.mean, calibration.std, std_floor=calibration.std_floor)
@@ -102,7 +109,18 @@ class NumericProbe(Probe):
             return self._measured(Verdict.WARN, raw, None, evidence, message, sides)
         verdict = Verdict.PASS if z.value >= self.z_threshold else Verdict.FAIL
         message = f"{self.kind}={raw:.6g}, z={z.value:.3g} (threshold {self.z_threshold:g})"
+        if verdict is Verdict.FAIL:
+            message += (
+                f": within {self.z_threshold:g} null standard deviations of the null mean "
+                f"{calibration.mean:.6g}{self._sides_text(sides)}"
+            )
         return self._measured(verdict, raw, z.value, evidence, message, sides)
+
+    def _sides_text(self, sides: tuple[float | None, float | None]) -> str:
+        base, ft = sides
+        if not self.sides or base is None or ft is None:
+            return ""
+        return f"; {self.sides} on base {base:.6g}, on ft {ft:.6g}"
 
     def _measured(
         self,

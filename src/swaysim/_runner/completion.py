@@ -60,11 +60,14 @@ class Completion:
         state.result = result
         self.ctx.results[state.probe.name] = result
         self.completed += 1
+        # The result's duration rides on probe_end: viewers draw the probe from its
+        # probe_start for exactly that long, so the trace and the results agree.
         self.execution.emit(
             "probe_end",
             probe=state.probe.name,
             probe_kind=state.probe.kind,
             verdict=result.verdict.value,
+            duration=result.duration,
         )
         if self.on_progress is not None:
             self.on_progress(result, self.completed, self.total)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 
 import anyio
 
@@ -20,7 +20,7 @@ from swaysim._trace.events import TraceEvent
 from swaysim.errors import InjectedViewExitError, WorkFailedError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import Awaitable, Callable, Iterable, Iterator
 
     from swaysim._protocols import DifferentialBackend, ScoringModel
     from swaysim._runner.planning import ProbeState, WorkItem
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Execution"]
 
+NOBODY_WAITS: Final = "every probe needing it timed out"
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
@@ -67,7 +68,13 @@ class Execution:
         )
 
     def emit(
-        self, kind: str, view: str | None = None, *, op: str | None = None, **detail: object
+        self,
+        kind: str,
+        view: str | None = None,
+        *,
+        op: str | None = None,
+        duration: float | None = None,
+        **detail: object,
     ) -> None:
         """Trace a runner event (``retry``, ``timeout``, ``probe_start``, ``probe_end``)."""
         if self.trace is None:
@@ -80,6 +87,7 @@ class Execution:
                 task=f"{task.name}#{task.id}",
                 view=view,
                 op=op,
+                duration=duration,
                 detail=detail,
             )
         )
@@ -131,8 +139,20 @@ class Execution:
                     self.time_out(probe, work.view)
             live = [p for p in live if not p.timed_out]
         if not live:
-            raise WorkFailedError(work.view, work.ask, "every probe needing it timed out")
+            raise WorkFailedError(work.view, work.ask, NOBODY_WAITS)
         return live
+
+    def still_wanted(self, works: Iterable[WorkItem]) -> bool:
+        """Whether some probe still waits for one of ``works`` (times out those out of budget)."""
+        for work in works:
+            if work.done:
+                continue
+            try:
+                self.live_needers(work)
+            except WorkFailedError:
+                continue
+            return True
+        return False
 
     def time_out(self, probe: ProbeState, view: ViewRef) -> None:
         """Mark ``probe`` as out of its probe_timeout budget."""
@@ -256,6 +276,13 @@ class Execution:
         A failed entry fails the view's pending requests; a failed exit keeps
         the answers (they were computed) and is recorded as an incident.
         """
+        if not self.still_wanted(works):
+            # Every probe that wanted something here timed out: loading the view is waste.
+            for work in works:
+                if not work.done:
+                    work.failure = WorkFailedError(view, work.ask, NOBODY_WAITS)
+                    work.done = True
+            return
         policy = self.policy
         for attempt in range(policy.retries + 1):
             entered = False

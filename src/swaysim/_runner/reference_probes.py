@@ -259,6 +259,7 @@ class PreferenceFlip(NumericProbe):
     """
 
     kind = "preference_flip"
+    sides = "mean margin logprob(chosen) - logprob(rejected)"
 
     def __init__(
         self,
@@ -330,6 +331,7 @@ class PerplexityShift(NumericProbe):
     """Mean per-token logprob gain of the view over base on held-out texts (nats/token)."""
 
     kind = "perplexity_shift"
+    sides = "mean perplexity"
 
     def __init__(
         self,

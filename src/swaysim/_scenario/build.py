@@ -61,12 +61,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROBE_CLASSES",
+    "BuildRefused",
     "ExpandedProbe",
     "api_key_path",
     "backend_from_table",
+    "backend_refusal",
     "build_backend",
     "build_probe",
     "expand_probes",
+    "probe_refusal",
 ]
 
 _P = ParamSpec("_P")
@@ -168,11 +171,20 @@ def expand_probes(specs: Sequence[ProbeSpecBase]) -> list[ExpandedProbe]:
 # -- building ---------------------------------------------------------------------------
 
 
+class BuildRefused(Exception):
+    """The Python API refused a value the schema let through; ``problem`` says where and why.
+
+    Internal: the public builders turn it into a :class:`~swaysim.errors.ScenarioError`;
+    the loader collects it with every other problem of the file.
+    """
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
 class _Builder:
     """Builds API objects from specs, turning an InvalidArgumentError into a key-path problem."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
 
     def attempt(
         self,
@@ -188,7 +200,7 @@ class _Builder:
             return build(*args, **kwargs)
         except InvalidArgumentError as exc:
             key = api_key_path(table, spec, build, exc.field)
-            raise scenario_error(self.source, [Problem(key, str(exc))]) from None
+            raise BuildRefused(Problem(key, str(exc))) from None
 
     def latency_model(self, table: str, spec: BaseModel) -> LatencyModel:
         api = _LATENCY_MODELS[type(spec)]
@@ -299,12 +311,36 @@ def build_backend(
 
     ``schedule_jitter`` overrides the table's (None keeps it).
     """
-    return _Builder(source).backend(spec, seed, trace, schedule_jitter)
+    try:
+        return _Builder().backend(spec, seed, trace, schedule_jitter)
+    except BuildRefused as exc:
+        raise scenario_error(source, [exc.problem]) from None
 
 
 def build_probe(item: ExpandedProbe, *, source: str) -> Probe:
     """A fresh probe object (a null adapter binds to its target, so never reuse one)."""
-    return _Builder(source).probe(item)
+    try:
+        return _Builder().probe(item)
+    except BuildRefused as exc:
+        raise scenario_error(source, [exc.problem]) from None
+
+
+def backend_refusal(spec: BackendSpec, seed: int) -> Problem | None:
+    """What the Python API refuses in a valid ``[backend]`` table, if anything."""
+    try:
+        _Builder().backend(spec, seed, None, None)
+    except BuildRefused as exc:
+        return exc.problem
+    return None
+
+
+def probe_refusal(item: ExpandedProbe) -> Problem | None:
+    """What the Python API refuses in a valid ``[[probes]]`` entry, if anything."""
+    try:
+        _Builder().probe(item)
+    except BuildRefused as exc:
+        return exc.problem
+    return None
 
 
 def _as_toml_value(value: object) -> object:

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from swaysim._scenario.expect import evaluate
-from swaysim._scenario.run import probe_row, run_reference, run_scenario, skip_reason
+from swaysim._scenario.run import (
+    probe_row,
+    results_document,
+    run_reference,
+    run_scenario,
+    skip_reason,
+)
 from swaysim._scenario.under_test import resolve_runner
 from swaysim._time.clock import LOOPS
 from swaysim.errors import InvalidArgumentError
@@ -31,7 +37,10 @@ if TYPE_CHECKING:
     from swaysim._scenario.under_test import RunnerUnderTest
     from swaysim._trace.events import TraceSink
 
-__all__ = ["RunKey", "ScenarioCheck", "check_scenario"]
+__all__ = ["RESULTS_VERSION", "RunKey", "ScenarioCheck", "check_scenario"]
+
+RESULTS_VERSION: Final = 2
+"""``results.json`` version: 2 adds the question, the expectations and the replay command."""
 
 RunKey = tuple[str, str, int | None, int | None, str]
 """A shared run: scenario source, loop, seed override, jitter override and which runner."""
@@ -132,6 +141,25 @@ class ScenarioCheck:
             "invariants": [v.key for v in run.violations] or "all held",
             "expectations": [o.to_dict() for o in self.outcomes],
             "probes": [probe_row(r) for r in run.results],
+        }
+
+    def results_document(self) -> dict[str, object]:
+        """``results.json`` of the run directory ``swaysim run --trace`` writes (version 2).
+
+        Version 1's keys (scenario, loop, seed, probes, statistics, makespan), plus
+        the scenario's file and question, whether every expectation held, each
+        expectation (key, expected, observed, status), the jitter seed and the replay
+        command: what the HTML report needs to say what happened and whether it held.
+        """
+        return {
+            "version": RESULTS_VERSION,
+            **results_document(self.run),
+            "file": self.scenario.source,
+            "description": self.scenario.description,
+            "ok": self.ok,
+            "schedule_jitter": self.run.schedule_jitter,
+            "replay": self.replay,
+            "expectations": [o.to_dict() for o in self.outcomes],
         }
 
     def __repr__(self) -> str:

@@ -266,6 +266,33 @@ class Harness:
             self.backend, call_sync, self.probes, op_timeout=self.op_timeout
         )
 
+    @property
+    def task_name(self) -> str:
+        """What the runner's task is called (traces name it): ``runner``, or ``runner SPEC``."""
+        runner = self.runner
+        return "runner" if runner.reference else f"runner {runner.label}"
+
+    async def _runner_task(
+        self,
+        session: Session,
+        before: Mapping[int, tuple[object, str]],
+        scope: anyio.CancelScope | None,
+    ) -> None:
+        """The runner in a task of its own; the invariants checked in it as the runner ends."""
+        try:
+            session.value = await self.call()
+        except Exception as exc:
+            session.error = exc
+        except BaseExceptionGroup as group:
+            if group.subgroup(anyio.get_cancelled_exc_class()) is not None:
+                self._at_return(session, before, scope, propagated=True)
+                raise
+            session.error = group
+        except BaseException:
+            self._at_return(session, before, scope, propagated=True)
+            raise
+        self._at_return(session, before, scope, propagated=False)
+
     async def session(self) -> Session:
         """The runner under ``cancel_after`` and the stall guard, checked as it returns."""
         session = Session()
@@ -277,17 +304,12 @@ class Harness:
                 stall.cancel_called or bool(scope is not None and scope.cancel_called)
             )
             with scope if scope is not None else nullcontext():
-                try:
-                    session.value = await self.call()
-                except Exception as exc:
-                    session.error = exc
-                except BaseExceptionGroup as group:
-                    if group.subgroup(anyio.get_cancelled_exc_class()) is not None:
-                        raise
-                    session.error = group
+                async with anyio.create_task_group() as group:
+                    group.start_soon(self._runner_task, session, before, scope, name=self.task_name)
             session.cancelled = scope is not None and scope.cancelled_caught
-            self._at_return(session, before, scope)
         session.stalled = stall.cancelled_caught
+        if session.stalled:
+            session.violations.clear()  # what a stall guard's cancellation left is not the runner's
         session.makespan = anyio.current_time() - start
         if session.statistics is None:
             session.statistics = self.backend.statistics()
@@ -298,9 +320,17 @@ class Harness:
         return session
 
     def _at_return(
-        self, session: Session, before: Mapping[int, tuple[object, str]], scope: object
+        self,
+        session: Session,
+        before: Mapping[int, tuple[object, str]],
+        scope: anyio.CancelScope | None,
+        *,
+        propagated: bool,
     ) -> None:
-        """The invariants, checked synchronously the moment the runner returned or raised."""
+        """The invariants, checked synchronously the moment the runner returned or raised.
+
+        ``propagated``: the runner let a cancellation out (what it should do when cancelled).
+        """
         stats = session.statistics = self.backend.statistics()
         found = session.violations
         if stats.live_views:
@@ -320,7 +350,7 @@ class Harness:
         if leaked:
             shown = ", ".join(repr(name) for name in sorted(leaked)[:5])
             found.append(Violation("leaked_task", f"{len(leaked)} still running: {shown}"))
-        if isinstance(scope, anyio.CancelScope) and scope.cancel_called and not session.cancelled:
+        if scope is not None and scope.cancel_called and not propagated:
             what = (
                 "returned normally"
                 if session.error is None

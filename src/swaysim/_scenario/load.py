@@ -19,34 +19,35 @@ import re
 import shlex
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from pydantic import ValidationError
-
-from swaysim._scenario.build import ExpandedProbe, build_backend, build_probe, expand_probes
+from swaysim._scenario.build import (
+    ExpandedProbe,
+    backend_refusal,
+    build_backend,
+    build_probe,
+    expand_probes,
+    probe_refusal,
+)
+from swaysim._scenario.locate import key_lines, line_of
 from swaysim._scenario.messages import (
     Problem,
     did_you_mean,
     join_key,
     scenario_error,
     show_value,
-    validation_problems,
 )
-from swaysim._scenario.schema import (
-    EXPECTATION_KEYS,
-    NUMERIC_KINDS,
-    ExpectKeys,
-    RunnerSpec,
-    ScenarioSpec,
-)
+from swaysim._scenario.schema import EXPECTATION_KEYS, NUMERIC_KINDS, RunnerSpec
+from swaysim._scenario.sections import Sections, validate_sections
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from swaysim._backend.backend import AsyncDummyDifferentialBackend
     from swaysim._runner.probes import Probe
+    from swaysim._scenario.schema import ExpectKeys, ExpectSpec, ScenarioSpec
     from swaysim._trace.events import TraceSink
 
 __all__ = [
@@ -60,7 +61,7 @@ __all__ = [
 
 MAX_FILE_BYTES: Final = 4 * 1024 * 1024
 MAX_NESTING: Final = 32
-_NEEDS: Final = "a scenario needs at least a description, [[probes]] and [expect]"
+_NEEDS: Final = "a scenario needs at least [[probes]] and [expect]"
 _TOML_POSITION: Final = re.compile(r"^(.*?)\s*\(at line (\d+), column (\d+)\)$", re.DOTALL)
 """tomllib states the position only in its message (attributes arrive in Python 3.14)."""
 
@@ -111,8 +112,8 @@ def _too_deep(value: object, path: str = "", depth: int = 0) -> str | None:
     return None
 
 
-def _decode(data: bytes) -> dict[str, object] | Problem:
-    """The TOML document in ``data``, or the problem that stops it being one."""
+def _decode(data: bytes) -> tuple[str, dict[str, object]] | Problem:
+    """The text and TOML document in ``data``, or the problem that stops it being one."""
     text = _text(data)
     if isinstance(text, Problem):
         return text
@@ -124,14 +125,18 @@ def _decode(data: bytes) -> dict[str, object] | Problem:
     deep = _too_deep(document)
     if deep is not None:
         return Problem(deep, f"nested more than {MAX_NESTING} levels deep")
-    return document
+    return text, document
 
 
 # -- cross-references -------------------------------------------------------------------
 
 
-def _probe_problems(probes: Sequence[ExpandedProbe]) -> list[Problem]:
-    """Probe names are unique; ``null`` names a null adapter, ``target`` a numeric probe."""
+def _probe_problems(probes: Sequence[ExpandedProbe], *, complete: bool) -> list[Problem]:
+    """Probe names are unique; ``null`` names a null adapter, ``target`` a numeric probe.
+
+    References are checked only in a ``complete`` suite (a broken entry may be the
+    probe a reference names).
+    """
     problems: list[Problem] = []
     first: dict[str, str] = {}
     kinds: dict[str, str] = {}
@@ -146,6 +151,8 @@ def _probe_problems(probes: Sequence[ExpandedProbe]) -> list[Problem]:
             )
         first.setdefault(probe.name, probe.path)
         kinds[probe.name] = probe.kind
+    if not complete:
+        return problems
     nulls = [name for name, kind in kinds.items() if kind == "null_adapter"]
     numeric = [name for name, kind in kinds.items() if kind in NUMERIC_KINDS]
     for probe in probes:
@@ -172,21 +179,31 @@ def _probe_problems(probes: Sequence[ExpandedProbe]) -> list[Problem]:
 
 
 def _table_problems(
-    expect: ExpectKeys, table: str, spec: ScenarioSpec, names: Sequence[str]
+    expect: ExpectKeys, table: str, sections: Sections, names: Sequence[str]
 ) -> list[Problem]:
-    """One expectation table (``[expect]`` or ``[expect.reference]``) names real things."""
+    """One expectation table (``[expect]`` or ``[expect.reference]``) names real things
+    (of the tables that are valid)."""
     problems: list[Problem] = []
     for pattern in expect.verdicts:
         # The preflight result is matched only by a pattern that asks for it ("__...").
         candidates = [*names, "__preflight__"] if pattern.startswith("__") else names
-        if not any(fnmatch.fnmatchcase(name, pattern) for name in candidates):
+        if any(fnmatch.fnmatchcase(name, pattern) for name in candidates):
+            continue
+        if not sections.may_name_a_broken_probe(pattern):
             problems.append(
                 Problem(
                     join_key(f"{table}.verdicts", pattern),
                     f"matches no probe in the suite{did_you_mean(pattern, names)}",
                 )
             )
-    faults = spec.backend.faults
+    runner = sections.runner
+    if expect.cancelled is not None and runner is not None and runner.cancel_after is None:
+        message = "needs runner.cancel_after (when to cancel the suite)"
+        problems.append(Problem(f"{table}.cancelled", message))
+    backend = sections.backend
+    if backend is None:
+        return problems
+    faults = backend.faults
     rules = (
         [rule.name or f"{rule.kind}#{i}" for i, rule in enumerate(faults.rules)] if faults else []
     )
@@ -199,20 +216,17 @@ def _table_problems(
                     f"names no fault rule{did_you_mean(rule_name, rules) or known}",
                 )
             )
-    if expect.cancelled is not None and spec.runner.cancel_after is None:
-        message = "needs runner.cancel_after (when to cancel the suite)"
-        problems.append(Problem(f"{table}.cancelled", message))
     return problems
 
 
-def _expectation_problems(spec: ScenarioSpec, names: Sequence[str]) -> list[Problem]:
+def _expectation_problems(
+    expect: ExpectSpec, sections: Sections, names: Sequence[str]
+) -> list[Problem]:
     """``[expect]`` names probes, fault rules and expectation keys the scenario has."""
-    expect = spec.expect
-    problems = _table_problems(expect, "expect", spec, names)
-    if expect.reference is not None:
-        problems += _table_problems(expect.reference, "expect.reference", spec, names)
+    problems = _table_problems(expect, "expect", sections, names)
     stated = {key for key in expect.model_fields_set if key in EXPECTATION_KEYS}
     if expect.reference is not None:
+        problems += _table_problems(expect.reference, "expect.reference", sections, names)
         stated |= {key for key in expect.reference.model_fields_set if key in EXPECTATION_KEYS}
     for index, key in enumerate(expect.optional):
         if key not in EXPECTATION_KEYS:
@@ -224,21 +238,50 @@ def _expectation_problems(spec: ScenarioSpec, names: Sequence[str]) -> list[Prob
     return problems
 
 
-def _runner_problems(spec: ScenarioSpec) -> list[Problem]:
+def _runner_problems(runner: RunnerSpec) -> list[Problem]:
     """Runner options need a custom runner."""
     problems = []
-    if spec.runner.options and spec.runner.runner is None:
+    if runner.options and runner.runner is None:
         message = 'only a custom runner (runner = "module:function") takes options'
         problems.append(Problem("runner.options", message))
     return problems
 
 
-def _reference_problems(spec: ScenarioSpec, probes: Sequence[ExpandedProbe]) -> list[Problem]:
+def _reference_problems(sections: Sections, probes: Sequence[ExpandedProbe]) -> list[Problem]:
+    """Cross-references between the tables that are valid."""
     names = list(dict.fromkeys(probe.name for probe in probes))
+    problems = _probe_problems(probes, complete=sections.every_probe_valid)
+    if sections.expect is not None:
+        problems += _expectation_problems(sections.expect, sections, names)
+    if sections.runner is not None:
+        problems += _runner_problems(sections.runner)
+    return problems
+
+
+def _build_problems(sections: Sections, probes: Sequence[ExpandedProbe]) -> list[Problem]:
+    """What the Python API refuses in the valid tables (each problem once, not per repeat)."""
+    found = [probe_refusal(probe) for probe in probes]
+    if sections.backend is not None:
+        found.insert(0, backend_refusal(sections.backend, sections.seed))
+    return list(dict.fromkeys(problem for problem in found if problem is not None))
+
+
+def _plan(sections: Sections) -> tuple[ExpandedProbe, ...]:
+    """The valid probes after ``repeat`` expansion, each keeping its index in the file."""
+    if sections.spec is not None:
+        return tuple(expand_probes(sections.spec.probes))
+    return tuple(
+        replace(item, path=f"probes[{index}]")
+        for index, spec in sections.probes
+        for item in expand_probes([spec])
+    )
+
+
+def _located(problems: Sequence[Problem], text: str) -> list[Problem]:
+    """Each problem with the line its key is written on, when the scan finds it."""
+    lines = key_lines(text)
     return [
-        *_probe_problems(probes),
-        *_expectation_problems(spec, names),
-        *_runner_problems(spec),
+        replace(p, line=line_of(p.key, lines)) if p.key and p.line is None else p for p in problems
     ]
 
 
@@ -312,7 +355,7 @@ class Scenario:
     @property
     def description(self) -> str:
         """The question the scenario answers."""
-        return self.spec.description.strip()
+        return (self.spec.description or "").strip()
 
     @property
     def seed(self) -> int:
@@ -390,33 +433,35 @@ def parse_scenario(
 ) -> Scenario:
     """Validate a scenario document and build it once (so API errors surface now).
 
-    Raises :class:`~swaysim.errors.ScenarioError` listing what is wrong, each
-    problem on one line naming ``source``, the key path, the value and what is
-    allowed.
+    Raises :class:`~swaysim.errors.ScenarioError` listing everything that is
+    wrong at once, sorted by line: each problem on one line naming ``source``,
+    the line, the key path, the value and what is allowed. A custom runner is
+    imported only from a file with no other problem.
     """
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    document = _decode(raw)
-    if isinstance(document, Problem):
-        raise scenario_error(source, [document])
-    try:
-        spec = ScenarioSpec.model_validate(document)
-    except ValidationError as exc:
-        raise scenario_error(source, validation_problems(exc.errors(include_url=False))) from None
-    plan = tuple(expand_probes(spec.probes))
-    problems = _reference_problems(spec, plan)
-    if problems:
-        raise scenario_error(source, problems)
+    decoded = _decode(raw)
+    if isinstance(decoded, Problem):
+        raise scenario_error(source, [decoded])
+    text, document = decoded
+    sections = validate_sections(document)
+    plan = _plan(sections)
+    problems = [
+        *sections.problems,
+        *_reference_problems(sections, plan),
+        *_build_problems(sections, plan),
+    ]
+    if problems or sections.spec is None:
+        raise scenario_error(source, _located(problems, text))
+    spec = sections.spec
     function: Callable[..., object] | None = None
     if spec.runner.runner is not None:
+        # Imported last: no code runs for a file with other problems.
         folder = path.resolve().parent if path is not None else None
         imported = _import_runner(spec.runner.runner, folder)
         if isinstance(imported, Problem):
-            raise scenario_error(source, [imported])
+            raise scenario_error(source, _located([imported], text))
         function = imported
-    scenario = Scenario(spec, source, path, plan, function)
-    scenario.build_backend()
-    scenario.build_probes()
-    return scenario
+    return Scenario(spec, source, path, plan, function)
 
 
 def load_scenario(path: str | Path, *, source: str | None = None) -> Scenario:

@@ -60,7 +60,8 @@ class Problem:
 
     def __str__(self) -> str:
         if self.key is not None:
-            return f"{self.key or TOP_LEVEL}: {self.message}"
+            line = f" (line {self.line})" if self.line is not None else ""
+            return f"{self.key or TOP_LEVEL}: {self.message}{line}"
         if self.line is not None:
             column = f", column {self.column}" if self.column is not None else ""
             return f"line {self.line}{column}: {self.message}"
@@ -68,8 +69,13 @@ class Problem:
 
 
 def scenario_error(source: str, problems: Iterable[Problem]) -> ScenarioError:
-    """The error a bad scenario raises: every problem, one line each, named by ``source``."""
-    return ScenarioError(source, [str(problem) for problem in problems])
+    """The error a bad scenario raises: every problem, one line each, named by ``source``.
+
+    Problems about the file as a whole (no line) come first, then the rest by
+    line; problems on one line keep the order they were found in.
+    """
+    ordered = sorted(problems, key=lambda problem: problem.line or 0)
+    return ScenarioError(source, [str(problem) for problem in ordered])
 
 
 # -- key paths and values ---------------------------------------------------------------

@@ -33,7 +33,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    JsonValue,
     field_validator,
     model_validator,
 )
@@ -65,7 +64,6 @@ __all__ = [
     "ScenarioSpec",
     "SecondsBounds",
     "UniformSpec",
-    "scenario_json_schema",
 ]
 
 MAX_SEED: Final = 2**63 - 1
@@ -100,6 +98,7 @@ class ConstantSpec(_Spec):
     """Always ``seconds``, plus a uniform ``[0, jitter)``."""
 
     model: Literal["constant"]
+    """Which latency model: ``"constant"``."""
     seconds: Seconds
     """Seconds of latency."""
     jitter: Seconds = 0.0
@@ -110,6 +109,7 @@ class UniformSpec(_Spec):
     """Uniform in ``[low, high)`` seconds, plus a uniform ``[0, jitter)``."""
 
     model: Literal["uniform"]
+    """Which latency model: ``"uniform"``."""
     low: Seconds
     """Lowest latency, seconds."""
     high: Seconds
@@ -122,6 +122,7 @@ class LogNormalSpec(_Spec):
     """``exp(N(log(median), sigma**2))`` seconds: a heavy right tail."""
 
     model: Literal["lognormal"]
+    """Which latency model: ``"lognormal"``."""
     median: PositiveSeconds
     """Median latency, seconds (> 0)."""
     sigma: Annotated[float, Field(gt=0.0, le=20.0)]
@@ -208,7 +209,9 @@ class LogprobSpec(_Spec):
     """A canned ``logprob_of(prompt, completion)``."""
 
     prompt: str
+    """The prompt, exactly as the probe sends it."""
     completion: str
+    """The completion scored after it."""
     logprob: Number
     """Summed completion logprob, nats."""
 
@@ -217,8 +220,11 @@ class TokenDistSpec(_Spec):
     """A canned next-token distribution (``swaysim.TokenDist``)."""
 
     token_ids: Annotated[list[Annotated[int, Field(ge=0, le=2**62)]], Field(min_length=1)]
+    """Token ids, most probable first."""
     logprobs: Annotated[list[Number], Field(min_length=1)]
+    """One logprob per token id."""
     vocab_size: Annotated[int, Field(ge=1, le=2**62)]
+    """Size of the vocabulary the slice comes from."""
     tail_logprob: Number | None = None
     """Log of the mass outside the slice; unset: no measurable tail."""
 
@@ -236,6 +242,7 @@ class RollingSpec(_Spec):
     """A canned rolling logprob (``swaysim.RollingLogprob``)."""
 
     token_ids: Annotated[list[Annotated[int, Field(ge=0, le=2**62)]], Field(min_length=1)]
+    """The text's N token ids."""
     logprobs: list[Number]
     """N-1 per-token logprobs for N token ids."""
     num_tokens: PositiveCount | None = None
@@ -278,7 +285,7 @@ class BackendSpec(_Spec):
     exclusivity: Literal["wait", "strict"] = "wait"
     """Exclusive backend: entering a busy view waits (FIFO) or fails at once."""
     max_concurrent_views: PositiveCount | None = None
-    """Cap on live views (needs safe_for_concurrent_views)."""
+    """Cap on live views (needs safe_for_concurrent_views); loaded views stay resident."""
     max_concurrent_ops: PositiveCount | None = None
     """Ops served at once (default 1 when exclusive, unbounded when safe)."""
     cache_size: PositiveCount = 256
@@ -304,60 +311,87 @@ class DeltaKLSpec(ProbeSpecBase):
     """Mean JS (or KL) divergence between base and ft next-token distributions."""
 
     kind: Literal["delta_kl"]
+    """Which probe: ``"delta_kl"``."""
     prompts: Annotated[list[str], Field(min_length=1)]
+    """Prompts whose next-token distributions are compared."""
     divergence: Literal["js", "kl"] = "js"
+    """Jensen-Shannon (``"js"``) or Kullback-Leibler (``"kl"``) divergence."""
     top_k: PositiveCount = 256
+    """Tokens per next-token distribution."""
     threshold: Number = 0.01
+    """PASS when the mean divergence is above this (without ``null``)."""
     null: str | None = None
     """Name of a null_adapter probe to z-score against."""
     z_threshold: Number = 3.0
+    """PASS when the z-score is at least this (with ``null``)."""
 
 
 class AdapterAblationSpec(ProbeSpecBase):
     """Divergence from base as the adapter is scaled by each lam."""
 
     kind: Literal["adapter_ablation"]
+    """Which probe: ``"adapter_ablation"``."""
     prompts: Annotated[list[str], Field(min_length=1)]
+    """Prompts whose next-token distributions are compared."""
     lams: Annotated[list[Number], Field(min_length=1)] = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25]
+    """Adapter scales to measure; must include 1.0."""
     divergence: Literal["js", "kl"] = "js"
+    """Jensen-Shannon (``"js"``) or Kullback-Leibler (``"kl"``) divergence."""
     top_k: PositiveCount = 256
+    """Tokens per next-token distribution."""
     threshold: Number = 0.01
+    """PASS needs the divergence at lam = 1 above this."""
     tolerance: Annotated[float, Field(ge=0.0, le=1e12)] = 1e-6
+    """How far the curve may dip between lams in [0, 1] and still count as rising."""
 
 
 class NullAdapterSpec(ProbeSpecBase):
     """A target probe's statistic on K seeded null views: the z-score denominator."""
 
     kind: Literal["null_adapter"]
+    """Which probe: ``"null_adapter"``."""
     target: str
     """Name of the numeric probe whose statistic is measured."""
     seeds: Annotated[list[Seed], Field(min_length=2)] = [0, 1, 2, 3]
+    """One null view per seed (at least two, for a spread)."""
     init_scale: Annotated[float, Field(ge=0.0, le=1e6)] = 0.02
+    """Scale of the null adapter's random weights."""
     rank_scale: Annotated[float, Field(gt=0.0, le=1e6)] = 1.0
+    """Rank factor: noise std is ``init_scale * sqrt(rank_scale)``."""
     std_floor: Annotated[float, Field(ge=0.0, le=1e12)] = 1e-6
+    """A null spread below this is degenerate: WARN, and no z-scores against it."""
 
 
 class PreferenceFlipSpec(ProbeSpecBase):
     """How much more ft prefers the chosen completion than base does."""
 
     kind: Literal["preference_flip"]
+    """Which probe: ``"preference_flip"``."""
     triples: Annotated[
         list[Annotated[list[str], Field(min_length=3, max_length=3)]], Field(min_length=1)
     ]
     """``[prompt, chosen, rejected]`` triples."""
     threshold: Number = 0.0
+    """PASS when the mean preference gain is above this (without ``null``)."""
     null: str | None = None
+    """Name of a null_adapter probe to z-score against."""
     z_threshold: Number = 3.0
+    """PASS when the z-score is at least this (with ``null``)."""
 
 
 class PerplexityShiftSpec(ProbeSpecBase):
     """Mean per-token logprob gain of ft over base on held-out texts."""
 
     kind: Literal["perplexity_shift"]
+    """Which probe: ``"perplexity_shift"``."""
     texts: Annotated[list[str], Field(min_length=1)]
+    """Held-out texts scored with ``rolling_logprob``."""
     threshold: Number = 0.0
+    """PASS when the mean per-token logprob gain is above this (without ``null``)."""
     null: str | None = None
+    """Name of a null_adapter probe to z-score against."""
     z_threshold: Number = 3.0
+    """PASS when the z-score is at least this (with ``null``)."""
 
 
 ProbeSpec = Annotated[
@@ -383,15 +417,23 @@ class RunnerSpec(_Spec):
     runner: Annotated[str, Field(pattern=_RUNNER_PATTERN)] | None = None
     """``"package.module:function"``: awaited as ``function(backend, probes, **options)``."""
     concurrency: PositiveCount = 1
+    """Requests in flight at once."""
     op_timeout: PositiveSeconds | None = None
+    """Loop seconds one op attempt may take; unset: no limit."""
     probe_timeout: PositiveSeconds | None = None
+    """Loop seconds a probe's requests may be in flight in all; unset: no limit."""
     retries: Annotated[int, Field(ge=0, le=1000)] = 2
+    """Extra attempts for a transient failure (fatal faults are never retried)."""
     backoff: Seconds = 0.1
+    """First retry delay; doubles per attempt, plus up to 25 % seeded jitter."""
     backoff_max: Seconds = 5.0
+    """Longest retry delay."""
     preflight: bool = True
+    """Run ``preflight_finite_check()`` first; a failure aborts the suite."""
     seed: Seed | None = None
     """Seed of the retry jitter; defaults to the scenario seed."""
     mode: Literal["pooled", "naive"] = "pooled"
+    """``"pooled"`` (each view entered once) or ``"naive"`` (one probe at a time)."""
     cancel_after: PositiveSeconds | None = None
     """Cancel the suite after this many loop seconds (``anyio.move_on_after``)."""
     options: dict[str, Any] = {}
@@ -414,7 +456,9 @@ class CountBounds(_Spec):
     """A count that must lie within bounds (a bare integer means exactly that)."""
 
     at_least: Count | None = None
+    """Lowest allowed count."""
     at_most: Count | None = None
+    """Highest allowed count."""
 
     @model_validator(mode="after")
     def _ordered(self) -> CountBounds:
@@ -426,7 +470,9 @@ class SecondsBounds(_Spec):
     """Virtual seconds that must lie within bounds (a bare number means exactly that)."""
 
     at_least: Seconds | None = None
+    """Fewest allowed seconds."""
     at_most: Seconds | None = None
+    """Most allowed seconds."""
 
     @model_validator(mode="after")
     def _ordered(self) -> SecondsBounds:
@@ -475,10 +521,15 @@ class VerdictCounts(_Spec):
     """How many probes end with each verdict."""
 
     PASS: CountExpectation | None = None
+    """Probes that PASS."""
     FAIL: CountExpectation | None = None
+    """Probes that FAIL."""
     WARN: CountExpectation | None = None
+    """Probes that WARN."""
     SKIP: CountExpectation | None = None
+    """Probes that SKIP."""
     ERROR: CountExpectation | None = None
+    """Probes that end in ERROR (the preflight's included)."""
 
 
 class ExpectKeys(_Spec):
@@ -559,48 +610,22 @@ class ScenarioSpec(_Spec):
 
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     """Short name; defaults to the file name without ``.toml``."""
-    description: Annotated[str, Field(min_length=1)]
-    """The question this scenario answers."""
+    description: Annotated[str, Field(min_length=1)] | None = None
+    """The question this scenario answers; shown in reports and failure messages."""
     seed: Seed = 0
     """Seed of every plan and the runner unless they set their own."""
     backend: BackendSpec = BackendSpec()
+    """The backend: views, exclusivity, latency, faults."""
     probes: Annotated[list[ProbeSpec], Field(min_length=1)]
+    """The probe suite, one ``[[probes]]`` table each."""
     runner: RunnerSpec = RunnerSpec()
+    """How the suite runs."""
     expect: ExpectSpec
+    """What must hold afterwards."""
 
     @field_validator("description")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
             raise ValueError("must not be blank: say what question the scenario answers")
         return value
-
-
-def _without_null(node: JsonValue) -> JsonValue:
-    """TOML has no null: an optional key is simply absent, so drop null from the schema."""
-    if isinstance(node, list):
-        return [_without_null(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _without_null(value) for key, value in node.items()}
-    default = out.get("default", 0)
-    if default is None:
-        del out["default"]
-    elif isinstance(default, dict):
-        out["default"] = {k: v for k, v in default.items() if v is not None}
-    options = out.get("anyOf")
-    if isinstance(options, list):
-        kept = [option for option in options if option != {"type": "null"}]
-        if len(kept) == 1 and isinstance(kept[0], dict):
-            del out["anyOf"]
-            out = {**kept[0], **out}
-        else:
-            out["anyOf"] = kept
-    return out
-
-
-def scenario_json_schema() -> dict[str, JsonValue]:
-    """The JSON Schema of a scenario file, for editor completion (``swaysim schema``)."""
-    schema = _without_null(ScenarioSpec.model_json_schema())
-    assert isinstance(schema, dict)  # a model's schema is an object
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}

@@ -7,17 +7,20 @@ The output is a JSON object whose ``traceEvents`` array holds, one per line:
   the holding task for every time the view was live, and a counter track
   ``live <view>`` with the number of live entries;
 - process "tasks": one track per task, with a slice per op (named after the
-  op; args: view, hit, call, error) and per wait for a view (``wait
-  <view>``), and instant events for faults, latency draws, retries and
-  timeouts;
-- process "probes": slices from ``probe_start`` to ``probe_end`` (args:
-  probe_kind, verdict), on as many tracks as probes ran at once.
+  op; args: view, prompt hash, prompt text from a version 2 trace, hit,
+  call, error) and per wait for a view (``wait <view>``), and instant events
+  for faults, latency draws, retries and timeouts;
+- process "probes": a slice per probe from its ``probe_start``, as long as
+  the ``duration`` its ``probe_end`` carries (the result's duration), else to
+  the ``probe_end`` (args: probe_kind, verdict), on as many tracks as probes
+  ran at once.
 
 Slices are ``B``/``E`` pairs; every ``B`` gets its ``E`` (a slice still open
 when the trace ends is closed at the trace's last timestamp with
 ``args.unfinished``), and timestamps never decrease along a track. Times are
 microseconds of loop time. The conversion streams: memory holds a few
-entries per task, view and probe name and one per open slice, never the
+entries per task, view and probe name, one per open slice and the prompt
+texts it has seen (at most ``PROMPTS_KEPT``, each a display copy), never the
 events.
 """
 
@@ -27,6 +30,7 @@ import json
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final, TypedDict
 
+from swaysim._trace.digest import PROMPTS_KEPT, display_prompt
 from swaysim._trace.encode import finite_or_name
 from swaysim._trace.events import probe_name
 from swaysim._trace.read import read_trace
@@ -84,7 +88,8 @@ class _Converter:
         self.live: dict[str, int] = {}
         self.probe_lanes: list[bool] = []
         self.probe_tids: list[int] = []
-        self.open_probes: dict[str, list[int]] = {}
+        self.open_probes: dict[str, list[tuple[int, float]]] = {}
+        self.prompts: dict[str, str] = {}
         self.open_ops: dict[str, str] = {}  # task -> op name of its open op slice
         self.open_slices: dict[Track, list[str]] = {}
         self.last_ts: dict[Track, float] = {}
@@ -223,6 +228,10 @@ class _Converter:
             self._probe_start(event, ts, out)
         elif kind == "probe_end":
             self._probe_end(event, ts, out)
+        elif kind == "prompt":
+            text = (event.detail or {}).get("text")
+            if event.prompt_hash and isinstance(text, str) and len(self.prompts) < PROMPTS_KEPT:
+                self.prompts.setdefault(event.prompt_hash, display_prompt(text))
         else:
             track = self._task_track(event.task, out)
             out.append(self._instant(track, _instant_name(event), kind, ts, _instant_args(event)))
@@ -274,6 +283,9 @@ class _Converter:
         name = event.op or "op"
         self.open_ops[event.task] = name
         args: Args = {"view": event.view, "prompt_hash": event.prompt_hash}
+        prompt = self.prompts.get(event.prompt_hash or "")
+        if prompt is not None:
+            args["prompt"] = prompt
         args.update(_detail(event))
         self._begin(track, name, "op", ts, args, out)
 
@@ -293,7 +305,7 @@ class _Converter:
     def _probe_start(self, event: TraceEvent, ts: float, out: list[ChromeEvent]) -> None:
         name = probe_name(event)
         lane = self._probe_lane(out)
-        self.open_probes.setdefault(name, []).append(lane)
+        self.open_probes.setdefault(name, []).append((lane, ts))
         track = (PROBES_PID, self.probe_tids[lane])
         self._begin(track, name, "probe", ts, _probe_args(event), out)
 
@@ -302,7 +314,9 @@ class _Converter:
         lanes = self.open_probes.get(name)
         args = _probe_args(event)
         if lanes:
-            lane = lanes.pop()
+            lane, start = lanes.pop()
+            if event.duration is not None:
+                ts = start + _us(event.duration)  # the result's duration, from its start
         else:
             lane = self._probe_lane(out)
             track = (PROBES_PID, self.probe_tids[lane])

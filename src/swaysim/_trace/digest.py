@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from swaysim._trace.events import probe_kind, probe_name
 from swaysim._trace.read import read_trace
@@ -33,8 +33,34 @@ __all__ = [
     "ViewUsage",
     "digest_events",
     "digest_trace",
+    "PROMPTS_KEPT",
+    "display_prompt",
     "hit_rate_of",
+    "task_label",
 ]
+
+
+PROMPTS_KEPT: Final = 50_000
+"""Distinct prompt texts a digest keeps (so a report of millions of prompts stays bounded)."""
+
+
+def display_prompt(text: str) -> str:
+    """An op's key text for people: ``logprob_of``'s completion after an arrow, batches split.
+
+    The trace writes the key the prompt hash is taken of: the prompt, the prompt and
+    completion joined by NUL for ``logprob_of``, a batch's prompts joined by RS.
+    """
+    return text.replace("\x00", " \u2192 ").replace("\x1e", " | ")
+
+
+def task_label(task: str) -> str:
+    """A trace's task as a person names it: without the id, without swaysim's prefix.
+
+    ``"swaysim-worker-3#140681515288000"`` is ``"worker-3"``: task ids are memory
+    addresses, different in every run, and every task of one name does the same job.
+    """
+    name = task.rpartition("#")[0] or task
+    return name.removeprefix("swaysim-") or task
 
 
 def hit_rate_of(hits: int, misses: int) -> float | None:
@@ -73,13 +99,23 @@ class ViewUsage:
 
 @dataclass(slots=True)
 class TaskUsage:
-    """One task's ops and waits."""
+    """One task's ops and waits (or, from :meth:`TraceDigest.named_tasks`, a name's)."""
 
     task: str
     ops: int = 0
     op_time: float = 0.0
     waits: int = 0
     wait_time: float = 0.0
+    views: Counter[str] = field(default_factory=Counter)
+    """Ops per view."""
+    tasks: int = 1
+    """How many tasks (distinct ids) this usage sums."""
+
+    @property
+    def label(self) -> str:
+        """The name and the views it worked in: ``worker-3 · ft, base``."""
+        views = ", ".join(view for view, _ in self.views.most_common())
+        return f"{self.task} · {views}" if views else self.task
 
 
 @dataclass(slots=True)
@@ -107,7 +143,12 @@ class OpUsage:
 
 @dataclass(slots=True)
 class ProbeSpan:
-    """One probe from ``probe_start`` to ``probe_end`` (``end`` None: never ended)."""
+    """One probe from ``probe_start`` to its end (``end`` None: never ended).
+
+    Its end is ``start + duration`` when ``probe_end`` carries the probe's
+    duration (swaysim's runner writes the same number as the result's
+    ``duration``: first request sent to last answer in), else the ``probe_end``.
+    """
 
     name: str
     kind: str
@@ -160,9 +201,23 @@ class TraceDigest:
     latency_seconds: float = 0.0
     retries: int = 0
     timeouts: int = 0
+    marks: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """First and last time of each kind of moment a report may point at: ``retry``,
+    ``timeout``, ``fault``, ``fault:<rule>`` and ``fault_kind:<kind>``, ``peak_live``
+    (when the most views were live at once)."""
+    prompts: dict[str, str] = field(default_factory=dict)
+    """Prompt text by hash, from a version 2 trace's ``prompt`` events (the first
+    :data:`PROMPTS_KEPT`; each as written, at most ``PROMPT_TEXT_CAP`` characters)."""
     slowest_kept: int = 10
     _slowest: list[tuple[float, int, OpRecord]] = field(default_factory=list)
     _open_probes: dict[str, list[int]] = field(default_factory=dict)
+    _live: int = 0
+    _peak_live: int = 0
+
+    def mark(self, name: str, time: float) -> None:
+        """Note a moment of kind ``name`` (its first and last time are kept)."""
+        first = self.marks.get(name)
+        self.marks[name] = (time, time) if first is None else (first[0], time)
 
     @property
     def span(self) -> float:
@@ -194,6 +249,22 @@ class TraceDigest:
         """Hits over finished ops that reached the cache; 0.0 when there were none."""
         return hit_rate_of(self.hits, self.misses) or 0.0
 
+    def named_tasks(self) -> list[TaskUsage]:
+        """Tasks summed per :func:`task_label` (a name's tasks do one job), busiest first."""
+        named: dict[str, TaskUsage] = {}
+        for usage in self.tasks.values():
+            name = task_label(usage.task)
+            total = named.get(name)
+            if total is None:
+                named[name] = total = TaskUsage(name, tasks=0)
+            total.ops += usage.ops
+            total.op_time += usage.op_time
+            total.waits += usage.waits
+            total.wait_time += usage.wait_time
+            total.views.update(usage.views)
+            total.tasks += 1
+        return sorted(named.values(), key=lambda u: (-u.op_time, -u.ops, u.task))
+
     @property
     def slowest(self) -> list[OpRecord]:
         """The slowest finished ops, slowest first (ties: earliest first)."""
@@ -222,7 +293,12 @@ class TraceDigest:
             if usage.live == 0:
                 usage.live_since = time
             usage.live += 1
+            self._live += 1
+            if self._live > self._peak_live:
+                self._peak_live = self._live
+                self.marks["peak_live"] = (time, time)
         elif kind == "view_exit" and event.view is not None:
+            self._live = max(0, self._live - 1)
             usage = self._view(event.view)
             usage.held += event.duration or 0.0
             if event.detail and event.detail.get("aborted"):
@@ -247,14 +323,21 @@ class TraceDigest:
             key = (str(detail.get("rule", "?")), str(detail.get("kind", "?")))
             self.faults[key] += 1
             self.fault_ops.setdefault(key, Counter())[event.op or "?"] += 1
+            self.mark("fault", time)
+            self.mark(f"fault:{key[0]}", time)
+            self.mark(f"fault_kind:{key[1]}", time)
         elif kind == "probe_start":
             self._probe_start(event)
         elif kind == "probe_end":
             self._probe_end(event)
         elif kind == "retry":
             self.retries += 1
+            self.mark("retry", time)
         elif kind == "timeout":
             self.timeouts += 1
+            self.mark("timeout", time)
+        elif kind == "prompt":
+            self._prompt(event)
 
     def finish(self) -> TraceDigest:
         """Close views still live at the last event (their busy time runs to it)."""
@@ -263,6 +346,19 @@ class TraceDigest:
                 usage.busy += self.last_time - usage.live_since
                 usage.live = 0
         return self
+
+    def _prompt(self, event: TraceEvent) -> None:
+        text = (event.detail or {}).get("text")
+        hashed = event.prompt_hash
+        if hashed is not None and isinstance(text, str) and len(self.prompts) < PROMPTS_KEPT:
+            self.prompts.setdefault(hashed, text)
+
+    def prompt_text(self, prompt_hash: str | None) -> str | None:
+        """The text behind ``prompt_hash``, as the report shows it; None when unknown."""
+        if prompt_hash is None:
+            return None
+        text = self.prompts.get(prompt_hash)
+        return None if text is None else display_prompt(text)
 
     def _view(self, view: str) -> ViewUsage:
         usage = self.views.get(view)
@@ -289,6 +385,8 @@ class TraceDigest:
         task = self._task(event.task)
         task.ops += 1
         task.op_time += duration
+        if event.view is not None:
+            task.views[event.view] += 1
         view = self._view(event.view) if event.view is not None else None
         if view is not None:
             view.ops += 1
@@ -331,12 +429,13 @@ class TraceDigest:
     def _probe_end(self, event: TraceEvent) -> None:
         name = probe_name(event)
         open_spans = self._open_probes.get(name)
+        duration = event.duration
         if open_spans:
             span = self.probes[open_spans.pop(0)]
         else:
-            span = ProbeSpan(name, probe_kind(event), event.time - (event.duration or 0.0))
+            span = ProbeSpan(name, probe_kind(event), event.time - (duration or 0.0))
             self.probes.append(span)
-        span.end = event.time
+        span.end = event.time if duration is None else span.start + duration
         verdict = (event.detail or {}).get("verdict")
         span.verdict = None if verdict is None else str(verdict)
 

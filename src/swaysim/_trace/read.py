@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from swaysim._trace.events import TraceEvent
-from swaysim._trace.schema import RESULTS_FILE, SCHEMA_VERSION, TRACE_FILE, open_trace_text
+from swaysim._trace.schema import (
+    READABLE_VERSIONS,
+    RESULTS_FILE,
+    SCHEMA_VERSION,
+    TRACE_FILE,
+    open_trace_text,
+)
 from swaysim.errors import InvalidArgumentError, TraceFormatError
 
 if TYPE_CHECKING:
@@ -54,10 +60,11 @@ def _record(line: str, where: str) -> dict[str, object]:
     if not isinstance(record, dict):
         raise TraceFormatError(f"{where}: expected a JSON object, got {type(record).__name__}")
     version = record.get("v")
-    if type(version) is not int or version != SCHEMA_VERSION:
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        readable = " and ".join(f"v={v}" for v in READABLE_VERSIONS)
         raise TraceFormatError(
             f"{where}: v={version!r} is not a trace schema version this swaysim reads "
-            f"(it reads v={SCHEMA_VERSION})"
+            f"(it reads {readable}; v={SCHEMA_VERSION} is the newest)"
         )
     return record
 
@@ -153,6 +160,13 @@ def load_results(path: Path) -> dict[str, object]:
     return results
 
 
+def _objects(value: object) -> tuple[Mapping[str, object], ...]:
+    """The JSON objects of a list (anything else: none)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(item for item in value if isinstance(item, dict))
+
+
 @dataclass(frozen=True, slots=True)
 class RunResults:
     """The fields of a run's ``results.json`` the report shows, typed.
@@ -168,21 +182,29 @@ class RunResults:
     makespan: object = None
     probes: tuple[Mapping[str, object], ...] = ()
     statistics: Mapping[str, object] = field(default_factory=dict)
+    version: int = 1
+    """1 when the file has no ``version`` (the first format); 2 adds the keys below."""
+    description: object = None
+    replay: object = None
+    expectations: tuple[Mapping[str, object], ...] = ()
+    """Each expectation's ``key``, ``expected``, ``observed`` and ``status``."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, object]) -> RunResults:
-        """Pick the report's fields out of a decoded ``results.json`` object."""
-        probes = document.get("probes") or []
+        """Pick the report's fields out of a decoded ``results.json`` object (any version)."""
         statistics = document.get("statistics")
+        version = document.get("version", 1)
         return cls(
             scenario=document.get("scenario"),
             loop=document.get("loop"),
             seed=document.get("seed"),
             makespan=document.get("makespan"),
-            probes=tuple(p for p in probes if isinstance(p, dict))
-            if isinstance(probes, list)
-            else (),
+            probes=_objects(document.get("probes")),
             statistics=statistics if isinstance(statistics, dict) else {},
+            version=version if type(version) is int else 1,
+            description=document.get("description"),
+            replay=document.get("replay"),
+            expectations=_objects(document.get("expectations")),
         )
 
     @classmethod

@@ -1,4 +1,4 @@
-"""The trace file format, schema version 1: one JSON object per line.
+"""The trace file format, schema version 2: one JSON object per line.
 
 A backend (and the runner driving it) reports what happened as
 :class:`~swaysim.TraceEvent` objects to a :class:`~swaysim.TraceSink`. This
@@ -7,13 +7,15 @@ them; :mod:`swaysim._trace.encode` writes lines, :mod:`swaysim._trace.read`
 reads them back (every reader of a file a user hands swaysim lives there),
 and :mod:`swaysim._trace.sinks` holds the sinks that stream them.
 
-Schema, version 1 (``docs/trace-format.md`` has the same text with examples).
+Schema, version 2 (``docs/trace-format.md`` has the same text with examples).
 Every line is a JSON object; keys that do not apply are absent (``null`` is
 read as absent). Readers ignore keys they do not know: adding a key keeps
-``v``; changing or removing one bumps it.
+``v``; changing or removing one bumps it. Version 2 adds the ``prompt`` kind
+(the text behind a ``prompt_hash``, written once); readers read version 1
+files too (they have no prompt text).
 
 ``v`` (int, always)
-    Schema version: ``1``.
+    Schema version: ``2`` (``1`` in files of earlier swaysim versions).
 ``kind`` (string, always)
     What happened; see the table below. Readers skip kinds they do not know.
 ``time`` (number, always)
@@ -33,7 +35,8 @@ read as absent). Readers ignore keys they do not know: adding a key keeps
 ``prompt_hash`` (string)
     First 12 hex digits of the SHA-1 of the op's key text (the prompt; the
     prompt and completion joined by NUL for ``logprob_of``; the prompts
-    joined by RS for a batch). Prompts themselves are never written.
+    joined by RS for a batch). The text is written once, by the ``prompt``
+    event that comes before the first event carrying its hash.
 ``hit`` (bool)
     ``op_end`` only: true when the forward cache answered (no forward pass).
 ``duration`` (number, seconds)
@@ -49,6 +52,9 @@ Kinds (B = emitted by the backend, R = by the runner):
 =============  ==  =============================================================
 kind           by  when, and its fields
 =============  ==  =============================================================
+prompt         B   a key text is traced for the first time (v2); ``prompt_hash``,
+                   ``detail.text`` (at most 2,000 characters) and, when the
+                   text was cut, ``detail.chars`` (its full length).
 view_wait      B   a task that had to wait for the exclusivity gate got in;
                    ``view``, ``duration`` = seconds waited. Followed at the
                    same ``time`` by that task's ``view_enter``.
@@ -74,8 +80,11 @@ fault          B   a fault rule fired; ``view``, ``op``, ``prompt_hash`` (of the
 probe_start    R   a probe began; ``detail.probe`` (its name),
                    ``detail.probe_kind``.
 probe_end      R   a probe finished; ``detail.probe``, ``detail.probe_kind``,
-                   ``detail.verdict``; optionally ``duration`` (swaysim's
-                   runner leaves it out: pair it with ``probe_start``).
+                   ``detail.verdict``; ``duration`` (written by swaysim's
+                   runner) is the probe's duration as its result reports it,
+                   first request sent to last answer received: the probe ran
+                   from its ``probe_start`` for that long. Without it, pair
+                   the end with ``probe_start``.
 retry          R   the runner retries a failed request or view entry; ``view``,
                    ``op`` (``"enter"`` for an entry), ``detail.attempt``,
                    ``detail.delay`` (seconds of backoff); a request's retry
@@ -101,6 +110,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKEND_KINDS",
     "EVENT_KINDS",
+    "READABLE_VERSIONS",
     "RESULTS_FILE",
     "RUNNER_KINDS",
     "SCHEMA_VERSION",
@@ -108,8 +118,11 @@ __all__ = [
     "open_trace_text",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+#: The versions readers accept: version 1 files read as before, without prompt text.
+READABLE_VERSIONS: Final = (1, 2)
 BACKEND_KINDS: Final[tuple[str, ...]] = (
+    "prompt",
     "view_wait",
     "view_enter",
     "view_exit",

@@ -2,28 +2,37 @@
 
 :func:`summarize_trace` is what ``swaysim trace summary FILE`` prints: it
 streams the file once into a :class:`~swaysim._trace.digest.TraceDigest`
-and prints per-view occupancy, per-probe time, ops and cache, the slowest
-ops and the faults fired. The HTML report shows the same numbers.
+and prints per-view occupancy, per-probe time, per-task use, ops and cache,
+the slowest ops and the faults fired. Tables that grow with the run (views,
+probes, tasks, fault rules) show the ``top`` rows that took longest, and a
+caption says what was left out, so a 1,000-probe suite summarises in one
+screen; ``top=None`` (``--all``) lists every row. The HTML report shows the
+same numbers.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from rich.table import Table
 
-from swaysim._trace.digest import digest_trace, hit_rate_of
+from swaysim._trace.digest import digest_trace, hit_rate_of, task_label
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable, Sequence
 
     from rich.console import Console
 
     from swaysim._trace.digest import ProbeSpan, TraceDigest
 
-__all__ = ["digest_headline", "digest_tables", "render_digest", "summarize_trace"]
+_T = TypeVar("_T")
+
+__all__ = ["TOP", "digest_headline", "digest_tables", "render_digest", "summarize_trace"]
+
+#: Rows of each long table by default (``swaysim trace summary --top N``).
+TOP: Final = 10
 
 
 def _seconds(value: float | None) -> str:
@@ -44,13 +53,25 @@ def _table(title: str, columns: Iterable[tuple[str, bool]]) -> Table:
     return table
 
 
-def _views_table(digest: TraceDigest) -> Table:
+def _top(
+    table: Table, rows: Sequence[_T], top: int | None, key: Callable[[_T], float], noun: str
+) -> list[_T]:
+    """The ``top`` rows by ``key`` (largest first), captioning the table with what is left out."""
+    if top is None or len(rows) <= top:
+        return list(rows)
+    table.caption = f"{top} of {len(rows):,} {noun} shown; --all lists all"
+    table.caption_justify = "left"
+    return sorted(rows, key=lambda row: -key(row))[:top]
+
+
+def _views_table(digest: TraceDigest, top: int | None) -> Table:
     headings = [
         *("view", "entries", "live s", "occupancy", "held s", "waits", "wait s"),
         *("ops", "hit rate", "errors"),
     ]
     table = _table("Views", ((h, h != "view") for h in headings))
-    for usage in digest.views.values():
+    views = _top(table, list(digest.views.values()), top, lambda u: u.busy, "views")
+    for usage in views:
         table.add_row(
             usage.view,
             str(usage.entries),
@@ -66,16 +87,34 @@ def _views_table(digest: TraceDigest) -> Table:
     return table
 
 
-def _probes_table(probes: Iterable[ProbeSpan]) -> Table:
+def _probes_table(probes: Sequence[ProbeSpan], top: int | None) -> Table:
     headings = ("probe", "kind", "verdict", "start s", "time s")
-    table = _table("Probes", ((h, h.endswith(" s")) for h in headings))
-    for probe in probes:
+    verdicts = Counter(probe.verdict or "unfinished" for probe in probes)
+    counts = ", ".join(f"{verdict} {n:,}" for verdict, n in sorted(verdicts.items()))
+    table = _table(f"Probes ({counts})", ((h, h.endswith(" s")) for h in headings))
+    for probe in _top(table, probes, top, lambda p: p.duration or 0.0, "probes"):
         table.add_row(
             probe.name,
             probe.kind,
             probe.verdict or "(unfinished)",
             _seconds(probe.start),
             _seconds(probe.duration),
+        )
+    return table
+
+
+def _tasks_table(digest: TraceDigest, top: int | None) -> Table:
+    headings = ("task · views", "tasks", "ops", "op s", "waits", "wait s")
+    table = _table("Tasks", ((h, h != "task · views") for h in headings))
+    named = digest.named_tasks()
+    for usage in _top(table, named, top, lambda u: u.op_time, "task names"):
+        table.add_row(
+            usage.label,
+            str(usage.tasks),
+            str(usage.ops),
+            _seconds(usage.op_time),
+            str(usage.waits),
+            _seconds(usage.wait_time),
         )
     return table
 
@@ -115,19 +154,32 @@ def _slowest_table(digest: TraceDigest) -> Table:
     for record in digest.slowest:
         table.add_row(
             _seconds(record.end),
-            record.task,
+            task_label(record.task),
             record.view or "-",
             record.op or "-",
             _seconds(record.duration),
             record.outcome,
-            record.prompt_hash or "-",
+            _prompt(digest, record.prompt_hash),
         )
     return table
 
 
-def _faults_table(digest: TraceDigest) -> Table:
+#: Characters of a prompt the slowest-ops table shows.
+PROMPT_CHARS: Final = 40
+
+
+def _prompt(digest: TraceDigest, prompt_hash: str | None) -> str:
+    """The prompt as text (cut to :data:`PROMPT_CHARS`), else its hash (a version 1 trace)."""
+    text = digest.prompt_text(prompt_hash)
+    if text is None:
+        return prompt_hash or "-"
+    return text if len(text) <= PROMPT_CHARS else text[: PROMPT_CHARS - 1] + "\u2026"
+
+
+def _faults_table(digest: TraceDigest, top: int | None) -> Table:
     table = _table("Faults fired", ((h, h == "fired") for h in ("rule", "kind", "fired", "on")))
-    for (rule, kind), count in sorted(digest.faults.items()):
+    fired = sorted(digest.faults.items())
+    for (rule, kind), count in _top(table, fired, top, lambda item: item[1], "fault rules"):
         on = digest.fault_ops.get((rule, kind), Counter())
         table.add_row(
             rule, kind, str(count), ", ".join(f"{op} x{n}" for op, n in sorted(on.items()))
@@ -135,12 +187,20 @@ def _faults_table(digest: TraceDigest) -> Table:
     return table
 
 
-def digest_tables(digest: TraceDigest) -> list[Table]:
-    """The digest as rich tables: views, probes (when any ran), ops, slowest ops, faults."""
-    tables = [_views_table(digest)]
+def digest_tables(digest: TraceDigest, *, top: int | None = TOP) -> list[Table]:
+    """The digest as rich tables: views, probes (when any ran), tasks, ops, slowest ops, faults.
+
+    Views, probes, tasks and fault rules show the ``top`` longest (every one when None).
+    """
+    tables = [_views_table(digest, top)]
     if digest.probes:
-        tables.append(_probes_table(digest.probes))
-    tables += [_ops_table(digest), _slowest_table(digest), _faults_table(digest)]
+        tables.append(_probes_table(digest.probes, top))
+    tables += [
+        _tasks_table(digest, top),
+        _ops_table(digest),
+        _slowest_table(digest),
+        _faults_table(digest, top),
+    ]
     return tables
 
 
@@ -155,19 +215,25 @@ def digest_headline(digest: TraceDigest) -> str:
     )
 
 
-def render_digest(digest: TraceDigest, console: Console, *, title: str = "") -> None:
+def render_digest(
+    digest: TraceDigest, console: Console, *, title: str = "", top: int | None = TOP
+) -> None:
     """Print the digest's headline and tables to ``console``."""
     if title:
         console.print(f"[bold]{title}[/bold]")
     console.print(digest_headline(digest))
-    for table in digest_tables(digest):
+    for table in digest_tables(digest, top=top):
         console.print(table)
 
 
-def summarize_trace(path: Path, console: Console) -> None:
-    """Print per-view occupancy, per-probe time, cache hit rate, slowest ops and faults.
+def summarize_trace(path: Path, console: Console, *, top: int | None = TOP) -> None:
+    """Print per-view occupancy, per-probe time, per-task use, cache, slowest ops and faults.
 
-    Streams the file once; what ``swaysim trace summary FILE`` prints.
+    Streams the file once; what ``swaysim trace summary FILE`` prints. Long
+    tables show their ``top`` rows (and the slowest ops list that many);
+    ``top=None`` lists every view, probe, task and fault rule (and the 10
+    slowest ops).
     """
     path = Path(path)
-    render_digest(digest_trace(path), console, title=f"trace {path}")
+    digest = digest_trace(path, slowest=top or TOP)
+    render_digest(digest, console, title=f"trace {path}", top=top)

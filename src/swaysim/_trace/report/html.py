@@ -21,6 +21,7 @@ __all__ = [
     "number",
     "percent",
     "seconds",
+    "status_badge",
     "table",
     "verdict_badge",
 ]
@@ -81,6 +82,15 @@ def verdict_badge(verdict: object) -> str:
     text = str(verdict) if verdict is not None else "?"
     css = text.lower() if text in _VERDICTS else "other"
     return f'<span class="verdict {css}">{escape(text)}</span>'
+
+
+_STATUS_CLASSES: Final = {"ok": "pass", "failed": "fail", "n/a": "skip"}
+
+
+def status_badge(status: object) -> str:
+    """A badge for an expectation's status: ``ok`` (green), ``failed`` (red), ``n/a``."""
+    text = str(status)
+    return f'<span class="verdict {_STATUS_CLASSES.get(text, "other")}">{escape(text)}</span>'
 
 
 def json_for_script(data: object) -> str:

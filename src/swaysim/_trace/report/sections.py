@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from swaysim._trace.digest import task_label
 from swaysim._trace.read import RunResults
 from swaysim._trace.report.html import (
     DASH,
@@ -16,9 +17,11 @@ from swaysim._trace.report.html import (
     number,
     percent,
     seconds,
+    status_badge,
     table,
     verdict_badge,
 )
+from swaysim._trace.report.spots import spot_of
 from swaysim._trace.report.timeline import COLORS, LEGEND
 from swaysim._trace.schema import RESULTS_FILE
 
@@ -28,16 +31,22 @@ if TYPE_CHECKING:
     from swaysim._trace.digest import TraceDigest
 
 __all__ = [
+    "expectations_section",
     "facts_section",
     "legend_section",
     "notes_section",
     "probe_section",
+    "question_section",
     "statistics_section",
     "summary_section",
     "verdicts_section",
 ]
 
 _NO_RESULTS: Final = f"<p class=note>No {RESULTS_FILE} in the run directory: no probe results.</p>"
+#: Rows of the summary's task table.
+SUMMARY_ROWS: Final = 20
+#: Characters of a prompt the tables show (the hash is on hover).
+PROMPT_CHARS: Final = 120
 
 
 def facts_section(scenario: str, results: RunResults | None, digest: TraceDigest) -> str:
@@ -63,6 +72,66 @@ def facts_section(scenario: str, results: RunResults | None, digest: TraceDigest
         for k, v in facts
         if v is not None
     )
+
+
+def question_section(results: RunResults | None) -> str:
+    """The question the scenario answers, and whether every expectation held."""
+    run = results or RunResults()
+    parts = []
+    if run.description:
+        parts.append(f'<p class="question">{escape(run.description)}</p>')
+    if run.expectations:
+        failed = sum(1 for e in run.expectations if e.get("status") == "failed")
+        held = sum(1 for e in run.expectations if e.get("status") == "ok")
+        badge = (
+            '<span class="verdict fail">FAILED</span>'
+            if failed
+            else '<span class="verdict pass">HELD</span>'
+        )
+        text = f"{held} of {len(run.expectations)} expectations held"
+        if failed:
+            text += f", {failed} failed (first in the table below)"
+        parts.append(f'<p class="outcome">{badge} {escape(text)}</p>')
+    if run.replay and any(e.get("status") == "failed" for e in run.expectations):
+        parts.append(f'<p class="note">Replay: <code>{escape(run.replay)}</code></p>')
+    return "".join(parts)
+
+
+_STATUS_ORDER: Final = {"failed": 0, "ok": 1}
+
+
+def expectations_section(results: RunResults | None, digest: TraceDigest) -> str:
+    """Each expectation, failures first: expected, observed, and a link to its evidence."""
+    if results is None:
+        return _NO_RESULTS
+    if not results.expectations:
+        return (
+            f"<p class=note>No expectations in {RESULTS_FILE} (written by a swaysim older "
+            "than results.json version 2, or by hand).</p>"
+        )
+    rows = []
+    ordered = sorted(results.expectations, key=lambda e: _STATUS_ORDER.get(str(e.get("status")), 2))
+    for entry in ordered:
+        status = str(entry.get("status", "?"))
+        key, observed = str(entry.get("key", "?")), str(entry.get("observed", ""))
+        spot = spot_of(key, observed, digest)
+        link = ""
+        if spot is not None:
+            row = f' data-row="{escape(spot.row)}"' if spot.row else ""
+            link = (
+                f'<a href="#timeline" class="spot" data-t0="{spot.start!r}" '
+                f'data-t1="{spot.end!r}"{row}>show on timeline</a>'
+            )
+        rows.append(
+            [
+                status_badge(status),
+                f"<code>{escape(key)}</code>",
+                escape(entry.get("expected", "")),
+                escape(observed),
+                link,
+            ]
+        )
+    return table(["status", "expectation", "expected", "observed", "evidence"], rows)
 
 
 def verdicts_section(results: RunResults | None) -> str:
@@ -108,6 +177,9 @@ def probe_section(results: RunResults | None) -> str:
         ["probe", "kind", "verdict", "score", "raw", "z", "duration", "message"],
         rows,
         numeric=frozenset({3, 4, 5, 6}),
+    ) + (
+        "<p class=note>A probe's duration runs from its first request sent to its last answer "
+        "received; its bar on the timeline spans exactly that.</p>"
     )
 
 
@@ -156,8 +228,9 @@ def _views_table(digest: TraceDigest) -> str:
     )
 
 
-def _probe_time_table(digest: TraceDigest) -> str:
-    if not digest.probes:
+def _probe_time_table(digest: TraceDigest, results: RunResults | None) -> str:
+    """Probe spans from the trace, when there are no results to show them (same durations)."""
+    if not digest.probes or (results is not None and results.probes):
         return ""
     return "<h3>Probe time</h3>" + table(
         ["probe", "kind", "verdict", "start", "time"],
@@ -173,6 +246,40 @@ def _probe_time_table(digest: TraceDigest) -> str:
         ],
         numeric=frozenset({3, 4}),
     )
+
+
+def _tasks_table(digest: TraceDigest) -> str:
+    named = digest.named_tasks()
+    return table(
+        ["task · views", "tasks", "ops", "op time", "waits", "waited"],
+        [
+            [
+                escape(u.label),
+                number(u.tasks),
+                number(u.ops),
+                seconds(u.op_time),
+                number(u.waits),
+                seconds(u.wait_time),
+            ]
+            for u in named[:SUMMARY_ROWS]
+        ],
+        numeric=frozenset({1, 2, 3, 4, 5}),
+    ) + (
+        f"<p class=note>{SUMMARY_ROWS} of {len(named)} task names shown, busiest first.</p>"
+        if len(named) > SUMMARY_ROWS
+        else ""
+    )
+
+
+def _prompt_cell(digest: TraceDigest, prompt_hash: str | None) -> str:
+    """The prompt as text (escaped, capped), its hash on hover; the hash alone when unknown."""
+    if prompt_hash is None:
+        return DASH
+    text = digest.prompt_text(prompt_hash)
+    if text is None:
+        return f"<code>{escape(prompt_hash)}</code>"
+    shown = text if len(text) <= PROMPT_CHARS else text[: PROMPT_CHARS - 1] + "\u2026"
+    return f'<span class="prompt" title="prompt hash {escape(prompt_hash)}">{escape(shown)}</span>'
 
 
 def _ops_table(digest: TraceDigest) -> str:
@@ -197,16 +304,16 @@ def _ops_table(digest: TraceDigest) -> str:
 
 def _slowest_table(digest: TraceDigest) -> str:
     return table(
-        ["end", "task", "view", "op", "duration", "outcome", "prompt hash"],
+        ["end", "task", "view", "op", "duration", "outcome", "prompt"],
         [
             [
                 seconds(r.end),
-                escape(r.task),
+                escape(task_label(r.task)),
                 escape(r.view or ""),
                 escape(r.op or ""),
                 seconds(r.duration),
                 escape(r.outcome),
-                f"<code>{escape(r.prompt_hash or '')}</code>",
+                _prompt_cell(digest, r.prompt_hash),
             ]
             for r in digest.slowest
         ],
@@ -225,12 +332,18 @@ def _faults_table(digest: TraceDigest) -> str:
     return table(["rule", "kind", "fired", "on"], rows, numeric=frozenset({2}))
 
 
-def summary_section(digest: TraceDigest) -> str:
-    """The trace summary: view occupancy, probe time, ops and cache, slowest ops, faults."""
+def summary_section(digest: TraceDigest, results: RunResults | None = None) -> str:
+    """The trace summary: view occupancy, tasks, ops and cache, slowest ops, faults.
+
+    Probe times appear here only without results (the results table shows the same
+    durations).
+    """
     return (
         "<h3>View occupancy</h3>"
         + _views_table(digest)
-        + _probe_time_table(digest)
+        + _probe_time_table(digest, results)
+        + "<h3>Tasks</h3>"
+        + _tasks_table(digest)
         + "<h3>Ops and cache</h3>"
         + _ops_table(digest)
         + f"<h3>Slowest ops (top {digest.slowest_kept})</h3>"

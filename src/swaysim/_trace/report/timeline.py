@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, TypedDict
 
+from swaysim._trace.digest import task_label
 from swaysim._trace.events import probe_name
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ BINS: Final = 4000
 #: Per-task and per-probe rows are drawn up to this many; past it, one aggregate row.
 MAX_DETAIL_ROWS: Final = 40
 FAULT_POINT_CAP: Final = 20_000
+#: Characters of prompt text an op's hover label shows.
+LABEL_PROMPT_CHARS: Final = 80
 
 COLORS: Final = {
     "held": "#3b82f6",
@@ -204,18 +207,6 @@ class _Row:
         return {"name": self.name, "layers": [layer.to_json() for layer in self.layers.values()]}
 
 
-def task_labels(tasks: list[str]) -> dict[str, str]:
-    """Short row labels: the task's name, numbered ``name (2)``... when names repeat."""
-    names = [task.rpartition("#")[0] or task for task in tasks]
-    total = {name: names.count(name) for name in names}
-    seen: dict[str, int] = {}
-    labels = {}
-    for task, name in zip(tasks, names, strict=True):
-        seen[name] = seen.get(name, 0) + 1
-        labels[task] = name if total[name] == 1 else f"{name} ({seen[name]})"
-    return labels
-
-
 def _binned_rows(sizes: dict[str, int]) -> set[str]:
     """The size keys to bin: every row past the row cap, then the largest until under the total."""
     binned = {name for name, count in sizes.items() if count > ROW_INTERVAL_CAP}
@@ -243,7 +234,9 @@ class Timeline:
         self.notes: list[str] = []
         self.held: dict[tuple[str, str], list[float]] = {}
         self.probe_starts: dict[str, list[float]] = {}
-        self.task_rows = len(digest.tasks) <= MAX_DETAIL_ROWS
+        self.named_tasks = digest.named_tasks()
+        self.task_rows = len(self.named_tasks) <= MAX_DETAIL_ROWS
+        self.prompt_text = digest.prompt_text
         self.probe_rows = len(digest.probes) <= MAX_DETAIL_ROWS
         self.binned = _binned_rows(self._row_sizes(digest))
         if self.binned:
@@ -264,13 +257,13 @@ class Timeline:
         sizes = {f"view:{view.view}": view.entries for view in digest.views.values()}
         sizes["waiting"] = sum(v.waits for v in digest.views.values())
         if self.task_rows:
-            for task in digest.tasks.values():
+            for task in self.named_tasks:
                 sizes[f"task:{task.task}"] = task.ops + task.waits
         else:
             sizes["tasks"] = sum(t.ops for t in digest.tasks.values())
             self.notes.append(
-                f"{len(digest.tasks)} tasks: more than {MAX_DETAIL_ROWS}, so their ops are "
-                "drawn as one aggregate row (the height is the number of ops running)."
+                f"{len(self.named_tasks)} task names: more than {MAX_DETAIL_ROWS}, so their ops "
+                "are drawn as one aggregate row (the height is the number of ops running)."
             )
         sizes["probes"] = len(digest.probes)
         if not self.probe_rows:
@@ -285,13 +278,14 @@ class Timeline:
             for view in digest.views.values()
         }
         self.waiting_row = self._row("waiting", "waiting", ("wait",))
+        # One row per task name (a name's tasks do one job, one after another), labelled
+        # with the views it worked in; busiest first.
         self.task_rows_by_name: dict[str, _Row] = {}
         self.tasks_row: _Row | None = None
         if self.task_rows:
-            shown = task_labels(list(digest.tasks))
-            for task in digest.tasks.values():
+            for task in self.named_tasks:
                 self.task_rows_by_name[task.task] = self._row(
-                    shown[task.task], f"task:{task.task}", ("hit", "miss", "error", "wait")
+                    task.label, f"task:{task.task}", ("hit", "miss", "error", "wait")
                 )
         else:
             self.tasks_row = self._row("ops running", "tasks", ("hit", "miss", "error"))
@@ -341,12 +335,19 @@ class Timeline:
         elif kind == "fault":
             self._fault(event)
 
+    def _task_row(self, task: str) -> _Row | None:
+        return self.task_rows_by_name.get(task_label(task)) if self.task_rows else self.tasks_row
+
     def _op_end(self, event: TraceEvent) -> None:
         start = event.time - (event.duration or 0.0)
         error = (event.detail or {}).get("error")
         layer = "error" if error is not None else ("hit" if event.hit else "miss")
         text = f"{event.op} on {event.view}: " + (str(error) if error is not None else layer)
-        row = self.task_rows_by_name.get(event.task) if self.task_rows else self.tasks_row
+        prompt = self.prompt_text(event.prompt_hash)
+        if prompt is not None:
+            shown = prompt if len(prompt) <= LABEL_PROMPT_CHARS else prompt[:79] + "\u2026"
+            text += f" \u2014 {shown!r}"
+        row = self._task_row(event.task)
         if row is not None:
             row.layers[layer].add(start, event.time, text)
 
@@ -355,29 +356,32 @@ class Timeline:
         start = starts.pop() if starts else event.time - (event.duration or 0.0)
         row = self.view_rows.get(view)
         if row is not None:
-            row.layers["held"].add(start, event.time, event.task)
+            row.layers["held"].add(start, event.time, task_label(event.task))
 
     def _view_wait(self, event: TraceEvent) -> None:
         start = event.time - (event.duration or 0.0)
-        label = f"{event.task} waits for {event.view}"
+        label = f"{task_label(event.task)} waits for {event.view}"
         self.waiting_row.layers["wait"].add(start, event.time, label)
-        task_row = self.task_rows_by_name.get(event.task)
+        task_row = self.task_rows_by_name.get(task_label(event.task))
         if task_row is not None:
             task_row.layers["wait"].add(start, event.time, label)
 
     def _probe_end(self, event: TraceEvent) -> None:
         name = probe_name(event)
         starts = self.probe_starts.get(name)
-        start = starts.pop(0) if starts else event.time - (event.duration or 0.0)
+        duration = event.duration
+        start = starts.pop(0) if starts else event.time - (duration or 0.0)
+        # The probe's duration, when written, is the one its result reports: the bar ends there.
+        end = event.time if duration is None else start + duration
         verdict = str((event.detail or {}).get("verdict", "probe"))
         label = f"{name}: {verdict}"
         if self.probes_row is not None:
-            self.probes_row.layers["probe"].add(start, event.time, label)
+            self.probes_row.layers["probe"].add(start, end, label)
             return
         row = self.probe_rows_by_name.get(name)
         if row is not None:
             layer = verdict if verdict in row.layers else "probe"
-            row.layers[layer].add(start, event.time, label)
+            row.layers[layer].add(start, end, label)
 
     def _fault(self, event: TraceEvent) -> None:
         if self.faults_binned:
@@ -387,8 +391,11 @@ class Timeline:
         detail = event.detail or {}
         text = (
             f"fault {detail.get('kind', '?')} ({detail.get('rule', '?')}) on "
-            f"{event.op} / {event.view} in {event.task}"
+            f"{event.op} / {event.view} in {task_label(event.task)}"
         )
+        prompt = self.prompt_text(event.prompt_hash)
+        if prompt is not None:
+            text += f" \u2014 {prompt[:LABEL_PROMPT_CHARS]!r}"
         self.fault_times.append(_round(event.time))
         self.fault_labels.append(self._label(text))
 
@@ -398,7 +405,7 @@ class Timeline:
             row = self.view_rows.get(view)
             for start in starts:
                 if row is not None:
-                    row.layers["held"].add(start, self.t1, f"{task} (still held)")
+                    row.layers["held"].add(start, self.t1, f"{task_label(task)} (still held)")
         for name, starts in self.probe_starts.items():
             for start in starts:
                 label = f"{name}: unfinished"

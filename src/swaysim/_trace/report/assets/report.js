@@ -9,6 +9,8 @@
   const t0 = data.t0, t1 = data.t1, nBins = data.bins;
   const minSpan = Math.max((t1 - t0) * 1e-7, 1e-9);
   let v0 = t0, v1 = t1, width = 600;
+  // A stretch an expectation's "show on timeline" link points at: shaded, its row outlined.
+  let mark = null;
 
   // Layout: group headers and rows, top to bottom; faults last.
   const lines = [];
@@ -180,9 +182,34 @@
     for (let p = 0; p < w; p++) {
       if (faults[p]) ctx.fillRect(GUTTER + p, AXIS, 1, height - AXIS - PAD);
     }
+    if (mark) drawMark(w);
     rangeText.textContent =
       "showing " + fmt(v0, step) + " \u2013 " + fmt(v1, step) + " of " + fmt(t1 - t0, step) +
       " (" + ((100 * (v1 - v0)) / (t1 - t0)).toFixed(1) + "%)";
+  }
+
+  function drawMark(w) {
+    const x0 = Math.max(0, ((mark.a - v0) / (v1 - v0)) * w);
+    const x1 = Math.min(w, ((mark.b - v0) / (v1 - v0)) * w);
+    if (x1 >= 0 && x0 <= w) {
+      ctx.fillStyle = "rgba(250, 204, 21, 0.22)";
+      ctx.fillRect(GUTTER + x0, AXIS, Math.max(2, x1 - x0), height - AXIS - PAD);
+    }
+    for (const line of lines) {
+      if (line.kind === "header" || line.name !== mark.row) continue;
+      ctx.strokeStyle = "#ca8a04";
+      ctx.lineWidth = 2;
+      ctx.strokeRect(2, line.y + 1, GUTTER + w - 2, line.h - 2);
+      ctx.lineWidth = 1;
+    }
+  }
+
+  function focus(a, b, row) {
+    const span = Math.max(b - a, (t1 - t0) * 0.002, minSpan);
+    mark = { a: a, b: b, row: row };
+    setWindow(a - span * 0.25, a + span * 1.25);
+    document.body.dataset.focused = row || "";
+    canvas.scrollIntoView({ block: "center" });
   }
 
   function setWindow(a, b) {
@@ -274,7 +301,10 @@
   canvas.addEventListener("dblclick", (ev) => zoom(0.5, timeAt(ev.offsetX)));
   document.getElementById("zoom-in").addEventListener("click", () => zoom(0.5));
   document.getElementById("zoom-out").addEventListener("click", () => zoom(2));
-  document.getElementById("zoom-reset").addEventListener("click", () => setWindow(t0, t1));
+  document.getElementById("zoom-reset").addEventListener("click", () => {
+    mark = null;
+    setWindow(t0, t1);
+  });
   function pan(fraction) {
     const shift = (v1 - v0) * fraction;
     setWindow(v0 + shift, v1 + shift);
@@ -282,6 +312,12 @@
   document.getElementById("pan-left").addEventListener("click", () => pan(-0.5));
   document.getElementById("pan-right").addEventListener("click", () => pan(0.5));
   window.addEventListener("resize", draw);
+  for (const link of document.querySelectorAll("a.spot")) {
+    link.addEventListener("click", (ev) => {
+      ev.preventDefault();
+      focus(Number(link.dataset.t0), Number(link.dataset.t1), link.dataset.row || null);
+    });
+  }
   draw();
   document.body.dataset.timelineReady = "1";
 })();

@@ -6,9 +6,9 @@ assumes that requests sent together complete in the order they were sent. On a
 backend with equal latencies and no jitter that happens to hold, so the bug
 hides; schedule jitter reorders completions and exposes it.
 
-A scenario names it with ``runner = "fragile_runners:assumes_completion_order"``:
-tests/ is on ``sys.path`` in this process, and a test that replays the scenario in
-another process copies this file next to the scenario file.
+docs/examples/fragile.toml names it with ``runner =
+"fragile_runners:assumes_completion_order"``: a scenario's own folder is searched for its
+runner (and pytest puts docs/examples/ on ``sys.path`` for the tests that use it).
 """
 
 from __future__ import annotations
