@@ -188,11 +188,18 @@ def _trio_tasks() -> Iterator[Any]:
             pending.extend(nursery.child_tasks)
 
 
+def _asyncio_name(task: asyncio.Task[Any]) -> str:
+    """The task's name, and what it runs when the name does not say (``Task-7``)."""
+    name = task.get_name()
+    what = getattr(task.get_coro(), "__qualname__", None)
+    return name if not what or what in name else f"{name} running {what}"
+
+
 def running_tasks() -> dict[int, tuple[object, str]]:
     """Every task of the current loop not yet finished, by id: the task and its name."""
     if sniffio.current_async_library() == "trio":
         return {id(task): (task, task.name) for task in _trio_tasks()}
-    return {id(task): (task, task.get_name()) for task in asyncio.all_tasks() if not task.done()}
+    return {id(t): (t, _asyncio_name(t)) for t in asyncio.all_tasks() if not t.done()}
 
 
 def _current_task() -> object:
