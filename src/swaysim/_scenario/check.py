@@ -197,6 +197,59 @@ def _is_fault_free_reference(run: ScenarioRun) -> bool:
     )
 
 
+@dataclass(slots=True)
+class _Runs:
+    """The runs one check needs, shared through ``cache`` when untraced."""
+
+    scenario: Scenario
+    runner: RunnerUnderTest
+    seed: int | None
+    schedule_jitter: int | None
+    cache: MutableMapping[RunKey, ScenarioRun] | None
+
+    def under_test(
+        self,
+        loop: str,
+        trace: TraceSink | None = None,
+        progress: Callable[[ProbeResult, int, int], object] | None = None,
+    ) -> ScenarioRun:
+        """The runner under test on ``loop`` (traced or reporting progress: never shared)."""
+        key = (
+            self.scenario.source,
+            loop,
+            self.seed,
+            self.schedule_jitter,
+            _runner_key(self.runner),
+        )
+        shared = self.cache if trace is None and progress is None else None
+        if shared is not None and key in shared:
+            return shared[key]
+        found = run_scenario(
+            self.scenario,
+            loop,
+            seed=self.seed,
+            trace=trace,
+            on_progress=progress,
+            schedule_jitter=self.schedule_jitter,
+            runner=self.runner,
+        )
+        if shared is not None:
+            shared[key] = found
+        return found
+
+    def fault_free(self, loop: str, run: ScenarioRun) -> ScenarioRun:
+        """The reference runner's fault-free run on ``loop`` (``run`` itself when it is one)."""
+        if _is_fault_free_reference(run):
+            return run
+        key = (self.scenario.source, loop, self.seed, None, _FAULT_FREE)
+        if self.cache is not None and key in self.cache:
+            return self.cache[key]
+        found = run_reference(self.scenario, loop, seed=self.seed)
+        if self.cache is not None:
+            self.cache[key] = found
+        return found
+
+
 def check_scenario(
     scenario: Scenario,
     loops: Sequence[str] = LOOPS,
@@ -227,72 +280,26 @@ def check_scenario(
     scenario's ``[backend] schedule_jitter``.
     """
     under_test = resolve_runner(runner)
+    label, spec = under_test.label, under_test.spec
     why = skip_reason(scenario, under_test)
     if why is not None:
-        label, spec = under_test.label, under_test.spec
         return [
             ScenarioCheck(scenario, loop, None, skipped=why, runner=label, runner_spec=spec)
             for loop in loops
         ]
-    identity = _runner_key(under_test)
-
-    def obtain(
-        loop: str,
-        trace: TraceSink | None = None,
-        progress: Callable[[ProbeResult, int, int], object] | None = None,
-    ) -> ScenarioRun:
-        key = (scenario.source, loop, seed, schedule_jitter, identity)
-        shared = cache if trace is None and progress is None else None
-        if shared is not None and key in shared:
-            return shared[key]
-        found = run_scenario(
-            scenario,
-            loop,
-            seed=seed,
-            trace=trace,
-            on_progress=progress,
-            schedule_jitter=schedule_jitter,
-            runner=under_test,
-        )
-        if shared is not None:
-            shared[key] = found
-        return found
-
-    def fault_free(loop: str, run: ScenarioRun) -> ScenarioRun:
-        if _is_fault_free_reference(run):
-            return run
-        key = (scenario.source, loop, seed, None, _FAULT_FREE)
-        if cache is not None and key in cache:
-            return cache[key]
-        found = run_reference(scenario, loop, seed=seed)
-        if cache is not None:
-            cache[key] = found
-        return found
-
-    runs: dict[str, ScenarioRun] = {}
-    for loop in loops:
-        trace = trace_for(loop) if trace_for is not None else None
-        runs[loop] = obtain(loop, trace, on_progress)
-    others = dict(runs)
+    runs = _Runs(scenario, under_test, seed, schedule_jitter, cache)
+    mine = {
+        loop: runs.under_test(loop, trace_for(loop) if trace_for else None, on_progress)
+        for loop in loops
+    }
+    others = dict(mine)
     if _needs(scenario, "identical_across_loops"):
-        for loop in loops:
-            other = _other_loop(loop)
-            if other not in others:
-                others[other] = obtain(other)
+        for other in {_other_loop(loop) for loop in loops} - set(others):
+            others[other] = runs.under_test(other)
     needs_reference = _needs(scenario, "matches_reference")
     checks = []
-    for loop in loops:
-        run = runs[loop]
-        reference = fault_free(loop, run) if needs_reference else None
-        outcomes = evaluate(run, others.get(_other_loop(loop)), reference)
-        checks.append(
-            ScenarioCheck(
-                scenario,
-                loop,
-                run,
-                tuple(outcomes),
-                runner=under_test.label,
-                runner_spec=under_test.spec,
-            )
-        )
+    for loop, run in mine.items():
+        reference = runs.fault_free(loop, run) if needs_reference else None
+        outcomes = tuple(evaluate(run, others.get(_other_loop(loop)), reference))
+        checks.append(ScenarioCheck(scenario, loop, run, outcomes, runner=label, runner_spec=spec))
     return checks

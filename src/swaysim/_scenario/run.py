@@ -49,17 +49,7 @@ __all__ = [
     "skip_reason",
 ]
 
-_SUITE_KEYS: Final = (
-    "concurrency",
-    "op_timeout",
-    "probe_timeout",
-    "retries",
-    "backoff",
-    "backoff_max",
-    "preflight",
-    "seed",
-    "mode",
-)
+_SUITE_KEYS: Final = (*(key for key in RUNNER_OPTIONS if key != "retry_on"), "mode")
 """The ``[runner]`` keys that are ``run_suite`` keyword arguments."""
 
 
