@@ -18,13 +18,24 @@ if TYPE_CHECKING:
 
     from swaysim._scenario.load import Scenario
 
+ALLOW_SYS_PATH_RUNNERS: Final = click.option(
+    "--allow-sys-path-runners",
+    is_flag=True,
+    default=False,
+    help='Let a scenario\'s runner = "module:function" come from sys.path (installed '
+    "packages, the standard library), not only from the scenario's own folder. Only for "
+    "scenario files you trust: their runner is code.",
+)
+
 __all__ = [
+    "ALLOW_SYS_PATH_RUNNERS",
     "EXIT_FAILED",
     "EXIT_INVALID",
     "EXIT_OK",
     "check_writable",
     "count",
     "fail",
+    "import_runners",
     "load_scenarios",
     "stdout_console",
     "write_output",
@@ -89,18 +100,41 @@ def _scenario_files(paths: Sequence[str]) -> list[Path]:
     return list(files.values())
 
 
-def load_scenarios(paths: Sequence[str]) -> list[Scenario]:
-    """Every scenario under ``paths``, each once; prints every problem and exits 2 if any."""
-    scenarios: list[Scenario] = []
-    invalid = 0
-    for file in _scenario_files(paths):
-        try:
-            scenarios.append(load_scenario(file))
-        except ScenarioError as exc:
-            invalid += 1
-            click.echo(str(exc), err=True)
+def _exit_if_invalid(invalid: int) -> None:
     if invalid:
         noun = "scenario is" if invalid == 1 else "scenarios are"
         click.echo(f"swaysim: {invalid} {noun} invalid; nothing was run", err=True)
         sys.exit(EXIT_INVALID)
+
+
+def load_scenarios(paths: Sequence[str], *, allow_sys_path_runners: bool = False) -> list[Scenario]:
+    """Every scenario under ``paths``, each once; prints every problem and exits 2 if any.
+
+    Loading never imports a scenario's runner (see :func:`import_runners`).
+    """
+    scenarios: list[Scenario] = []
+    invalid = 0
+    for file in _scenario_files(paths):
+        try:
+            scenarios.append(load_scenario(file, allow_sys_path_runners=allow_sys_path_runners))
+        except ScenarioError as exc:
+            invalid += 1
+            click.echo(str(exc), err=True)
+    _exit_if_invalid(invalid)
     return scenarios
+
+
+def import_runners(scenarios: Sequence[Scenario]) -> None:
+    """Import every scenario's own runner before anything runs; exit 2 if any cannot be.
+
+    The one place the command line executes code a scenario names (see the
+    README's trust model): only ``swaysim run`` calls it, never ``validate``.
+    """
+    invalid = 0
+    for scenario in scenarios:
+        try:
+            scenario.load_runner()
+        except ScenarioError as exc:
+            invalid += 1
+            click.echo(str(exc), err=True)
+    _exit_if_invalid(invalid)

@@ -21,10 +21,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from swaysim._cli.common import (
+    ALLOW_SYS_PATH_RUNNERS,
     EXIT_FAILED,
     EXIT_OK,
     check_writable,
     fail,
+    import_runners,
     load_scenarios,
     stdout_console,
     write_output,
@@ -269,6 +271,7 @@ def _write_reports(
     metavar="DIR",
     help="Write a trace.jsonl and a results.json per run, in DIR/<scenario>/<loop>/.",
 )
+@ALLOW_SYS_PATH_RUNNERS
 @click.option(
     "--progress/--no-progress",
     default=None,
@@ -283,6 +286,7 @@ def run(
     json_path: str | None,
     junit_path: str | None,
     trace_dir: str | None,
+    allow_sys_path_runners: bool,
     progress: bool | None,
 ) -> None:
     """Run scenario files (or every *.toml in folders) and check their expectations.
@@ -290,7 +294,8 @@ def run(
     Exit status: 0 when every expectation holds, 1 when any fails, 2 on invalid
     input (nothing runs then). A failure prints its seed and a replay command.
     """
-    scenarios = load_scenarios(paths)
+    scenarios = load_scenarios(paths, allow_sys_path_runners=allow_sys_path_runners)
+    import_runners(scenarios)
     _prepare_outputs(json_path, junit_path, trace_dir)
     options = _RunOptions(LOOPS if backend == "both" else (backend,), seed, jitter)
     started = time.perf_counter()

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from swaysim._cli.common import count, load_scenarios, write_output
+from swaysim._cli.common import ALLOW_SYS_PATH_RUNNERS, count, load_scenarios, write_output
 from swaysim._scenario.schema import scenario_json_schema
 
 __all__ = ["schema", "schema_text", "validate"]
@@ -14,9 +14,13 @@ __all__ = ["schema", "schema_text", "validate"]
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
-def validate(paths: tuple[str, ...]) -> None:
-    """Check scenario files without running them (exit 2 when any is invalid)."""
-    scenarios = load_scenarios(paths)
+@ALLOW_SYS_PATH_RUNNERS
+def validate(paths: tuple[str, ...], allow_sys_path_runners: bool) -> None:
+    """Check scenario files without running them (exit 2 when any is invalid).
+
+    Never imports a scenario's runner: its module is located and its source read.
+    """
+    scenarios = load_scenarios(paths, allow_sys_path_runners=allow_sys_path_runners)
     for scenario in scenarios:
         probes = count(len(scenario.probe_plan), "probe")
         keys = count(len(scenario.spec.expect.model_fields_set), "expectation key")

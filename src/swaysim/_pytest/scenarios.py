@@ -56,6 +56,7 @@ __all__ = [
 
 BACKEND_MARKER: Final = "swaysim"
 INI_DIRS: Final = "swaysim_scenario_dirs"
+INI_SYS_PATH_RUNNERS: Final = "swaysim_allow_sys_path_runners"
 SEED_OPTION: Final = "--swaysim-seed"
 JITTER_OPTION: Final = "--swaysim-jitter"
 MARKER: Final = "swaysim_scenario"
@@ -77,6 +78,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=["scenarios"],
         help="folders (relative to the ini file) whose *.toml files are swaysim scenarios; "
         "a file there that mentions neither probes nor expect is not collected",
+    )
+    parser.addini(
+        INI_SYS_PATH_RUNNERS,
+        type="bool",
+        default=False,
+        help="let a scenario's runner = 'module:function' come from sys.path, not only from "
+        "the scenario's own folder (only for scenario files you trust: their runner is code)",
     )
     group = parser.getgroup("swaysim")
     group.addoption(
@@ -138,11 +146,17 @@ def _mentions_scenario_keys(path: Path) -> bool:
     """Whether a TOML file found in a scenario folder means to be a scenario.
 
     A text test, not a parse, so a scenario with a syntax error is still
-    collected (and reported); an unreadable file is left to the loader too.
+    collected (and reported); an unreadable file (a FIFO, a device, one past
+    the size limit) is left to the loader too, which reports it in one line.
+    The read is bounded, like the loader's.
     """
+    from swaysim._files import read_regular_file
+    from swaysim._limits import MAX_SCENARIO_BYTES
+    from swaysim.errors import InvalidArgumentError
+
     try:
-        return _SCENARIO_KEY.search(path.read_bytes()) is not None
-    except OSError:
+        return _SCENARIO_KEY.search(read_regular_file(path, MAX_SCENARIO_BYTES)) is not None
+    except (OSError, InvalidArgumentError):
         return True
 
 
@@ -167,7 +181,9 @@ class ScenarioFile(pytest.File):
     def collect(self) -> list[ScenarioItem]:
         from swaysim._scenario.load import load_scenario
 
-        scenario = load_scenario(self.path, source=self._display())
+        # Collection locates a custom runner and reads its source; only runtest imports it.
+        allow = bool(self.config.getini(INI_SYS_PATH_RUNNERS))
+        scenario = load_scenario(self.path, source=self._display(), allow_sys_path_runners=allow)
         return [
             ScenarioItem.from_parent(self, name=loop, scenario=scenario, loop=loop)
             for loop in LOOPS
@@ -215,8 +231,12 @@ class ScenarioItem(pytest.Item):
             raise ScenarioFailedError(check)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        from swaysim.errors import ScenarioError
+
         if isinstance(excinfo.value, ScenarioFailedError):
             return str(excinfo.value)
+        if isinstance(excinfo.value, ScenarioError):  # its runner cannot be imported
+            return "\n".join(excinfo.value.problems)
         return str(super().repr_failure(excinfo, style))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:

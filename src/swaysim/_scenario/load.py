@@ -5,19 +5,19 @@ objects (key path, line when known, message) gathered into one
 :class:`~swaysim.errors.ScenarioError`: decoding (size, UTF-8, TOML, nesting),
 the schema (:mod:`~swaysim._scenario.schema`), cross-references (probe names,
 ``null``/``target``, expectations naming probes and fault rules), the custom
-runner import, and a first build of every object, so that what the Python API
-refuses surfaces at load time too. Nothing in a scenario is evaluated as code
-except the explicit ``runner = "module:function"`` import.
+runner's whereabouts and options (:mod:`~swaysim._scenario.runners`: read from
+its source, never imported), and a first build of every object, so that what
+the Python API refuses surfaces at load time too. Nothing in a scenario is
+evaluated as code; ``runner = "module:function"`` is imported only to run
+(:meth:`Scenario.load_runner`), from the scenario's own folder. The limits of
+each stage are :mod:`~swaysim._scenario.limits`'.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import importlib
-import inspect
 import re
 import shlex
-import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import ValidationError
 
+from swaysim._limits import MAX_NESTING
 from swaysim._scenario.build import ExpandedProbe, build_backend, build_probe, expand_probes
+from swaysim._scenario.limits import (
+    document_problems,
+    expansion_problems,
+    first_errors,
+    read_scenario,
+    size_problem,
+    untyped_problems,
+)
 from swaysim._scenario.messages import (
     Problem,
     did_you_mean,
@@ -33,6 +42,14 @@ from swaysim._scenario.messages import (
     scenario_error,
     show_value,
     validation_problems,
+)
+from swaysim._scenario.runners import (
+    RunnerTarget,
+    import_runner,
+    locate_runner,
+    parameters_of,
+    signature_problems,
+    static_problems,
 )
 from swaysim._scenario.schema import NUMERIC_KINDS, RunnerSpec, ScenarioSpec
 
@@ -44,16 +61,12 @@ if TYPE_CHECKING:
     from swaysim._trace.events import TraceSink
 
 __all__ = [
-    "MAX_FILE_BYTES",
-    "MAX_NESTING",
     "Scenario",
     "discover_scenarios",
     "load_scenario",
     "parse_scenario",
 ]
 
-MAX_FILE_BYTES: Final = 4 * 1024 * 1024
-MAX_NESTING: Final = 32
 _NEEDS: Final = "a scenario needs at least a description, [[probes]] and [expect]"
 _TOML_POSITION: Final = re.compile(r"^(.*?)\s*\(at line (\d+), column (\d+)\)$", re.DOTALL)
 """tomllib states the position only in its message (attributes arrive in Python 3.14)."""
@@ -62,10 +75,9 @@ _TOML_POSITION: Final = re.compile(r"^(.*?)\s*\(at line (\d+), column (\d+)\)$",
 
 
 def _text(data: bytes) -> str | Problem:
-    if len(data) > MAX_FILE_BYTES:
-        return Problem(
-            None, f"file is {len(data):,} bytes; a scenario may be at most {MAX_FILE_BYTES:,} bytes"
-        )
+    too_big = size_problem(data)
+    if too_big is not None:
+        return too_big
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -85,40 +97,24 @@ def _toml(text: str) -> dict[str, object] | Problem:
         what, line, column = match.groups()
         return Problem(None, f"invalid TOML: {what}", line=int(line), column=int(column))
     except RecursionError:
-        message = f"nested too deeply to parse (a scenario allows {MAX_NESTING} levels)"
+        message = f"nested too deeply to parse (a scenario allows {MAX_NESTING.value()} levels)"
         return Problem(None, f"invalid TOML: {message}")
+    except ValueError as exc:
+        # An integer of thousands of digits: int() refuses it before TOML's own 64-bit rule.
+        return Problem(None, f"invalid TOML: {str(exc).partition(';')[0]}")
 
 
-def _too_deep(value: object, path: str = "", depth: int = 0) -> str | None:
-    """The key path of the first value nested deeper than MAX_NESTING, if any."""
-    if depth > MAX_NESTING:
-        return path
-    items: Iterable[tuple[str | int, object]] = ()
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    for key, item in items:
-        found = _too_deep(item, join_key(path, key), depth + 1)
-        if found is not None:
-            return found
-    return None
-
-
-def _decode(data: bytes) -> dict[str, object] | Problem:
-    """The TOML document in ``data``, or the problem that stops it being one."""
+def _decode(data: bytes) -> dict[str, object] | list[Problem]:
+    """The TOML document in ``data``, or the problems that stop it being a usable one."""
     text = _text(data)
     if isinstance(text, Problem):
-        return text
+        return [text]
     document = _toml(text)
     if isinstance(document, Problem):
-        return document
+        return [document]
     if not document:
-        return Problem(None, f"no keys: {_NEEDS}")
-    deep = _too_deep(document)
-    if deep is not None:
-        return Problem(deep, f"nested more than {MAX_NESTING} levels deep")
-    return document
+        return [Problem(None, f"no keys: {_NEEDS}")]
+    return document_problems(document) or document
 
 
 # -- cross-references -------------------------------------------------------------------
@@ -215,49 +211,33 @@ def _reference_problems(spec: ScenarioSpec, probes: Sequence[ExpandedProbe]) -> 
     ]
 
 
-def _import_runner(target: str, folder: Path | None) -> Callable[..., object] | Problem:
-    """Import ``module:function``; the scenario's folder is searched after sys.path."""
-    module_name, _, attribute = target.partition(":")
-    added = False
-    try:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if folder is None or exc.name != module_name.partition(".")[0]:
-                raise
-            sys.path.append(str(folder))
-            added = True
-            module = importlib.import_module(module_name)
-    except Exception as exc:
-        reason = f"cannot import {module_name!r}: {type(exc).__name__}: {exc}"
-        return Problem("runner.runner", reason)
-    finally:
-        if added:
-            sys.path.remove(str(folder))
-    function = getattr(module, attribute, None)
-    if function is None:
-        public = [name for name in dir(module) if not name.startswith("_")]
-        reason = f"module {module_name!r} has no attribute {attribute!r}"
-        return Problem("runner.runner", f"{reason}{did_you_mean(attribute, public)}")
-    if not callable(function):
-        return Problem("runner.runner", f"{target!r} is not callable")
-    return function  # type: ignore[no-any-return]
-
-
-# -- the scenario -----------------------------------------------------------------------
-
 _RUN_SUITE_KEYS: Final = tuple(
     key for key in RunnerSpec.model_fields if key not in {"runner", "cancel_after", "options"}
 )
 """The ``[runner]`` keys that are ``run_suite`` keyword arguments."""
 
 
-def _accepts(function: Callable[..., object], name: str) -> bool:
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+def _runner_keys(spec: ScenarioSpec) -> dict[str, str]:
+    """The keywords a custom runner gets from the file, each mapped to the key that sets it."""
+    keys = {key: f"runner.{key}" for key in _RUN_SUITE_KEYS if key in spec.runner.model_fields_set}
+    keys.update({key: join_key("runner.options", key) for key in spec.runner.options})
+    return keys
+
+
+def _runner_target(
+    spec: ScenarioSpec, path: Path | None, allow_sys_path: bool
+) -> RunnerTarget | list[Problem] | None:
+    """Locate the custom runner and check its options from its source; never executes it."""
+    if spec.runner.runner is None:
+        return None
+    folder = path.resolve().parent if path is not None else None
+    target = locate_runner(spec.runner.runner, folder, allow_sys_path=allow_sys_path)
+    if isinstance(target, Problem):
+        return [target]
+    return static_problems(target, _runner_keys(spec)) or target
+
+
+# -- the scenario -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +249,10 @@ class Scenario:
     """How messages name the file (the path as given)."""
     path: Path | None
     probe_plan: tuple[ExpandedProbe, ...]
-    runner_function: Callable[..., object] | None
+    runner_target: RunnerTarget | None
+    """Where the custom runner lives (found, not imported); None for ``run_suite``."""
+    allow_sys_path_runners: bool = False
+    """Whether the runner may come from ``sys.path`` (the user opted in), not only the folder."""
 
     @property
     def name(self) -> str:
@@ -327,7 +310,7 @@ class Scenario:
         """Keyword arguments for ``run_suite`` (or for the custom runner)."""
         seed = self.seed if seed is None else seed
         spec = self.spec.runner
-        if self.runner_function is None:
+        if self.runner_target is None:
             options = {key: getattr(spec, key) for key in _RUN_SUITE_KEYS}
             if spec.seed is None:
                 options["seed"] = seed
@@ -336,9 +319,32 @@ class Scenario:
             key: getattr(spec, key) for key in _RUN_SUITE_KEYS if key in spec.model_fields_set
         }
         options.update(spec.options)
-        if "seed" not in options and _accepts(self.runner_function, "seed"):
-            options["seed"] = seed
+        function = self.load_runner()
+        if "seed" not in options and function is not None:
+            parameters = parameters_of(function)
+            if parameters is not None and (parameters.any_keyword or "seed" in parameters.keywords):
+                options["seed"] = seed
         return options
+
+    def load_runner(self) -> Callable[..., object] | None:
+        """Import the custom runner (this runs its module's code) and check its options.
+
+        None when the scenario uses ``run_suite``. Raises :class:`ScenarioError`
+        naming ``runner.runner`` or the option at fault; called before a run
+        starts, never by loading or validating.
+        """
+        target = self.runner_target
+        if target is None:
+            return None
+        function = import_runner(target)
+        if isinstance(function, Problem):
+            raise scenario_error(self.source, [function])
+        parameters = parameters_of(function)
+        if parameters is not None:
+            problems = signature_problems(target.text, parameters, _runner_keys(self.spec))
+            if problems:
+                raise scenario_error(self.source, problems)
+        return function
 
     def replay_command(
         self, loop: str, seed: int | None = None, *, schedule_jitter: int | None = None
@@ -346,6 +352,8 @@ class Scenario:
         """The exact command that replays this scenario on ``loop`` (with its jitter seed)."""
         seed = self.seed if seed is None else seed
         command = f"swaysim run {shlex.quote(self.source)} --backend {loop} --seed {seed}"
+        if self.allow_sys_path_runners and self.runner_target is not None:
+            command += " --allow-sys-path-runners"
         jitter = self.schedule_jitter(schedule_jitter)
         return command if jitter is None else f"{command} --jitter {jitter}"
 
@@ -357,53 +365,64 @@ class Scenario:
 
 
 def parse_scenario(
-    data: bytes | str, *, source: str = "<scenario>", path: Path | None = None
+    data: bytes | str,
+    *,
+    source: str = "<scenario>",
+    path: Path | None = None,
+    allow_sys_path_runners: bool = False,
 ) -> Scenario:
     """Validate a scenario document and build it once (so API errors surface now).
 
     Raises :class:`~swaysim.errors.ScenarioError` listing what is wrong, each
     problem on one line naming ``source``, the key path, the value and what is
-    allowed.
+    allowed. A custom runner is located and its options checked from its
+    source, never imported (:meth:`Scenario.load_runner` does that, to run):
+    it must be a module in the folder of ``path``, or, with
+    ``allow_sys_path_runners``, on ``sys.path``.
     """
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     document = _decode(raw)
-    if isinstance(document, Problem):
-        raise scenario_error(source, [document])
+    if isinstance(document, list):
+        raise scenario_error(source, document)
     try:
         spec = ScenarioSpec.model_validate(document)
     except ValidationError as exc:
-        raise scenario_error(source, validation_problems(exc.errors(include_url=False))) from None
+        errors, rest = first_errors(exc.errors(include_url=False))
+        problems = validation_problems(errors)
+        raise scenario_error(source, [*problems, *([rest] if rest else [])]) from None
+    too_many = [*untyped_problems(spec.runner.options), *expansion_problems(spec.probes)]
+    if too_many:
+        raise scenario_error(source, too_many)
     plan = tuple(expand_probes(spec.probes))
     problems = _reference_problems(spec, plan)
     if problems:
         raise scenario_error(source, problems)
-    function: Callable[..., object] | None = None
-    if spec.runner.runner is not None:
-        folder = path.resolve().parent if path is not None else None
-        imported = _import_runner(spec.runner.runner, folder)
-        if isinstance(imported, Problem):
-            raise scenario_error(source, [imported])
-        function = imported
-    scenario = Scenario(spec, source, path, plan, function)
+    target = _runner_target(spec, path, allow_sys_path_runners)
+    if isinstance(target, list):
+        raise scenario_error(source, target)
+    scenario = Scenario(spec, source, path, plan, target, allow_sys_path_runners)
     scenario.build_backend()
     scenario.build_probes()
     return scenario
 
 
-def load_scenario(path: str | Path, *, source: str | None = None) -> Scenario:
+def load_scenario(
+    path: str | Path, *, source: str | None = None, allow_sys_path_runners: bool = False
+) -> Scenario:
     """Read and validate one scenario file; raises :class:`ScenarioError` (never a traceback).
 
-    ``source`` is how messages and replay commands name the file (default: ``path``).
+    ``source`` is how messages and replay commands name the file (default:
+    ``path``). The file is read with a bounded read (regular files only); see
+    :func:`parse_scenario` for ``allow_sys_path_runners``.
     """
     file = Path(path)
     source = str(path) if source is None else source
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise scenario_error(
-            source, [Problem(None, f"cannot read: {exc.strerror or exc}")]
-        ) from None
-    return parse_scenario(data, source=source, path=file)
+    data = read_scenario(file)
+    if isinstance(data, Problem):
+        raise scenario_error(source, [data])
+    return parse_scenario(
+        data, source=source, path=file, allow_sys_path_runners=allow_sys_path_runners
+    )
 
 
 def _is_scenario_file(path: Path) -> bool:
