@@ -80,13 +80,14 @@ _COMPONENT_MAX: Final = 100
 
 
 def file_kind(mode: int) -> str:
-    """What a non-regular file is, for messages: ``"a named pipe (FIFO)"``..."""
+    """What a file is, for messages: ``"a named pipe (FIFO)"``, ``"a file"``..."""
     kinds = (
         (stat.S_ISDIR, "a directory"),
         (stat.S_ISFIFO, "a named pipe (FIFO)"),
         (stat.S_ISCHR, "a character device"),
         (stat.S_ISBLK, "a block device"),
         (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISREG, "a file"),
     )
     return next((name for test, name in kinds if test(mode)), "not a regular file")
 
@@ -247,12 +248,20 @@ class OutputDirectory:
                 return OutputDirectory(where, None)
             fd = os.open(name, _DIRECTORY_FLAGS, dir_fd=self._fd)
         except OSError as exc:
-            if exc.errno == errno.ENOTDIR:
-                raise OutputError(
-                    f"{where}: cannot create: a file of that name is in the way"
-                ) from None
-            raise OutputError(f"{where}: cannot create: {_reason(exc)}") from None
+            raise OutputError(f"{where}: cannot create: {self._in_the_way(name, exc)}") from None
         return OutputDirectory(where, fd)
+
+    def _in_the_way(self, name: str, error: OSError) -> str:
+        """Why ``name`` could not be opened as a folder: a link, a file, or ``error``."""
+        try:
+            info = os.stat(self._at(name), dir_fd=self._fd, follow_symlinks=False)
+        except OSError:
+            return _reason(error)
+        if stat.S_ISLNK(info.st_mode):
+            return _reason(OSError(errno.ELOOP, "symbolic link"))
+        if not stat.S_ISDIR(info.st_mode):
+            return f"{file_kind(info.st_mode)} of that name is in the way"
+        return _reason(error)
 
     def create(self, name: str) -> IO[bytes]:
         """A new, empty file ``name`` for writing, replacing whatever entry was there

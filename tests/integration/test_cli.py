@@ -126,7 +126,9 @@ def test_json_output_shape(files: dict[str, Path], tmp_path: Path) -> None:
         "schedule_jitter",
         "wall_seconds",
         "checks",
+        "output_problems",
     }
+    assert document["output_problems"] == []
     assert (document["ok"], document["exit_code"], document["loops"]) == (
         False,
         1,
@@ -218,7 +220,11 @@ def test_trace_dirs_feed_report_and_trace_commands(files: dict[str, Path], tmp_p
         lines = (run_dir / "trace.jsonl").read_text().splitlines()
         assert {json.loads(line)["kind"] for line in lines} >= {"view_enter", "probe_end"}
         document = json.loads((run_dir / "results.json").read_text())
-        assert set(document) == {"scenario", "loop", "seed", "probes", "statistics", "makespan"}
+        assert set(document) == {
+            *("scenario", "loop", "seed", "probes", "statistics", "makespan", "trace")
+        }
+        assert document["trace"]["complete"] is True
+        assert document["trace"]["events_written"] == len(lines)
         assert (document["scenario"], document["loop"], document["seed"]) == ("passing", loop, 4)
         assert document["makespan"] == pytest.approx(1.5)
         assert document["statistics"]["switches"] == 3

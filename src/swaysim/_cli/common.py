@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, NoReturn
@@ -10,11 +9,12 @@ from typing import TYPE_CHECKING, Final, NoReturn
 import click
 from rich.console import Console
 
+from swaysim._files import write_file_atomically
 from swaysim._scenario.load import discover_scenarios, load_scenario
-from swaysim.errors import ScenarioError
+from swaysim.errors import OutputError, ScenarioError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from swaysim._scenario.load import Scenario
 
@@ -32,7 +32,6 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INVALID",
     "EXIT_OK",
-    "check_writable",
     "count",
     "fail",
     "import_runners",
@@ -52,23 +51,13 @@ def fail(message: str) -> NoReturn:
     sys.exit(EXIT_INVALID)
 
 
-def check_writable(option: str, path: str | None) -> None:
-    """Exit 2 before anything runs when ``path`` cannot be created (no such folder...)."""
-    if path is None:
-        return
-    folder = Path(path).absolute().parent
-    if not folder.is_dir():
-        fail(f"{option} {path}: cannot write: no such directory {folder}")
-    if not os.access(folder, os.W_OK):
-        fail(f"{option} {path}: cannot write: permission denied on {folder}")
-
-
-def write_output(option: str, path: str, write: Callable[[Path], object]) -> None:
-    """Call ``write(Path(path))``, turning an OSError into exit 2 naming the option."""
+def write_output(option: str, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` safely (see :func:`write_file_atomically`); exit 2 if it
+    cannot be, naming the option."""
     try:
-        write(Path(path))
-    except OSError as exc:
-        fail(f"{option} {path}: cannot write: {exc.strerror or exc}")
+        write_file_atomically(Path(path), lambda stream: stream.write(data), option=option)
+    except OutputError as exc:
+        fail(str(exc))
 
 
 def stdout_console() -> Console:

@@ -38,6 +38,6 @@ def schema(output: str | None) -> None:
     """Print the scenario JSON Schema (for editor completion)."""
     text = schema_text()
     if output:
-        write_output("--output", output, lambda path: path.write_text(text))
+        write_output("--output", output, text.encode("utf-8"))
     else:
         click.echo(text, nl=False)

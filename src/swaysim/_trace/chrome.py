@@ -23,10 +23,12 @@ events.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final, TypedDict
 
+from swaysim._files import write_file_atomically
 from swaysim._trace.encode import finite_or_name
 from swaysim._trace.events import probe_name
 from swaysim._trace.read import read_trace
@@ -388,9 +390,15 @@ def write_chrome(events: Iterable[TraceEvent], stream: IO[str], *, source: str =
 def export_chrome(trace_path: Path, output: Path) -> None:
     """Convert the trace file at ``trace_path`` to a Chrome trace JSON file at ``output``.
 
-    Open the result in https://ui.perfetto.dev or chrome://tracing.
+    Open the result in https://ui.perfetto.dev or chrome://tracing. ``output``
+    is replaced whole, never written through a link; a trace that stops
+    being readable halfway leaves it as it was.
     """
     trace_path = Path(trace_path)
-    output = Path(output)
-    with output.open("w", encoding="utf-8", newline="\n") as stream:
-        write_chrome(read_trace(trace_path), stream, source=trace_path.name)
+    events = read_trace(trace_path)
+
+    def write(binary: IO[bytes]) -> None:
+        with io.TextIOWrapper(binary, encoding="utf-8", newline="\n") as stream:
+            write_chrome(events, stream, source=trace_path.name)
+
+    write_file_atomically(Path(output), write)
