@@ -30,8 +30,8 @@ __all__ = [
     "MAX_RESULTS_BYTES",
     "MAX_SCENARIO_BYTES",
     "MAX_SCENARIO_VALUES",
+    "MAX_TRACE_KEYS",
     "MAX_TRACE_LINE_BYTES",
-    "MAX_TRACE_NAMES",
     "Limit",
 ]
 
@@ -99,10 +99,13 @@ MAX_EXPANDED_TEXT_BYTES: Final = Limit(
     "bytes of probe text (prompts, texts, names) in a scenario, after expansion",
 )
 MAX_TRACE_LINE_BYTES: Final = Limit("trace_line_bytes", 1024 * 1024, "bytes in a trace line")
-MAX_TRACE_NAMES: Final = Limit(
-    "trace_names", 100_000, "distinct task, view, op, probe and fault rule names in a trace"
+MAX_TRACE_KEYS: Final = Limit(
+    "trace_keys",
+    500_000,
+    "distinct names (tasks, views, ops, probes, fault rules) plus open intervals a trace "
+    "reader keeps track of",
 )
-MAX_RESULTS_BYTES: Final = Limit("results_bytes", 64 * 1024 * 1024, "bytes in a results.json file")
+MAX_RESULTS_BYTES: Final = Limit("results_bytes", 32 * 1024 * 1024, "bytes in a results.json file")
 
 LIMITS: Final[tuple[Limit, ...]] = (
     MAX_SCENARIO_BYTES,
@@ -112,6 +115,6 @@ LIMITS: Final[tuple[Limit, ...]] = (
     MAX_REQUESTS,
     MAX_EXPANDED_TEXT_BYTES,
     MAX_TRACE_LINE_BYTES,
-    MAX_TRACE_NAMES,
+    MAX_TRACE_KEYS,
     MAX_RESULTS_BYTES,
 )

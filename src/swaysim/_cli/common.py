@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 
 from swaysim._files import write_file_atomically
+from swaysim._printable import printable
 from swaysim._scenario.load import discover_scenarios, load_scenario
 from swaysim.errors import OutputError, ScenarioError
 
@@ -30,12 +31,15 @@ ALLOW_SYS_PATH_RUNNERS: Final = click.option(
 __all__ = [
     "ALLOW_SYS_PATH_RUNNERS",
     "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
     "EXIT_INVALID",
     "EXIT_OK",
     "count",
     "fail",
     "import_runners",
+    "interrupted",
     "load_scenarios",
+    "say",
     "stdout_console",
     "write_output",
 ]
@@ -43,11 +47,35 @@ __all__ = [
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_INVALID: Final = 2
+EXIT_INTERRUPTED: Final = 130
+"""Ctrl-C, as shells report a process SIGINT stopped."""
+
+
+def interrupted(error: BaseException) -> bool:
+    """Whether ``error`` is Ctrl-C: a KeyboardInterrupt, or a group of nothing else.
+
+    trio delivers Ctrl-C inside the task that was running, so it surfaces
+    wrapped in the exception groups of every task group on the way out.
+    """
+    if isinstance(error, BaseExceptionGroup):
+        _, rest = error.split(KeyboardInterrupt)
+        return rest is None
+    return isinstance(error, KeyboardInterrupt)
+
+
+def say(text: str, *, err: bool = True) -> None:
+    """Print ``text`` (one line per line of it), control characters shown escaped.
+
+    Every line the command line prints that holds a name, a path or a message
+    from a file goes through here (or :func:`~swaysim._printable.printable`),
+    so a hostile name cannot reach the terminal as an escape sequence.
+    """
+    click.echo("\n".join(printable(line) for line in text.split("\n")), err=err)
 
 
 def fail(message: str) -> NoReturn:
     """Print ``swaysim: message`` on stderr and exit 2 (invalid input)."""
-    click.echo(f"swaysim: {message}", err=True)
+    say(f"swaysim: {message}")
     sys.exit(EXIT_INVALID)
 
 
@@ -78,11 +106,11 @@ def _scenario_files(paths: Sequence[str]) -> list[Path]:
     files: dict[Path, Path] = {}
     for given in paths:
         if not Path(given).exists():
-            click.echo(f"{given}: cannot read: no such file or directory", err=True)
+            say(f"{given}: cannot read: no such file or directory")
             sys.exit(EXIT_INVALID)
         found = list(discover_scenarios([given]))
         if not found:
-            click.echo(f"{given}: no scenario files (*.toml) found", err=True)
+            say(f"{given}: no scenario files (*.toml) found")
             sys.exit(EXIT_INVALID)
         for file in found:
             files.setdefault(file.resolve(), file)
@@ -108,7 +136,7 @@ def load_scenarios(paths: Sequence[str], *, allow_sys_path_runners: bool = False
             scenarios.append(load_scenario(file, allow_sys_path_runners=allow_sys_path_runners))
         except ScenarioError as exc:
             invalid += 1
-            click.echo(str(exc), err=True)
+            say(str(exc))
     _exit_if_invalid(invalid)
     return scenarios
 
@@ -125,5 +153,5 @@ def import_runners(scenarios: Sequence[Scenario]) -> None:
             scenario.load_runner()
         except ScenarioError as exc:
             invalid += 1
-            click.echo(str(exc), err=True)
+            say(str(exc))
     _exit_if_invalid(invalid)

@@ -18,15 +18,19 @@ from typing import TYPE_CHECKING, Final
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from swaysim._cli.common import (
     ALLOW_SYS_PATH_RUNNERS,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     fail,
     import_runners,
+    interrupted,
     load_scenarios,
+    say,
     stdout_console,
 )
 from swaysim._cli.run_output import json_document, junit_tree, print_results
@@ -36,6 +40,7 @@ from swaysim._files import (
     safe_component,
     write_file_atomically,
 )
+from swaysim._printable import printable
 from swaysim._scenario.check import check_scenario
 from swaysim._scenario.run import results_document
 from swaysim._scenario.schema import MAX_SEED
@@ -140,6 +145,12 @@ class _RunDirs:
             "error": None if error is None else str(error),
         }
 
+    def close(self) -> None:
+        """Close every trace still open (a run cut short): what was emitted is kept."""
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()
+
     def finish(self, folder: str, checks: Sequence[ScenarioCheck]) -> None:
         """Close each loop's trace and write its results next to it, noting what failed."""
         for check in checks:
@@ -195,7 +206,7 @@ class _ProgressReport:
         self.bar.advance(self.task)
 
     def start(self, scenario: Scenario) -> None:
-        self.bar.update(self.task, description=scenario.name)
+        self.bar.update(self.task, description=escape(printable(scenario.name)))
         self.done_before = self.bar.tasks[0].completed
 
     def finish(
@@ -206,7 +217,7 @@ class _ProgressReport:
         self.bar.update(self.task, completed=self.done_before + probes)
         if self.log_lines:
             state = "ok" if all(c.ok for c in outcome) else "FAILED"
-            click.echo(f"[{index}/{self.scenarios}] {scenario.name}: {state}", err=True)
+            say(f"[{index}/{self.scenarios}] {scenario.name}: {state}")
 
 
 def _prepare_outputs(
@@ -368,7 +379,14 @@ def run(
     started = time.perf_counter()
     try:
         checks = _run_scenarios(scenarios, options, run_dirs, progress)
+    except BaseException as exc:
+        if not interrupted(exc):
+            raise
+        say("swaysim: interrupted; nothing more was run")
+        sys.exit(EXIT_INTERRUPTED)
     finally:
+        if run_dirs is not None:
+            run_dirs.close()
         if trace_root is not None:
             trace_root.close()
     wall = time.perf_counter() - started
@@ -388,5 +406,5 @@ def run(
         ),
     ]
     for line in problems:
-        click.echo(f"swaysim: {line}", err=True)
+        say(f"swaysim: {line}")
     sys.exit(EXIT_FAILED if problems else code)

@@ -6,7 +6,13 @@ import json
 
 import click
 
-from swaysim._cli.common import ALLOW_SYS_PATH_RUNNERS, count, load_scenarios, write_output
+from swaysim._cli.common import (
+    ALLOW_SYS_PATH_RUNNERS,
+    count,
+    load_scenarios,
+    say,
+    write_output,
+)
 from swaysim._scenario.schema import scenario_json_schema
 
 __all__ = ["schema", "schema_text", "validate"]
@@ -24,7 +30,7 @@ def validate(paths: tuple[str, ...], allow_sys_path_runners: bool) -> None:
     for scenario in scenarios:
         probes = count(len(scenario.probe_plan), "probe")
         keys = count(len(scenario.spec.expect.model_fields_set), "expectation key")
-        click.echo(f"{scenario.source}: ok ({scenario.name}: {probes}, {keys})")
+        say(f"{scenario.source}: ok ({scenario.name}: {probes}, {keys})", err=False)
 
 
 def schema_text() -> str:

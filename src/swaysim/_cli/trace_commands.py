@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from swaysim._cli.common import fail, stdout_console
+from swaysim._cli.common import fail, say, stdout_console
 from swaysim._files import check_output_file
 from swaysim._trace.chrome import export_chrome
 from swaysim._trace.report.render import write_report
@@ -45,7 +45,7 @@ def report(run_dir: str, output: str) -> None:
     with _exit_2_on_error(f"cannot write a report from {run_dir}"):
         check_output_file(Path(output), option="--output")
         write_report(Path(run_dir), Path(output))
-    click.echo(f"wrote {output}")
+    say(f"wrote {output}", err=False)
 
 
 @click.group()
@@ -75,4 +75,4 @@ def trace_chrome(file: str, output: str) -> None:
     with _exit_2_on_error(f"cannot export {file}"):
         check_output_file(Path(output), option="--output")
         export_chrome(Path(file), Path(output))
-    click.echo(f"wrote {output}")
+    say(f"wrote {output}", err=False)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
+from swaysim._printable import printable
 from swaysim._time.clock import LOOPS
 from swaysim.errors import ScenarioFailedError
 
@@ -193,7 +194,7 @@ class ScenarioFile(pytest.File):
         from swaysim.errors import ScenarioError
 
         if isinstance(excinfo.value, ScenarioError):
-            return "\n".join(excinfo.value.problems)
+            return "\n".join(printable(problem) for problem in excinfo.value.problems)
         return str(super().repr_failure(excinfo))
 
 
@@ -234,9 +235,9 @@ class ScenarioItem(pytest.Item):
         from swaysim.errors import ScenarioError
 
         if isinstance(excinfo.value, ScenarioFailedError):
-            return str(excinfo.value)
+            return printable(excinfo.value, multiline=True)
         if isinstance(excinfo.value, ScenarioError):  # its runner cannot be imported
-            return "\n".join(excinfo.value.problems)
+            return "\n".join(printable(problem) for problem in excinfo.value.problems)
         return str(super().repr_failure(excinfo, style))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:

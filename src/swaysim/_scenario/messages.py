@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Final, Literal, Union
 
 from pydantic import BaseModel
 
+from swaysim._printable import printable
 from swaysim._scenario.schema import CountBounds, ScenarioSpec, SecondsBounds
 from swaysim.errors import ScenarioError
 
@@ -97,7 +98,7 @@ def show_value(value: object) -> str:
     if isinstance(value, float):
         return repr(value)  # nan, inf and -inf read as TOML writes them
     if isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
+        text = printable(json.dumps(value, ensure_ascii=False))
         return text if len(text) <= 60 else text[:56] + '..."'
     if isinstance(value, dict | list):
         try:

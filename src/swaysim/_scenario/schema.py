@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Final, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -39,6 +40,7 @@ from pydantic import (
 )
 
 from swaysim._chaos.faults import FaultKind  # noqa: TC001 - pydantic resolves annotations at runtime
+from swaysim._printable import printable
 from swaysim._vocab import Op  # noqa: TC001 - pydantic resolves annotations at runtime
 
 __all__ = [
@@ -79,6 +81,18 @@ Seconds = Annotated[float, Field(ge=0.0, le=MAX_SECONDS)]
 PositiveSeconds = Annotated[float, Field(gt=0.0, le=MAX_SECONDS)]
 Number = Annotated[float, Field(ge=-1e12, le=1e12)]
 VerdictName = Literal["PASS", "FAIL", "WARN", "SKIP", "ERROR"]
+
+
+def _no_control_characters(value: str) -> str:
+    """Names reach terminals, file names and XML: no control or format characters."""
+    unsafe = printable(value)
+    if unsafe != value:
+        raise ValueError(f"must not contain control characters (it reads {unsafe})")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_no_control_characters)]
+"""A scenario, probe or fault rule name: printable text only."""
 _RUNNER_PATTERN: Final = (
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 )
@@ -171,7 +185,7 @@ class FaultRuleSpec(_Spec):
 
     kind: FaultKind
     """What happens when the rule fires."""
-    name: str = ""
+    name: Name = ""
     """Rule name for stats and ``expect.faults_fired``; default ``<kind>#<index>``."""
     ops: list[Op] = []
     """Ops it may fire on; empty: every op the kind applies to."""
@@ -292,7 +306,7 @@ class BackendSpec(_Spec):
 class ProbeSpecBase(_Spec):
     """What every ``[[probes]]`` table has, whatever its ``kind``."""
 
-    name: str
+    name: Name
     """Probe name, unique in the suite (with ``repeat``: ``<name>-<i>``)."""
     repeat: Annotated[int, Field(ge=1, le=100_000)] | None = None
     """Expand into N probes named ``<name>-<i>`` (i from 0), ``{i}`` substituted in strings."""
@@ -521,7 +535,7 @@ class ScenarioSpec(_Spec):
 
     model_config = ConfigDict(title="swaysim scenario")
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    name: Annotated[Name, Field(min_length=1, max_length=200)] | None = None
     """Short name; defaults to the file name without ``.toml``."""
     description: Annotated[str, Field(min_length=1)]
     """The question this scenario answers."""

@@ -30,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Final, TypedDict
 
 from swaysim._files import write_file_atomically
 from swaysim._trace.encode import finite_or_name
-from swaysim._trace.events import probe_name
+from swaysim._trace.events import interval_seconds, probe_name
 from swaysim._trace.read import read_trace
 from swaysim._trace.schema import SCHEMA_VERSION
 
@@ -214,7 +214,7 @@ class _Converter:
         elif kind == "view_wait":
             track = self._task_track(event.task, out)
             name = f"wait {event.view}"
-            begin = ts - _us(event.duration or 0.0)
+            begin = ts - _us(interval_seconds(event))
             self._begin(track, name, "wait", begin, {"view": event.view}, out)
             self._end(track, ts, {"waited_s": event.duration}, out)
         elif kind == "op_start":
@@ -288,7 +288,7 @@ class _Converter:
         if self.open_ops.pop(event.task, None) is None:
             # No op_start in the trace (a capped recorder dropped it): rebuild the begin.
             name = event.op or "op"
-            begin = ts - _us(event.duration or 0.0)
+            begin = ts - _us(interval_seconds(event))
             self._begin(track, name, "op", begin, {"view": event.view}, out)
         self._end(track, ts, args, out)
 
@@ -308,7 +308,7 @@ class _Converter:
         else:
             lane = self._probe_lane(out)
             track = (PROBES_PID, self.probe_tids[lane])
-            begin = ts - _us(event.duration or 0.0)
+            begin = ts - _us(interval_seconds(event))
             self._begin(track, name, "probe", begin, {}, out)
         self.probe_lanes[lane] = False
         self._end((PROBES_PID, self.probe_tids[lane]), ts, args, out)

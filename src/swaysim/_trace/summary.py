@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.table import Table
+from rich.text import Text
 
+from swaysim._printable import printable
 from swaysim._trace.digest import digest_trace, hit_rate_of
 
 if TYPE_CHECKING:
@@ -36,6 +38,11 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100.0 * value:.1f}%"
 
 
+def _cell(value: object) -> Text:
+    """A table cell from a trace value: plain text (never rich markup), controls escaped."""
+    return Text(printable(value))
+
+
 def _table(title: str, columns: Iterable[tuple[str, bool]]) -> Table:
     """A left-titled table; each column is (heading, right-justified)."""
     table = Table(title=title, title_justify="left")
@@ -52,7 +59,7 @@ def _views_table(digest: TraceDigest) -> Table:
     table = _table("Views", ((h, h != "view") for h in headings))
     for usage in digest.views.values():
         table.add_row(
-            usage.view,
+            _cell(usage.view),
             str(usage.entries),
             _seconds(usage.busy),
             _percent(usage.occupancy(digest.span)),
@@ -71,9 +78,9 @@ def _probes_table(probes: Iterable[ProbeSpan]) -> Table:
     table = _table("Probes", ((h, h.endswith(" s")) for h in headings))
     for probe in probes:
         table.add_row(
-            probe.name,
-            probe.kind,
-            probe.verdict or "(unfinished)",
+            _cell(probe.name),
+            _cell(probe.kind),
+            _cell(probe.verdict or "(unfinished)"),
             _seconds(probe.start),
             _seconds(probe.duration),
         )
@@ -85,7 +92,7 @@ def _ops_table(digest: TraceDigest) -> Table:
     table = _table("Ops and cache", ((h, h != "op") for h in headings))
     for usage in sorted(digest.ops.values(), key=lambda u: u.op):
         table.add_row(
-            usage.op,
+            _cell(usage.op),
             str(usage.calls),
             str(usage.hits),
             str(usage.misses),
@@ -115,12 +122,12 @@ def _slowest_table(digest: TraceDigest) -> Table:
     for record in digest.slowest:
         table.add_row(
             _seconds(record.end),
-            record.task,
-            record.view or "-",
-            record.op or "-",
+            _cell(record.task),
+            _cell(record.view or "-"),
+            _cell(record.op or "-"),
             _seconds(record.duration),
-            record.outcome,
-            record.prompt_hash or "-",
+            _cell(record.outcome),
+            _cell(record.prompt_hash or "-"),
         )
     return table
 
@@ -130,7 +137,10 @@ def _faults_table(digest: TraceDigest) -> Table:
     for (rule, kind), count in sorted(digest.faults.items()):
         on = digest.fault_ops.get((rule, kind), Counter())
         table.add_row(
-            rule, kind, str(count), ", ".join(f"{op} x{n}" for op, n in sorted(on.items()))
+            _cell(rule),
+            _cell(kind),
+            str(count),
+            _cell(", ".join(f"{op} x{n}" for op, n in sorted(on.items()))),
         )
     return table
 
@@ -158,8 +168,8 @@ def digest_headline(digest: TraceDigest) -> str:
 def render_digest(digest: TraceDigest, console: Console, *, title: str = "") -> None:
     """Print the digest's headline and tables to ``console``."""
     if title:
-        console.print(f"[bold]{title}[/bold]")
-    console.print(digest_headline(digest))
+        console.print(Text(printable(title), style="bold"))
+    console.print(Text(digest_headline(digest)))
     for table in digest_tables(digest):
         console.print(table)
 
