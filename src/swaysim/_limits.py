@@ -78,8 +78,8 @@ class Limit:
         return f"(raise it with {self.variable}=N)"
 
     def exceeded(self, found: str) -> str:
-        """``"<found>; at most N <counts> (raise with SWAYSIM_MAX_...=N)"``."""
-        return f"{found}; swaysim reads at most {self.value():,} {self.counts} {self.hint}"
+        """``"<found>; the limit is N <counts> (raise it with SWAYSIM_MAX_...=N)"``."""
+        return f"{found}; the limit is {self.value():,} {self.counts} {self.hint}"
 
 
 MAX_SCENARIO_BYTES: Final = Limit("scenario_bytes", 1024 * 1024, "bytes in a scenario file")

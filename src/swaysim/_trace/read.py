@@ -260,7 +260,7 @@ def _lines(stream: IO[bytes] | gzip.GzipFile, source: Path) -> Iterator[tuple[in
         if not line:
             return
         if len(line) > limit and not (len(line) == limit + 1 and line.endswith(b"\n")):
-            found = f"{source}:{number}: the line is longer than {limit:,} bytes"
+            found = f"{source}:{number}: the line is longer than that"
             raise TraceFormatError(MAX_TRACE_LINE_BYTES.exceeded(found))
         yield number, line
 

@@ -132,11 +132,12 @@ class JsonlTraceWriter:
             if buffer:
                 stream.write("\n".join(buffer))
                 stream.write("\n")
-                self._written += len(buffer)
-                buffer.clear()
             stream.flush()
         except OSError as exc:
-            self._fail(exc)
+            self._fail(exc)  # the lines of this write count as lost: some may be on disk
+            return
+        self._written += len(buffer)
+        buffer.clear()
 
     def _fail(self, error: OSError) -> None:
         """Stop writing after ``error``: what is buffered is lost, later events are counted."""
