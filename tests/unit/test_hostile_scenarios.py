@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -18,9 +18,6 @@ from swaysim._cli.main import cli
 from swaysim._limits import LIMITS, MAX_PROBES, MAX_SCENARIO_BYTES
 from swaysim._scenario.limits import MAX_REPORTED_PROBLEMS
 from swaysim.scenario import ScenarioError, load_scenario, parse_scenario
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 HEAD = 'description = "hostile"\n'
 EXPECT = "[expect]\ngate_free = true\n"
@@ -274,3 +271,14 @@ def test_an_assigned_runner_is_checked_on_its_real_signature_before_the_run(
         "batch_size, seed",
         "swaysim: 1 scenario is invalid; nothing was run",
     ]
+
+
+def test_the_readme_limits_table_is_the_limits_in_force() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Limits\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`SWAYSIM_" in line]
+    assert len(rows) == len(LIMITS)
+    for row, limit in zip(rows, LIMITS, strict=True):
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[1].split(" ")[0] == f"{limit.default:,}", row
+        assert cells[2] == f"`{limit.variable}`", row
