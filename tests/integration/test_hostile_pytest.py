@@ -3,7 +3,10 @@ collection error, and collecting never imports a scenario's runner (running does
 
 from __future__ import annotations
 
-import pytest
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
 
 pytest_plugins = ["pytester"]
 
