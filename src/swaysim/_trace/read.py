@@ -278,7 +278,15 @@ def _events(source: Path) -> Iterator[TraceEvent]:
                 raise TraceFormatError(message) from None
             if line.isspace():
                 continue
-            event = decode_event(line, where=where)
+            try:
+                event = decode_event(line, where=where)
+            except TraceFormatError as exc:
+                if raw.endswith(b"\n"):
+                    raise
+                # The last line, cut off: a run stopped mid-write (a full disk, a kill).
+                raise TraceFormatError(
+                    f"{exc} (the file ends in the middle of this line)"
+                ) from None
             tracked.add(event, where)
             yield event
 
