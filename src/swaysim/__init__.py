@@ -11,49 +11,37 @@ import typing as _typing
 
 from swaysim import errors as errors
 from swaysim import trace as trace
-from swaysim._backend.backend import AsyncDummyDifferentialBackend, DummyView
+from swaysim._backend.backend import AsyncDummyDifferentialBackend
 from swaysim._backend.statistics import BackendStatistics
-from swaysim._bridge.bridge import BlockingBackend, BlockingView, blocking_backend, run_sync_probe
+from swaysim._backend.views import DummyView
+from swaysim._bridge.blocking import BlockingBackend, BlockingView
+from swaysim._bridge.bridge import blocking_backend, run_sync_probe
 from swaysim._chaos.faults import FaultFiring, FaultPlan, FaultRule
 from swaysim._chaos.latency import Constant, LatencyPlan, LatencyRule, LogNormal, Uniform
 from swaysim._protocols import (
     DifferentialBackend,
     NullCalibratedBackend,
+    Observable,
     PreflightCheckable,
     ScalableDifferentialBackend,
     ScoringModel,
 )
-from swaysim._runner.divergence import (
-    ZScore,
-    divergence,
+from swaysim._runner.calibration import NullAdapter, NumericProbe
+from swaysim._runner.divergence import ZScore, divergence, z_score
+from swaysim._runner.output_validation import (
     validate_logprob,
     validate_rolling,
     validate_token_dist,
-    z_score,
 )
-from swaysim._runner.probes import (
-    BASE,
-    FT,
-    Answers,
-    Ask,
-    FunctionProbe,
-    NullCalibration,
-    Probe,
-    ProbeContext,
-    ProbeResult,
-    Verdict,
-    ViewRef,
-    null_view,
-    scaled_view,
-)
+from swaysim._runner.probes import FunctionProbe, Probe, ProbeContext
 from swaysim._runner.reference_probes import (
     AdapterAblation,
     DeltaKL,
-    NullAdapter,
-    NumericProbe,
     PerplexityShift,
     PreferenceFlip,
 )
+from swaysim._runner.requests import BASE, FT, Answers, Ask, ViewRef, null_view, scaled_view
+from swaysim._runner.results import NullCalibration, ProbeResult, Verdict
 from swaysim._runner.suite import SuiteResult, run_suite
 from swaysim._time.clock import VirtualClockEventLoop, hold_virtual_time, run, virtual_anyio_backend
 from swaysim._trace.chrome import export_chrome
@@ -160,6 +148,7 @@ __all__ = [
     "NullCalibratedBackend",
     "NullCalibration",
     "NumericProbe",
+    "Observable",
     "OutputError",
     "PerplexityShift",
     "PreferenceFlip",

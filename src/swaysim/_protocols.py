@@ -2,7 +2,9 @@
 
 A runner asks ``isinstance(backend, ScalableDifferentialBackend)`` before
 scheduling work that needs a scaled view, exactly as dlm-sway's runner does
-with the synchronous protocols. As with every runtime-checkable protocol,
+with the synchronous protocols, and ``isinstance(backend, Observable)``
+before reporting against a backend's counters and trace (a backend that is
+not swaysim's may have neither). As with every runtime-checkable protocol,
 ``isinstance`` checks that the members exist, not their signatures; mypy
 checks the signatures.
 """
@@ -15,11 +17,14 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from contextlib import AbstractAsyncContextManager
 
+    from swaysim._backend.statistics import BackendStatistics
+    from swaysim._trace.events import TraceSink
     from swaysim._types import RollingLogprob, TokenDist
 
 __all__ = [
     "DifferentialBackend",
     "NullCalibratedBackend",
+    "Observable",
     "PreflightCheckable",
     "ScalableDifferentialBackend",
     "ScoringModel",
@@ -110,4 +115,27 @@ class PreflightCheckable(Protocol):
 
     async def preflight_finite_check(self) -> tuple[bool, str]:
         """Return ``(True, "")``, or ``(False, reason)`` naming the broken view."""
+        ...
+
+
+@runtime_checkable
+class Observable(Protocol):
+    """A backend that reports on itself: counters, a trace sink and the trace's clock.
+
+    swaysim's backends are observable; a runner that also runs against other
+    backends checks ``isinstance(backend, Observable)`` and otherwise does
+    without statistics and without a trace of its own.
+    """
+
+    @property
+    def trace_sink(self) -> TraceSink | None:
+        """Where the backend's trace events go (None: tracing is off); a runner emits there too."""
+        ...
+
+    def loop_time(self) -> float:
+        """The time base of the backend's trace events, so a runner's events line up with them."""
+        ...
+
+    def statistics(self) -> BackendStatistics:
+        """A snapshot of the backend's counters (cumulative over its life)."""
         ...

@@ -7,13 +7,22 @@ swaysim's unchanged; only the ops that produce them became coroutines.
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from swaysim._validation import invalid
+from swaysim.errors import InvalidArgumentError
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from numpy.typing import NDArray
+
+    _SetSlot = Callable[["TokenDist", object], None]
 
 __all__ = ["DummyResponses", "RollingLogprob", "TokenDist"]
 
@@ -77,10 +86,10 @@ class TokenDist:
 
 
 _new_object = object.__new__
-_SET_TOKEN_IDS: Any = vars(TokenDist)["token_ids"].__set__
-_SET_LOGPROBS: Any = vars(TokenDist)["logprobs"].__set__
-_SET_VOCAB_SIZE: Any = vars(TokenDist)["vocab_size"].__set__
-_SET_TAIL: Any = vars(TokenDist)["tail_logprob"].__set__
+_SET_TOKEN_IDS: _SetSlot = vars(TokenDist)["token_ids"].__set__
+_SET_LOGPROBS: _SetSlot = vars(TokenDist)["logprobs"].__set__
+_SET_VOCAB_SIZE: _SetSlot = vars(TokenDist)["vocab_size"].__set__
+_SET_TAIL: _SetSlot = vars(TokenDist)["tail_logprob"].__set__
 
 
 def new_token_dist(
@@ -119,3 +128,35 @@ class DummyResponses:
     """Text to canned :class:`RollingLogprob`."""
     token_dists: dict[str, TokenDist] = field(default_factory=dict)
     """Prompt to canned :class:`TokenDist`."""
+
+    def __post_init__(self) -> None:
+        _check_canned("generations", self.generations, _is_text, str, "a str")
+        _check_canned("logprobs", self.logprobs, _is_prompt_pair, numbers.Real, "a number")
+        _check_canned("rolling", self.rolling, _is_text, RollingLogprob, "a RollingLogprob")
+        _check_canned("token_dists", self.token_dists, _is_text, TokenDist, "a TokenDist")
+
+
+def _is_text(key: object) -> bool:
+    return isinstance(key, str)
+
+
+def _is_prompt_pair(key: object) -> bool:
+    return isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key)
+
+
+def _check_canned(
+    name: str, table: object, key_ok: Callable[[object], bool], value_type: type, what: str
+) -> None:
+    """One table of canned answers: a mapping with well-formed keys and ``value_type`` values."""
+    if not isinstance(table, Mapping):
+        raise invalid(name, table, "must be a dict", owner="DummyResponses")
+    for key, value in table.items():
+        if not key_ok(key):
+            shape = "(prompt, completion) pairs" if key_ok is _is_prompt_pair else "strings"
+            raise InvalidArgumentError(
+                f"DummyResponses.{name} has the key {key!r}; its keys must be {shape}",
+                field=name,
+                value=key,
+            )
+        if isinstance(value, bool) or not isinstance(value, value_type):
+            raise invalid(f"{name}[{key!r}]", value, f"must be {what}", owner="DummyResponses")

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from swaysim._chaos.faults import FaultFiring
-    from swaysim._runner.probes import Ask, ViewRef
+    from swaysim._runner.requests import Ask, ViewRef
     from swaysim._scenario.check import ScenarioCheck
 
 __all__ = [
@@ -78,10 +78,12 @@ class InvalidArgumentError(SwaysimError, ValueError):
 
     Raised at construction or call time, before any view is entered, with a
     message naming the argument, its value and what is allowed. ``field``
-    names the argument as data (``"Constant.seconds"``, ``"rules[2].nth"``)
-    and ``value`` holds what was given, so callers that map errors onto
-    their own structure (a scenario file's key path) need not parse the
-    message; both are None where no single field is to blame.
+    names the argument as data, relative to what was built or called
+    (``"seconds"`` for ``Constant(-1)``, ``"rules[2].nth"``, ``"ops[1]"``; the
+    convention is in ``swaysim._validation``), and ``value`` holds what was
+    given, so callers that map errors onto their own structure (a scenario
+    file's key path) need not parse the message; both are None where no
+    single field is to blame.
     """
 
     _UNSET: ClassVar[Any] = object()

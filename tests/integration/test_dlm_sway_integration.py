@@ -214,7 +214,9 @@ def test_dlm_sway_suite_gives_the_same_results_through_the_bridge(loop: str) -> 
 
 async def test_dlm_sway_suite_gives_the_same_results_from_a_worker_thread() -> None:
     expected, expected_null_stats = _reference_results()
-    latency = swaysim.LatencyPlan(default=swaysim.Constant(0.01))
+    # A second per op: slept on the wall clock, the suite would take minutes (the
+    # timeout fails it); on the loop's virtual clock it takes as long as the maths.
+    latency = swaysim.LatencyPlan(default=swaysim.Constant(1.0))
     backend = _swaysim_backend(latency=latency)
     started, wall_started = anyio.current_time(), time.perf_counter()
     result = await swaysim.run_sync_probe(

@@ -254,3 +254,95 @@ def test_the_marker_is_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(*PLUGIN_ARGS, "--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.swaysim(virtual_time=True, loops=*"])
     result.stdout.fnmatch_lines(["@pytest.mark.swaysim_scenario: a swaysim scenario file*"])
+
+
+def test_a_plugin_that_takes_a_marked_test_for_its_own_runner_fails_it_with_one_line(
+    pytester: pytest.Pytester,
+) -> None:
+    # What pytest-trio's trio_mode does to every coroutine test, by some other plugin.
+    pytester.makeconftest(
+        """
+        import asyncio
+        import inspect
+        import pytest
+
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_call(item):
+            test = item.obj
+            if inspect.iscoroutinefunction(test):
+                item.obj = lambda **kwargs: asyncio.run(test(**kwargs))
+            yield
+        """
+    )
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.swaysim
+        async def test_marked():
+            raise AssertionError("never runs")
+        """,
+    )
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*@pytest.mark.swaysim: conftest replaced test_marked?trio? with its own runner "
+            "before swaysim could run it on its loop and clock*"
+        ]
+    )
+    assert "never runs" not in result.stdout.str()
+
+
+def test_without_anyios_plugin_a_marked_test_fails_with_one_line(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.swaysim(loops=("trio",))
+        async def test_marked():
+            pass
+        """
+    )
+    result = pytester.runpytest(*PLUGIN_ARGS, "-p", "no:anyio")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*@pytest.mark.swaysim: test_marked[[]trio[]] runs through anyio's pytest plugin, "
+            "which is disabled in this session (-p no:anyio): remove that option"
+        ]
+    )
+
+
+def test_the_plugin_loads_nothing_heavy_for_a_project_that_does_not_use_it(
+    pytester: pytest.Pytester,
+) -> None:
+    # Beyond ``import swaysim`` itself: the scenario loader and its pydantic
+    # models, the CLI's rich and click, load only when a scenario or marked test does.
+    pytester.makeini("[pytest]\n")
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_sessionfinish():
+            heavy = ("pydantic", "rich", "click", "swaysim._scenario.load", "swaysim._cli")
+            print("LOADED", [name for name in heavy if name in sys.modules])
+        """
+    )
+    pytester.makepyfile(
+        """
+        async def helper():
+            pass
+
+        def test_plain():
+            pass
+        """
+    )
+    (pytester.path / "settings.toml").write_text("[tool]\nname = 'x'\n")
+    # dlm-sway (a dev dependency) has a pytest plugin of its own that imports pydantic.
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-p", "no:sway", "-s")
+    result.assert_outcomes(passed=1)
+    assert "LOADED []" in result.stdout.str()

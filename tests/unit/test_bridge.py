@@ -42,7 +42,7 @@ from swaysim import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from swaysim._backend.backend import _ViewContext
+    from swaysim._backend.views import ViewContext as _ViewContext
 
 LOOPS = ("asyncio", "trio")
 VIEWS: tuple[tuple[str, tuple[Any, ...]], ...] = (
@@ -531,7 +531,7 @@ def test_blocking_backend_rejects_bad_arguments(options: dict[str, Any], message
 def test_blocking_backend_rejects_what_is_not_a_backend() -> None:
     with (
         pytest.raises(InvalidArgumentError, match=r"backend=<object .* must be an async"),
-        blocking_backend(object()),
+        blocking_backend(object()),  # type: ignore[arg-type]
     ):
         pass
 
@@ -778,9 +778,12 @@ async def test_calling_a_blocking_view_from_the_loop_thread_is_an_error() -> Non
 
 async def test_run_sync_probe_rejects_bad_arguments() -> None:
     backend = AsyncDummyDifferentialBackend()
-    with pytest.raises(InvalidArgumentError, match=r"func='probe' must be callable"):
+    with pytest.raises(InvalidArgumentError, match=r"func='probe' must be callable") as raised:
         await run_sync_probe(backend, "probe")  # type: ignore[arg-type]
-    with pytest.raises(InvalidArgumentError, match=r"op_timeout=-2 must be"):
+    assert (raised.value.field, raised.value.value) == ("func", "probe")
+    with pytest.raises(InvalidArgumentError, match=r"op_timeout=-2 must be") as raised:
         await run_sync_probe(backend, lambda sync_backend: None, op_timeout=-2)
-    with pytest.raises(InvalidArgumentError, match=r"backend=None must be an async"):
-        await run_sync_probe(None, lambda sync_backend: None)
+    assert (raised.value.field, raised.value.value) == ("op_timeout", -2)
+    with pytest.raises(InvalidArgumentError, match=r"backend=None must be an async") as raised:
+        await run_sync_probe(None, lambda sync_backend: None)  # type: ignore[arg-type]
+    assert (raised.value.field, raised.value.value) == ("backend", None)

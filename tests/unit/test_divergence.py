@@ -18,19 +18,17 @@ from hypothesis import strategies as st
 
 from swaysim import SwaysimError, TokenDist
 from swaysim._backend.models import SYNTH_DISTS, ModeModel, NullModel, ScaledModel
-from swaysim._chaos.faults import corrupt
+from swaysim._chaos.corrupt import corrupt
 from swaysim._runner.divergence import (
-    Normalization,
-    ProbeMathError,
     _check_js_bounds,
     aligned_probs,
     divergence,
     js_divergence,
     kl_divergence,
-    validate_token_dist,
 )
+from swaysim._runner.output_validation import Normalization, validate_token_dist
 from swaysim._types import DummyResponses
-from swaysim.errors import InvalidArgumentError
+from swaysim.errors import InvalidArgumentError, ProbeMathError
 
 if TYPE_CHECKING:
     import random

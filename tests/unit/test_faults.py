@@ -30,7 +30,7 @@ from swaysim import (
     TraceEvent,
     validate_token_dist,
 )
-from swaysim._chaos.faults import corrupt
+from swaysim._chaos.corrupt import corrupt
 
 if TYPE_CHECKING:
     from swaysim import DummyView

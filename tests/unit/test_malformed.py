@@ -3,7 +3,7 @@
 Every file in tests/malformed/ is listed here with the part of its message that names
 what is wrong (the key path, the value, the rule); a file without an entry fails. Where
 the Python API refuses a value the schema let through (``range_uniform_high_below_low``,
-...), the key path follows the field its error carries; test_scenario_loader pins that.
+...), the key path comes from the field its error carries (``InvalidArgumentError.field``).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ EXPECTED: dict[str, str] = {
     "unknown_probe_kind": 'probes[0].kind: "kl_divergence" is not allowed: must be one of',
     "unknown_latency_model": 'default.model: "gaussian" is not allowed: must be one of',
     "unknown_fault_kind": 'rules[0].kind: "explode" is not allowed: must be one of',
-    "unknown_view_in_rule": "FaultRule.views: unknown view 'finetuned'",
+    "unknown_view_in_rule": "rules[0].views[0]: FaultRule.views: unknown view 'finetuned'",
     # out of range
     "range_probability_above_one": "rules[0].probability: 1.5 is not allowed: must be <= 1.0",
     "range_negative_latency": "default.seconds: -0.1 is not allowed: must be >= 0.0",
@@ -71,11 +71,11 @@ EXPECTED: dict[str, str] = {
     "range_zero_concurrency": "runner.concurrency: 0 is not allowed: must be >= 1",
     "range_negative_seed": "seed: -1 is not allowed: must be >= 0",
     "range_nth_zero": "rules[0].nth: 0 is not allowed: must be >= 1",
-    "range_uniform_high_below_low": "Uniform.high=0.1 must be >= Uniform.low=0.5",
-    "range_window_reversed": "FaultRule.window=(5.0, 1.0) must have start < end",
-    "range_lams_without_one": "lams=[0.0, 0.5] must include 1.0",
+    "range_uniform_high_below_low": "default.high: Uniform.high=0.1 must be >= Uniform.low=0.5",
+    "range_window_reversed": "rules[0].window: FaultRule.window=(5.0, 1.0) must have start < end",
+    "range_lams_without_one": "probes[1].lams: lams=[0.0, 0.5] must include 1.0",
     "range_one_null_seed": "probes[1].seeds: [0] is not allowed: must have at least 2 item(s)",
-    "range_max_views_on_exclusive": "max_concurrent_views=4 needs safe_for_concurrent_views",
+    "range_max_views_on_exclusive": "backend.max_concurrent_views: max_concurrent_views=4 needs safe_for_concurrent_views",
     # huge numbers
     "huge_seed": "seed: 100000000000... (81 digits) is not allowed: must be <= 922337203685",
     "huge_float_overflows_to_inf": "runner.op_timeout: inf is not allowed: must be finite",

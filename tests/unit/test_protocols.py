@@ -8,13 +8,19 @@ import numpy as np
 import pytest
 
 from swaysim import (
+    BASE,
+    FT,
     AsyncDummyDifferentialBackend,
     DifferentialBackend,
     DummyView,
+    InvalidArgumentError,
     NullCalibratedBackend,
+    Observable,
     PreflightCheckable,
     ScalableDifferentialBackend,
     ScoringModel,
+    null_view,
+    scaled_view,
 )
 
 if TYPE_CHECKING:
@@ -28,6 +34,7 @@ def test_the_backend_has_every_capability() -> None:
         ScalableDifferentialBackend,
         NullCalibratedBackend,
         PreflightCheckable,
+        Observable,
     ):
         assert isinstance(backend, protocol), protocol
 
@@ -50,6 +57,7 @@ def test_a_runner_can_tell_capabilities_apart() -> None:
     assert not isinstance(plain, ScalableDifferentialBackend)
     assert not isinstance(plain, NullCalibratedBackend)
     assert not isinstance(plain, PreflightCheckable)
+    assert not isinstance(plain, Observable)
     assert not isinstance(object(), DifferentialBackend)
     assert not isinstance(object(), ScoringModel)
 
@@ -108,3 +116,20 @@ def test_the_concurrency_flag_is_read_only() -> None:
     assert backend.safe_for_concurrent_views is True
     with pytest.raises(AttributeError):
         backend.safe_for_concurrent_views = False  # type: ignore[misc]
+
+
+def test_a_view_the_backend_cannot_open_is_refused_naming_why() -> None:
+    plain = OnlyTwoViews()
+    with pytest.raises(InvalidArgumentError, match=r"cannot open view scaled\(0.5\)") as raised:
+        scaled_view(0.5).open(plain)
+    assert "not scalable" in str(raised.value)
+    assert (raised.value.field, raised.value.value) == ("backend", plain)
+    with pytest.raises(InvalidArgumentError, match=r"no null adapter"):
+        null_view(3).open(plain)
+
+
+async def test_a_view_ref_opens_the_view_it_names() -> None:
+    backend = AsyncDummyDifferentialBackend()
+    for ref in (BASE, FT, scaled_view(0.5), null_view(3, rank_scale=2.0)):
+        async with ref.open(backend) as view:
+            assert view.id == ref.view_id

@@ -32,6 +32,7 @@ from swaysim import (
     PreferenceFlip,
     Probe,
     ProbeContext,
+    ProbeResult,
     RollingLogprob,
     ScalableDifferentialBackend,
     SuiteResult,
@@ -564,46 +565,112 @@ async def test_a_corrupt_rolling_logprob_is_an_error(bad: RollingLogprob) -> Non
 
 
 @pytest.mark.parametrize(
-    ("build", "match"),
+    ("build", "match", "field"),
     [
-        (lambda: DeltaKL("d", "q1"), "prompts='q1' must be a list of strings"),
-        (lambda: DeltaKL("d", []), r"prompts=\[\] must not be empty"),
-        (lambda: DeltaKL("d", ["q", 3]), r"prompts\[1\]=3 must be a string"),  # type: ignore[list-item]
+        (lambda: DeltaKL("d", "q1"), "prompts='q1' must be a list of strings", "prompts"),
+        (lambda: DeltaKL("d", []), r"prompts=\[\] must not be empty", "prompts"),
+        (lambda: DeltaKL("d", ["q", 3]), r"prompts\[1\]=3 must be a string", "prompts[1]"),  # type: ignore[list-item]
         (
             lambda: DeltaKL("d", ["q"], divergence="tv"),  # type: ignore[arg-type]
             "divergence='tv' must be 'js' or 'kl'",
+            "divergence",
         ),
-        (lambda: DeltaKL("d", ["q"], top_k=0), "top_k=0 must be >= 1"),
-        (lambda: DeltaKL("d", ["q"], threshold=math.nan), "threshold=nan must be finite"),
-        (lambda: DeltaKL("d", ["q"], null=""), "null='' must be the name of a null_adapter"),
-        (lambda: DeltaKL("", ["q"]), "probe name='' must be a non-empty string"),
-        (lambda: DeltaKL("__x", ["q"]), "not starting with '__'"),
-        (lambda: AdapterAblation("a", ["q"], lams=(0.0, 0.5)), "must include 1.0"),
-        (lambda: AdapterAblation("a", ["q"], tolerance=-1.0), "tolerance=-1.0 must be >= 0"),
-        (lambda: NullAdapter("n", "d", seeds=(1,)), "at least 2 distinct seeds"),
-        (lambda: NullAdapter("n", "d", seeds=(1, 1)), "at least 2 distinct seeds"),
-        (lambda: NullAdapter("n", "d", seeds=(0, -1)), r"seeds\[1\]=-1 must be >= 0"),
-        (lambda: NullAdapter("n", "d", rank_scale=0.0), "rank_scale=0.0 must be positive"),
-        (lambda: NullAdapter("n", "d", std_floor=0.0), "std_floor=0.0 must be positive"),
-        (lambda: DeltaKL("d", ["q"], null=3), "null=3 must be the name"),  # type: ignore[arg-type]
-        (lambda: ViewRef("scaled"), r"ViewRef.lam=None must be a number for kind='scaled'"),
-        (lambda: ViewRef("null"), r"ViewRef.seed=None must be an integer >= 0 for kind='null'"),
-        (lambda: ViewRef("null", seed=-2), r"seed=-2 must be >= 0"),
-        (lambda: Ask("forward", prompt="q"), "Ask.op: unknown op 'forward'; expected one of"),  # type: ignore[arg-type]
-        (lambda: FunctionProbe("f", 3), "func=3 must be callable"),  # type: ignore[arg-type]
+        (lambda: DeltaKL("d", ["q"], top_k=0), "top_k=0 must be >= 1", "top_k"),
         (
-            lambda: FunctionProbe("f", lambda backend, ctx: None, requires="null"),  # type: ignore[arg-type, return-value]
-            "requires='null' must be a sequence of names, not one string",
+            lambda: DeltaKL("d", ["q"], threshold=math.nan),
+            "threshold=nan must be finite",
+            "threshold",
         ),
-        (lambda: NullAdapter("n", 3), "target=3 must be a numeric probe"),  # type: ignore[arg-type]
-        (lambda: PreferenceFlip("p", []), r"triples=\[\] must not be empty"),
-        (lambda: PreferenceFlip("p", [("a", "b")]), r"triples\[0\]=\('a', 'b'\) must be"),  # type: ignore[list-item]
-        (lambda: PerplexityShift("p", "text"), "texts='text' must be a list of strings"),
+        (
+            lambda: DeltaKL("d", ["q"], null=""),
+            "null='' must be the name of a null_adapter",
+            "null",
+        ),
+        (lambda: DeltaKL("", ["q"]), "probe name='' must be a non-empty string", "name"),
+        (lambda: DeltaKL("__x", ["q"]), "not starting with '__'", "name"),
+        (lambda: AdapterAblation("a", ["q"], lams=(0.0, 0.5)), "must include 1.0", "lams"),
+        (
+            lambda: AdapterAblation("a", ["q"], tolerance=-1.0),
+            "tolerance=-1.0 must be >= 0",
+            "tolerance",
+        ),
+        (lambda: NullAdapter("n", "d", seeds=(1,)), "at least 2 distinct seeds", "seeds"),
+        (lambda: NullAdapter("n", "d", seeds=(1, 1)), "at least 2 distinct seeds", "seeds"),
+        (
+            lambda: NullAdapter("n", "d", seeds=(0, -1)),
+            r"seeds\[1\]=-1 must be >= 0",
+            "seeds[1]",
+        ),
+        (
+            lambda: NullAdapter("n", "d", rank_scale=0.0),
+            "rank_scale=0.0 must be positive",
+            "rank_scale",
+        ),
+        (
+            lambda: NullAdapter("n", "d", std_floor=0.0),
+            "std_floor=0.0 must be positive",
+            "std_floor",
+        ),
+        (lambda: DeltaKL("d", ["q"], null=3), "null=3 must be the name", "null"),  # type: ignore[arg-type]
+        (
+            lambda: ViewRef("scaled"),
+            r"ViewRef.lam=None must be a number for kind='scaled'",
+            "lam",
+        ),
+        (
+            lambda: ViewRef("null"),
+            r"ViewRef.seed=None must be an integer >= 0 for kind='null'",
+            "seed",
+        ),
+        (lambda: ViewRef("null", seed=-2), r"seed=-2 must be >= 0", "seed"),
+        (
+            lambda: Ask("forward", prompt="q"),  # type: ignore[arg-type]
+            "Ask.op: unknown op 'forward'; expected one of",
+            "op",
+        ),
+        (lambda: FunctionProbe("f", 3), "func=3 must be callable", "func"),  # type: ignore[arg-type]
+        (
+            lambda: FunctionProbe("f", lambda backend, ctx: None, requires="null"),  # type: ignore[arg-type]
+            "requires='null' must be a sequence of names, not one string",
+            "requires",
+        ),
+        (lambda: NullAdapter("n", 3), "target=3 must be a numeric probe", "target"),  # type: ignore[arg-type]
+        (lambda: PreferenceFlip("p", []), r"triples=\[\] must not be empty", "triples"),
+        (
+            lambda: PreferenceFlip("p", [("a", "b")]),  # type: ignore[list-item]
+            r"triples\[0\]=\('a', 'b'\) must be",
+            "triples[0]",
+        ),
+        (
+            lambda: PerplexityShift("p", "text"),
+            "texts='text' must be a list of strings",
+            "texts",
+        ),
     ],
 )
-def test_invalid_probe_arguments_name_the_argument(build: Callable[[], object], match: str) -> None:
-    with pytest.raises(InvalidArgumentError, match=match):
+def test_invalid_probe_arguments_name_the_argument(
+    build: Callable[[], object], match: str, field: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=match) as raised:
         build()
+    assert raised.value.field == field
+
+
+def test_every_probe_binds_so_a_runner_need_not_ask_which_do() -> None:
+    async def measure(backend: object, ctx: ProbeContext) -> ProbeResult:
+        raise NotImplementedError
+
+    target = DeltaKL("dkl", ["q"])
+    null = NullAdapter("null", "dkl")
+    suite: dict[str, Probe | FunctionProbe] = {
+        probe.name: probe for probe in (target, null, FunctionProbe("f", measure))
+    }
+    for probe in suite.values():
+        probe.bind(suite)
+    assert null.target is target
+    with pytest.raises(InvalidArgumentError, match="target='gone' must name a numeric") as raised:
+        NullAdapter("other", "gone").bind(suite)
+    assert raised.value.field == "target"
 
 
 def test_a_null_adapter_asks_base_each_question_once_in_order() -> None:

@@ -98,24 +98,45 @@ def canonical(result: swaysim.SuiteResult) -> str:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "names"),
+    ("kwargs", "names", "field"),
     [
-        ({"concurrency": 0}, "concurrency=0"),
-        ({"op_timeout": 0.0}, "op_timeout=0.0"),
-        ({"probe_timeout": -1.0}, "probe_timeout=-1.0"),
-        ({"op_timeout": float("nan")}, "op_timeout=nan"),
-        ({"retries": -1}, "retries=-1"),
-        ({"backoff": -0.5}, "backoff=-0.5"),
-        ({"seed": -3}, "seed=-3"),
-        ({"mode": "eager"}, "mode='eager'"),
-        ({"retry_on": [ValueError, 3]}, "retry_on[1]=3"),
+        ({"concurrency": 0}, "concurrency=0", "concurrency"),
+        ({"op_timeout": 0.0}, "op_timeout=0.0", "op_timeout"),
+        ({"probe_timeout": -1.0}, "probe_timeout=-1.0", "probe_timeout"),
+        ({"op_timeout": float("nan")}, "op_timeout=nan", "op_timeout"),
+        ({"retries": -1}, "retries=-1", "retries"),
+        ({"backoff": -0.5}, "backoff=-0.5", "backoff"),
+        ({"seed": -3}, "seed=-3", "seed"),
+        ({"mode": "eager"}, "mode='eager'", "mode"),
+        ({"retry_on": [ValueError, 3]}, "retry_on[1]=3", "retry_on[1]"),
     ],
 )
-async def test_invalid_arguments_name_the_argument(kwargs: dict[str, Any], names: str) -> None:
+async def test_invalid_arguments_name_the_argument(
+    kwargs: dict[str, Any], names: str, field: str
+) -> None:
     backend = AsyncDummyDifferentialBackend()
-    with pytest.raises(InvalidArgumentError, match=names.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        InvalidArgumentError, match=names.replace("[", r"\[").replace("]", r"\]")
+    ) as raised:
         await run_suite(backend, [DeltaKL("dkl", PROMPTS)], **kwargs)
     assert backend.statistics().entries == 0
+    assert raised.value.field == field
+
+
+async def test_an_invalid_option_carries_the_value_given() -> None:
+    with pytest.raises(InvalidArgumentError) as raised:
+        await run_suite(AsyncDummyDifferentialBackend(), [], op_timeout=-2)
+    assert (raised.value.field, raised.value.value, raised.value.has_value) == (
+        "op_timeout",
+        -2,
+        True,
+    )
+    with pytest.raises(InvalidArgumentError) as raised:
+        await run_suite(AsyncDummyDifferentialBackend(), [DeltaKL("a", ["q"]), DeltaKL("a", ["q"])])
+    assert (raised.value.field, raised.value.value) == ("probes[1].name", "a")
+    with pytest.raises(InvalidArgumentError) as raised:
+        await run_suite(AsyncDummyDifferentialBackend(), [DeltaKL("a", ["q"], null="gone")])
+    assert (raised.value.field, raised.value.value) == ("probes[0].requires", "gone")
 
 
 async def test_duplicate_names_missing_dependencies_and_cycles_are_rejected() -> None:
@@ -648,6 +669,23 @@ async def test_a_backend_without_preflight_or_statistics_still_runs() -> None:
     assert result.statistics is None
     assert result.verdicts == {"dkl": Verdict.PASS, "abl": Verdict.SKIP}
     assert backend.calls == 2
+
+
+async def test_a_backend_without_observability_gets_runner_events_on_the_runs_clock() -> None:
+    backend = MinimalBackend(failures=1)
+    assert not isinstance(backend, swaysim.Observable)
+    recorder = Recorder()
+    await anyio.sleep(5.0)
+    result = await run_suite(
+        backend, [DeltaKL("dkl", ["q1"])], retry_on=[FlakyError], backoff=2.0, trace=recorder
+    )
+    assert result.verdicts == {"dkl": Verdict.PASS}
+    kinds = [event.kind for event in recorder.events]
+    assert kinds == ["probe_start", "retry", "probe_end"]
+    retry = recorder.of_kind("retry")[0]
+    # Stamped from the run's start, not the loop's: the retry comes before the backoff sleep.
+    assert retry.time == 0.0
+    assert recorder.of_kind("probe_end")[0].time == pytest.approx(result.makespan)
 
 
 async def test_retry_on_makes_a_user_exception_retryable() -> None:

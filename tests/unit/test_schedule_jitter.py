@@ -36,7 +36,7 @@ from swaysim import (
     TraceRecorder,
     run_suite,
 )
-from swaysim._backend.backend import JITTER_MAX_CHECKPOINTS, JITTER_MAX_SECONDS
+from swaysim._chaos.jitter import JITTER_MAX_CHECKPOINTS, JITTER_MAX_SECONDS
 from swaysim._cli.main import cli
 from swaysim._time.clock import LOOPS
 from swaysim.scenario import (

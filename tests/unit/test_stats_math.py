@@ -12,21 +12,19 @@ from hypothesis import strategies as st
 
 from swaysim import RollingLogprob
 from swaysim._backend.models import SYNTH_DISTS, ModeModel, ScaledModel
-from swaysim._chaos.faults import corrupt
+from swaysim._chaos.corrupt import corrupt
 from swaysim._runner.divergence import (
-    ProbeMathError,
     ZScore,
     divergence,
     mean_logprob_shift,
     mean_std,
     preference_margin,
     response_curve,
-    validate_logprob,
-    validate_rolling,
     z_score,
 )
+from swaysim._runner.output_validation import validate_logprob, validate_rolling
 from swaysim._types import DummyResponses
-from swaysim.errors import InvalidArgumentError
+from swaysim.errors import InvalidArgumentError, ProbeMathError
 
 BASE_MODEL = ModeModel("base", DummyResponses())
 FT_MODEL = ModeModel("ft", DummyResponses())

@@ -15,7 +15,8 @@ from typing import Final, Literal
 import anyio
 from anyio.lowlevel import checkpoint
 
-from swaysim.errors import InvalidArgumentError, NestedViewError, ViewConflictError
+from swaysim._validation import invalid
+from swaysim.errors import NestedViewError, ViewConflictError
 
 __all__ = ["ExclusivityGate", "ExclusivityPolicy", "FifoSlots", "Holding"]
 
@@ -90,6 +91,10 @@ class FifoSlots:
                 self._waiters.remove(waiter)
             raise
 
+    def __repr__(self) -> str:
+        capacity = "unbounded" if self._capacity is None else self._capacity
+        return f"<FifoSlots held={self._held}/{capacity} waiting={len(self._waiters)}>"
+
     def release(self) -> None:
         """Free one slot, handing it to the oldest waiter if there is one."""
         if self._waiters:
@@ -145,8 +150,8 @@ class ExclusivityGate:
         self, *, concurrent: bool, policy: ExclusivityPolicy, max_live: int | None
     ) -> None:
         if policy not in POLICIES:
-            raise InvalidArgumentError(
-                f"exclusivity={policy!r} is not a policy; expected one of {', '.join(POLICIES)}"
+            raise invalid(
+                "exclusivity", policy, f"is not a policy; expected one of {', '.join(POLICIES)}"
             )
         self._concurrent = concurrent
         self._policy = policy
@@ -173,6 +178,14 @@ class ExclusivityGate:
     def max_live(self) -> int | None:
         """How many views may be live at once (None: unbounded)."""
         return self._max_live if self._concurrent else 1
+
+    def __repr__(self) -> str:
+        mode = "concurrent" if self._concurrent else "exclusive"
+        live = [h.view_id for h in self._live]
+        return (
+            f"<ExclusivityGate {mode} policy={self._policy!r} live={live} "
+            f"limit={self._limit_text()} waiting={self._slots.waiting}>"
+        )
 
     def is_free(self) -> bool:
         """No view live and nobody waiting."""

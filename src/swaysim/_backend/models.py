@@ -15,11 +15,18 @@ import importlib
 import math
 import threading
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist, new_token_dist
+from swaysim._vocab import (
+    GENERATE_OP,
+    LOGPROB_OF_OP,
+    NEXT_TOKEN_DIST_OP,
+    OPS,
+    ROLLING_LOGPROB_OP,
+)
 from swaysim.errors import InvalidArgumentError, MissingResponseError
 
 if TYPE_CHECKING:
@@ -38,7 +45,11 @@ _MASK128: Final = (1 << 128) - 1
 _PCG64_MULTIPLIER: Final = (2549297995355413924 << 64) + 4865540595714422341
 
 
-def _fastest_md5() -> Callable[[bytes], Any]:
+class _Digest(Protocol):
+    def digest(self) -> bytes: ...
+
+
+def _fastest_md5() -> Callable[[bytes], _Digest]:
     # CPython's own md5 beats OpenSSL's on prompt-sized inputs; same digest.
     try:
         return importlib.import_module("_md5").md5  # type: ignore[no-any-return]
@@ -189,7 +200,13 @@ _FLOAT32: Final = np.dtype(np.float32)
 
 
 class ViewModel(ABC):
-    """What one view computes; shared by every entry of the same view."""
+    """What one view computes; shared by every entry of the same view.
+
+    ``calls`` counts the op calls made on the view (every entry of the view
+    adds to the same counters), one counter per op at its
+    :data:`~swaysim._vocab.OP_SLOTS` position: a list, as the fast path
+    counts every call and a list index is the cheapest counter.
+    """
 
     __slots__ = ("cache_id", "calls", "id", "kind")
 
@@ -198,8 +215,23 @@ class ViewModel(ABC):
     cache_id: str
 
     def __init__(self) -> None:
-        # One counter per op, in swaysim._vocab.OPS order.
-        self.calls = [0, 0, 0, 0, 0]
+        self.calls = [0] * len(OPS)
+
+    def forward(self, op: str, args: tuple[Any, ...]) -> TokenDist | RollingLogprob | float | str:
+        """One forward pass of ``op`` on the op's arguments (what a cache miss computes).
+
+        ``args`` are those of the op's method: ``(prompt, top_k)``,
+        ``(prompt, completion)``, ``(text,)`` or ``(prompt,)`` for ``generate``.
+        """
+        if op == NEXT_TOKEN_DIST_OP:
+            return self.next_token_dist(*args)
+        if op == LOGPROB_OF_OP:
+            return self.logprob_of(*args)
+        if op == ROLLING_LOGPROB_OP:
+            return self.rolling_logprob(*args)
+        if op == GENERATE_OP:
+            return self.generate(*args)
+        raise AssertionError(f"no forward pass for op {op!r}")  # pragma: no cover - a bug
 
     @abstractmethod
     def next_token_dist(self, prompt: str, top_k: int) -> TokenDist:

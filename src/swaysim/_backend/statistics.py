@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -60,15 +60,18 @@ class BackendStatistics:
         """Fault firings over every rule."""
         return sum(self.faults_fired.values())
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict (mappings become plain dicts)."""
-        out: dict[str, Any] = {}
+        out: dict[str, object] = {}
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
             out[name] = dict(value) if isinstance(value, MappingProxyType | dict) else value
         return out
 
 
-def snapshot_mapping(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+_Value = TypeVar("_Value")
+
+
+def snapshot_mapping(mapping: Mapping[str, _Value]) -> Mapping[str, _Value]:
     """A sorted read-only copy, as stored in :class:`BackendStatistics`."""
     return MappingProxyType(dict(sorted(mapping.items())))

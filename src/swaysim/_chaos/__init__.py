@@ -1,3 +1,3 @@
-"""Fault and latency plans, schedule jitter, and the seeded draws behind them."""
+"""Fault and latency plans, output corruption, schedule jitter, and the seeded draws behind them."""
 
 from __future__ import annotations

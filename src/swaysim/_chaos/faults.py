@@ -1,4 +1,4 @@
-"""Declarative fault injection: rules, the plan, the exceptions and the corruptions.
+"""Declarative fault injection: rules, the plan, and which rule fires on which call.
 
 Rules are checked in order for every op call (every item of a batch, every
 view enter and exit); **the first rule whose every condition holds fires**,
@@ -41,31 +41,27 @@ What each kind does:
   raises; the gate is released first. An exit fault never replaces an
   exception or a cancellation leaving the block.
 
-Output faults corrupt a copy, in a batch only their own item's: the cache
-keeps the clean value.
+Output faults corrupt a copy (:mod:`swaysim._chaos.corrupt`), in a batch only
+their own item's: the cache keeps the clean value.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Final, Literal, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Final, Literal
 
 from swaysim._chaos.seeding import unit_draws
-from swaysim._types import RollingLogprob, TokenDist
-from swaysim._vocab import (
-    OPS,
+from swaysim._validation import (
+    invalid,
     name_tuple,
     require_finite,
     require_int,
     typed_tuple,
     validate_ops,
     validate_views,
-    view_matches,
 )
+from swaysim._vocab import OPS, OpKind, view_matches
 from swaysim.errors import (
     InjectedFatalError,
     InjectedFault,
@@ -79,15 +75,17 @@ if TYPE_CHECKING:
     from swaysim._vocab import Op
 
 __all__ = [
+    "APPLICABLE_OPS",
+    "ERROR_KINDS",
+    "EXCEPTION_FOR_KIND",
+    "FAULT_KINDS",
+    "OUTPUT_KINDS",
+    "VIEW_EVENT_KINDS",
     "FaultFiring",
     "FaultKind",
     "FaultPlan",
     "FaultRule",
-    "InjectedFatalError",
-    "InjectedFault",
-    "InjectedTransientError",
-    "InjectedViewEnterError",
-    "InjectedViewExitError",
+    "FaultState",
 ]
 
 FaultKind = Literal[
@@ -105,9 +103,9 @@ FaultKind = Literal[
     "exit_error",
 ]
 
-_SCORING: Final = ("logprob_of", "rolling_logprob", "next_token_dist", "next_token_dist_batch")
-_DISTS: Final = ("next_token_dist", "next_token_dist_batch")
-APPLICABLE_OPS: Final[dict[str, tuple[str, ...]]] = {
+_DISTS: Final = (OpKind.NEXT_TOKEN_DIST.op, OpKind.NEXT_TOKEN_DIST_BATCH.op)
+_SCORING: Final = (OpKind.LOGPROB_OF.op, OpKind.ROLLING_LOGPROB.op, *_DISTS)
+APPLICABLE_OPS: Final[dict[str, tuple[Op, ...]]] = {
     "transient": OPS,
     "fatal": OPS,
     "hang": OPS,
@@ -116,8 +114,8 @@ APPLICABLE_OPS: Final[dict[str, tuple[str, ...]]] = {
     "neginf": _SCORING,
     "corrupt_unsorted": _DISTS,
     "corrupt_duplicate": _DISTS,
-    "corrupt_length": (*_DISTS, "rolling_logprob"),
-    "corrupt_mass": (*_DISTS, "logprob_of"),
+    "corrupt_length": (*_DISTS, OpKind.ROLLING_LOGPROB.op),
+    "corrupt_mass": (*_DISTS, OpKind.LOGPROB_OF.op),
     "enter_error": (),
     "exit_error": (),
 }
@@ -171,69 +169,112 @@ class FaultRule:
 
     def __post_init__(self) -> None:
         if self.kind not in APPLICABLE_OPS:
-            raise InvalidArgumentError(
-                f"FaultRule.kind={self.kind!r} is unknown; expected one of {', '.join(FAULT_KINDS)}"
+            raise invalid(
+                "kind",
+                self.kind,
+                f"is unknown; expected one of {', '.join(FAULT_KINDS)}",
+                owner="FaultRule",
             )
-        object.__setattr__(self, "ops", name_tuple("FaultRule.ops", self.ops))
-        object.__setattr__(self, "views", name_tuple("FaultRule.views", self.views))
+        object.__setattr__(self, "ops", name_tuple("ops", self.ops, owner="FaultRule"))
+        object.__setattr__(self, "views", name_tuple("views", self.views, owner="FaultRule"))
         if not isinstance(self.name, str):
-            raise InvalidArgumentError(f"FaultRule.name={self.name!r} must be a string")
-        validate_ops("FaultRule.ops", self.ops)
-        validate_views("FaultRule.views", self.views)
-        applicable = APPLICABLE_OPS[self.kind]
-        if self.kind in VIEW_EVENT_KINDS:
-            if self.ops:
-                raise InvalidArgumentError(
-                    f"FaultRule.ops={list(self.ops)!r} must be empty for kind {self.kind!r}: "
-                    "it fires on view enter/exit, not on ops"
-                )
-            if self.prompt is not None:
-                raise InvalidArgumentError(
-                    f"FaultRule.prompt={self.prompt!r} must be unset for kind {self.kind!r}: "
-                    "a view enter/exit has no prompt"
-                )
-        for op in self.ops:
-            if op not in applicable:
-                raise InvalidArgumentError(
-                    f"FaultRule.ops contains {op!r}, which kind {self.kind!r} cannot target; "
-                    f"it applies to {', '.join(applicable)}"
-                )
-        if self.prompt is not None and (not isinstance(self.prompt, str) or not self.prompt):
-            raise InvalidArgumentError(
-                f"FaultRule.prompt={self.prompt!r} must be a non-empty glob such as 'q*'"
-            )
-        if self.nth is not None:
-            require_int("FaultRule.nth", self.nth, minimum=1)
-        if self.after is not None:
-            require_int("FaultRule.after", self.after, minimum=0)
-        if self.every is not None:
-            require_int("FaultRule.every", self.every, minimum=1)
-        if self.max_fires is not None:
-            require_int("FaultRule.max_fires", self.max_fires, minimum=1)
-        probability = require_finite("FaultRule.probability", self.probability)
+            raise invalid("name", self.name, "must be a string", owner="FaultRule")
+        validate_ops("ops", self.ops, owner="FaultRule")
+        validate_views("views", self.views, owner="FaultRule")
+        self._check_targets()
+        for counter, minimum in (("nth", 1), ("after", 0), ("every", 1), ("max_fires", 1)):
+            value = getattr(self, counter)
+            if value is not None:
+                require_int(counter, value, minimum=minimum, owner="FaultRule")
+        probability = require_finite("probability", self.probability, owner="FaultRule")
         if not 0.0 <= probability <= 1.0:
-            raise InvalidArgumentError(
-                f"FaultRule.probability={self.probability!r} must be within [0, 1]"
+            raise invalid(
+                "probability", self.probability, "must be within [0, 1]", owner="FaultRule"
             )
         if self.window is not None:
-            window = tuple(self.window) if isinstance(self.window, tuple | list) else ()
-            if len(window) != 2:
+            object.__setattr__(self, "window", _checked_window(self.window))
+
+    def _check_targets(self) -> None:
+        """The ops and prompt filters must be ones the kind can fire on."""
+        kind = self.kind
+        if kind in VIEW_EVENT_KINDS:
+            if self.ops:
                 raise InvalidArgumentError(
-                    f"FaultRule.window={self.window!r} must be a (start, end) pair of seconds"
+                    f"FaultRule.ops={list(self.ops)!r} must be empty for kind {kind!r}: "
+                    "it fires on view enter/exit, not on ops",
+                    field="ops",
+                    value=self.ops,
                 )
-            start = require_finite("FaultRule.window start", window[0], minimum=0.0)
-            end = require_finite("FaultRule.window end", window[1], minimum=0.0)
-            if end <= start:
+            if self.prompt is not None:
+                raise invalid(
+                    "prompt",
+                    self.prompt,
+                    f"must be unset for kind {kind!r}: a view enter/exit has no prompt",
+                    owner="FaultRule",
+                )
+        applicable = APPLICABLE_OPS[kind]
+        for index, op in enumerate(self.ops):
+            if op not in applicable:
                 raise InvalidArgumentError(
-                    f"FaultRule.window={self.window!r} must have start < end"
+                    f"FaultRule.ops contains {op!r}, which kind {kind!r} cannot target; "
+                    f"it applies to {', '.join(applicable)}",
+                    field=f"ops[{index}]",
+                    value=op,
                 )
-            object.__setattr__(self, "window", (start, end))
+        if self.prompt is not None and (not isinstance(self.prompt, str) or not self.prompt):
+            raise invalid(
+                "prompt", self.prompt, "must be a non-empty glob such as 'q*'", owner="FaultRule"
+            )
 
     def applies_to(self, op: str) -> bool:
         """Whether this rule can fire on ``op`` at all (kind and op filter)."""
         if self.ops:
             return op in self.ops
         return op in APPLICABLE_OPS[self.kind]
+
+    def targets(
+        self, op: str, view_kind: str, view_id: str, prompt: str, call_index: int, now: float
+    ) -> bool:
+        """Whether every filter holds for this call (``max_fires`` and ``probability`` aside).
+
+        ``op`` is an op name, or ``"enter"`` / ``"exit"`` for a view event,
+        which only ``enter_error`` / ``exit_error`` rules target.
+        """
+        if op in _VIEW_EVENTS:
+            if self.kind != _VIEW_EVENTS[op]:
+                return False
+        elif not self.applies_to(op):
+            return False
+        if not view_matches(self.views, view_kind, view_id):
+            return False
+        if self.prompt is not None and not fnmatchcase(prompt, self.prompt):
+            return False
+        if self.nth is not None and call_index != self.nth:
+            return False
+        if self.after is not None and call_index <= self.after:
+            return False
+        if self.every is not None and call_index % self.every:
+            return False
+        return self.window is None or self.window[0] <= now < self.window[1]
+
+
+_VIEW_EVENTS: Final = {"enter": "enter_error", "exit": "exit_error"}
+
+
+def _checked_window(window: object) -> tuple[float, float]:
+    """A ``(start, end)`` pair of loop seconds, 0 <= start < end."""
+    pair = tuple(window) if isinstance(window, tuple | list) else ()
+    if len(pair) != 2:
+        raise invalid("window", window, "must be a (start, end) pair of seconds", owner="FaultRule")
+    start = require_finite(
+        "window[0]", pair[0], minimum=0.0, owner="FaultRule", label="FaultRule.window start"
+    )
+    end = require_finite(
+        "window[1]", pair[1], minimum=0.0, owner="FaultRule", label="FaultRule.window end"
+    )
+    if end <= start:
+        raise invalid("window", window, "must have start < end", owner="FaultRule")
+    return start, end
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,15 +291,18 @@ class FaultPlan:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require_int("FaultPlan.seed", self.seed, minimum=0)
-        object.__setattr__(self, "rules", typed_tuple("FaultPlan.rules", self.rules, FaultRule))
+        require_int("seed", self.seed, minimum=0, owner="FaultPlan")
+        rules = typed_tuple("rules", self.rules, FaultRule, owner="FaultPlan")
+        object.__setattr__(self, "rules", rules)
         names: set[str] = set()
-        for index in range(len(self.rules)):
+        for index in range(len(rules)):
             name = self.rule_name(index)
             if name in names:
-                raise InvalidArgumentError(
-                    f"FaultPlan.rules[{index}].name={name!r} is used twice; "
-                    "rule names must be unique"
+                raise invalid(
+                    f"rules[{index}].name",
+                    name,
+                    "is used twice; rule names must be unique",
+                    owner="FaultPlan",
                 )
             names.add(name)
 
@@ -296,10 +340,11 @@ class FaultState:
     Owned by one backend; the plan itself stays immutable and shareable.
     """
 
-    __slots__ = ("_fired", "fired_per_rule", "log", "plan")
+    __slots__ = ("_fired", "_names", "fired_per_rule", "log", "plan")
 
     def __init__(self, plan: FaultPlan) -> None:
         self.plan = plan
+        self._names = [plan.rule_name(index) for index in range(len(plan.rules))]
         self._fired = [0] * len(plan.rules)
         self.fired_per_rule: dict[str, int] = {}
         self.log: list[FaultFiring] = []
@@ -327,120 +372,20 @@ class FaultState:
         two completions scored against one prompt draw independently.
         """
         plan = self.plan
+        draw_key = prompt if key is None else key
         for index, rule in enumerate(plan.rules):
-            if op in ("enter", "exit"):
-                if rule.kind != f"{op}_error":
+            if not rule.targets(op, kind, view_id, prompt, call_index, now):
+                continue
+            if rule.max_fires is not None and self._fired[index] >= rule.max_fires:
+                continue
+            name = self._names[index]
+            if rule.probability < 1.0:
+                u, _, _ = unit_draws(plan.seed, "fault", name, op, view_id, draw_key, call_index)
+                if u >= rule.probability:
                     continue
-            elif not rule.applies_to(op):
-                continue
-            draw_key = prompt if key is None else key
-            if not self._matches(index, rule, op, kind, view_id, prompt, draw_key, call_index, now):
-                continue
             self._fired[index] += 1
-            name = plan.rule_name(index)
             self.fired_per_rule[name] = self.fired_per_rule.get(name, 0) + 1
             firing = FaultFiring(index, name, rule.kind, op, view_id, prompt, call_index, now)
             self.log.append(firing)
             return firing
         return None
-
-    def _matches(
-        self,
-        index: int,
-        rule: FaultRule,
-        op: str,
-        kind: str,
-        view_id: str,
-        prompt: str,
-        draw_key: str,
-        call_index: int,
-        now: float,
-    ) -> bool:
-        if not view_matches(rule.views, kind, view_id):
-            return False
-        if rule.prompt is not None and not fnmatchcase(prompt, rule.prompt):
-            return False
-        if rule.nth is not None and call_index != rule.nth:
-            return False
-        if rule.after is not None and call_index <= rule.after:
-            return False
-        if rule.every is not None and call_index % rule.every:
-            return False
-        if rule.window is not None and not rule.window[0] <= now < rule.window[1]:
-            return False
-        if rule.max_fires is not None and self._fired[index] >= rule.max_fires:
-            return False
-        if rule.probability < 1.0:
-            name = self.plan.rule_name(index)
-            u, _, _ = unit_draws(self.plan.seed, "fault", name, op, view_id, draw_key, call_index)
-            if u >= rule.probability:
-                return False
-        return True
-
-
-_V = TypeVar("_V", TokenDist, RollingLogprob, float)
-_LN2: Final = math.log(2.0)
-_CORRUPT_MASS: Final = 1.5
-
-
-def corrupt(kind: str, value: _V) -> _V:
-    """Return a corrupted copy of ``value``; cached values are never mutated."""
-    if isinstance(value, TokenDist):
-        return _corrupt_dist(kind, value)
-    if isinstance(value, RollingLogprob):
-        return _corrupt_rolling(kind, value)
-    return _corrupt_float(kind, value)
-
-
-def _non_finite(kind: str) -> float:
-    return {"nan": math.nan, "posinf": math.inf, "neginf": -math.inf}[kind]
-
-
-def _corrupt_dist(kind: str, dist: TokenDist) -> TokenDist:
-    ids, lps = dist.token_ids, dist.logprobs
-    if kind in ("nan", "posinf", "neginf"):
-        lps = np.full(lps.shape, _non_finite(kind), dtype=np.float32)
-    elif kind == "corrupt_unsorted":
-        # The same (id, logprob) pairs, least probable first: code that takes
-        # token_ids[0] as the argmax reads the wrong token. A pure permutation,
-        # so a consumer that does not rely on the order is unaffected.
-        order = np.argsort(lps, kind="stable")
-        ids, lps = ids[order], lps[order]
-    elif kind == "corrupt_duplicate":
-        if ids.size >= 2:
-            ids = ids.copy()
-            ids[-1] = ids[0]
-        elif ids.size:
-            ids, lps = np.concatenate([ids, ids]), np.concatenate([lps, lps])
-        else:
-            ids, lps = np.zeros(2, dtype=np.int64), np.full(2, -1.0, dtype=np.float32)
-    elif kind == "corrupt_length":
-        lps = np.concatenate([lps, np.full(1, -20.0, dtype=np.float32)])
-    elif kind == "corrupt_mass":
-        # Double the slice's mass, or raise it to 1.5 if doubling gives less: a
-        # slice of mass 0.5 doubled is 1.0, which any tolerant validator accepts.
-        # The shape is kept. An empty (or all -inf) slice gets one token of mass 1.5.
-        finite = lps[np.isfinite(lps)].astype(np.float64)
-        mass = float(np.exp(finite).sum())
-        if mass > 0.0:
-            shift = _LN2 if 2.0 * mass >= _CORRUPT_MASS else math.log(_CORRUPT_MASS / mass)
-            lps = (lps + np.float32(shift)).astype(np.float32)
-        else:
-            ids = np.append(ids, int(ids.max()) + 1 if ids.size else 0).astype(np.int64)
-            lps = np.append(lps, math.log(_CORRUPT_MASS)).astype(np.float32)
-    return TokenDist(ids, lps, dist.vocab_size, dist.tail_logprob)
-
-
-def _corrupt_rolling(kind: str, rolling: RollingLogprob) -> RollingLogprob:
-    if kind == "corrupt_length":
-        lps = np.concatenate([rolling.logprobs, np.full(1, -20.0, dtype=np.float32)])
-        return RollingLogprob(rolling.token_ids, lps, rolling.num_tokens, rolling.total_logprob)
-    bad = _non_finite(kind)
-    lps = np.full(rolling.logprobs.shape, bad, dtype=np.float32)
-    return RollingLogprob(rolling.token_ids, lps, rolling.num_tokens, bad)
-
-
-def _corrupt_float(kind: str, value: float) -> float:
-    if kind == "corrupt_mass":
-        return abs(value) + 1.0
-    return _non_finite(kind)

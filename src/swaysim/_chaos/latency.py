@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Final
 
 from swaysim._chaos.seeding import unit_draws
-from swaysim._vocab import (
+from swaysim._validation import (
+    invalid,
     name_tuple,
     require_finite,
+    require_instance,
     require_int,
     typed_tuple,
     validate_ops,
     validate_views,
-    view_matches,
 )
-from swaysim.errors import InvalidArgumentError
+from swaysim._vocab import GENERATE_OP, NEXT_TOKEN_DIST_BATCH_OP, view_matches
 
 if TYPE_CHECKING:
     from swaysim._vocab import Op
@@ -47,8 +48,8 @@ class Constant:
     _fixed: float | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        seconds = require_finite("Constant.seconds", self.seconds, minimum=0.0)
-        jitter = require_finite("Constant.jitter", self.jitter, minimum=0.0)
+        seconds = require_finite("seconds", self.seconds, minimum=0.0, owner="Constant")
+        jitter = require_finite("jitter", self.jitter, minimum=0.0, owner="Constant")
         _set_fixed(self, seconds if jitter == 0.0 else None)
 
     def sample(self, u1: float, u2: float, u3: float) -> float:
@@ -66,12 +67,12 @@ class Uniform:
     _fixed: float | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        low = require_finite("Uniform.low", self.low, minimum=0.0)
-        high = require_finite("Uniform.high", self.high, minimum=0.0)
-        jitter = require_finite("Uniform.jitter", self.jitter, minimum=0.0)
+        low = require_finite("low", self.low, minimum=0.0, owner="Uniform")
+        high = require_finite("high", self.high, minimum=0.0, owner="Uniform")
+        jitter = require_finite("jitter", self.jitter, minimum=0.0, owner="Uniform")
         if high < low:
-            raise InvalidArgumentError(
-                f"Uniform.high={self.high!r} must be >= Uniform.low={self.low!r}"
+            raise invalid(
+                "high", self.high, f"must be >= Uniform.low={self.low!r}", owner="Uniform"
             )
         _set_fixed(self, low if high == low and jitter == 0.0 else None)
 
@@ -94,13 +95,9 @@ class LogNormal:
     _fixed: float | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        median = require_finite("LogNormal.median", self.median)
-        sigma = require_finite("LogNormal.sigma", self.sigma)
-        require_finite("LogNormal.jitter", self.jitter, minimum=0.0)
-        if median <= 0.0:
-            raise InvalidArgumentError(f"LogNormal.median={self.median!r} must be > 0")
-        if sigma <= 0.0:
-            raise InvalidArgumentError(f"LogNormal.sigma={self.sigma!r} must be > 0")
+        require_finite("median", self.median, positive=True, owner="LogNormal")
+        require_finite("sigma", self.sigma, positive=True, owner="LogNormal")
+        require_finite("jitter", self.jitter, minimum=0.0, owner="LogNormal")
 
     def sample(self, u1: float, u2: float, u3: float) -> float:
         """Map three independent uniforms in [0, 1) to a latency (Box-Muller normal)."""
@@ -109,16 +106,8 @@ class LogNormal:
 
 
 LatencyModel = Constant | Uniform | LogNormal
-_MODEL_TYPES = (Constant, Uniform, LogNormal)
-
-
-def _check_model(owner: str, model: object, *, optional: bool) -> None:
-    if model is None and optional:
-        return
-    if not isinstance(model, _MODEL_TYPES):
-        raise InvalidArgumentError(
-            f"{owner}={model!r} must be a latency model (Constant, Uniform or LogNormal)"
-        )
+_MODEL_TYPES: Final = (Constant, Uniform, LogNormal)
+_A_MODEL: Final = "a latency model (Constant, Uniform or LogNormal)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +123,11 @@ class LatencyRule:
     views: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_model("LatencyRule.model", self.model, optional=False)
-        object.__setattr__(self, "ops", name_tuple("LatencyRule.ops", self.ops))
-        object.__setattr__(self, "views", name_tuple("LatencyRule.views", self.views))
-        validate_ops("LatencyRule.ops", self.ops)
-        validate_views("LatencyRule.views", self.views)
+        require_instance("model", self.model, _MODEL_TYPES, _A_MODEL, owner="LatencyRule")
+        object.__setattr__(self, "ops", name_tuple("ops", self.ops, owner="LatencyRule"))
+        object.__setattr__(self, "views", name_tuple("views", self.views, owner="LatencyRule"))
+        validate_ops("ops", self.ops, owner="LatencyRule")
+        validate_views("views", self.views, owner="LatencyRule")
 
 
 _SLOTS = (
@@ -181,15 +170,19 @@ class LatencyPlan:
     # True when no model draws anything random: then no call needs an identity.
     _fixed_only: bool = field(init=False, repr=False, compare=False, default=False)
     # Memo of op_model(); a pure function of the plan, so sharing it is harmless.
-    _selection: dict[tuple[str, str, str], tuple[int, Any]] = field(
+    _selection: dict[tuple[str, str, str], tuple[int, LatencyModel | None]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
 
     def __post_init__(self) -> None:
-        require_int("LatencyPlan.seed", self.seed, minimum=0)
-        object.__setattr__(self, "rules", typed_tuple("LatencyPlan.rules", self.rules, LatencyRule))
+        require_int("seed", self.seed, minimum=0, owner="LatencyPlan")
+        rules = typed_tuple("rules", self.rules, LatencyRule, owner="LatencyPlan")
+        object.__setattr__(self, "rules", rules)
         for name in _SLOTS:
-            _check_model(f"LatencyPlan.{name}", getattr(self, name), optional=True)
+            model = getattr(self, name)
+            require_instance(
+                name, model, _MODEL_TYPES, _A_MODEL, optional=True, owner="LatencyPlan"
+            )
         models = [getattr(self, name) for name in _SLOTS] + [rule.model for rule in self.rules]
         fixed_only = all(model is None or model._fixed is not None for model in models)
         object.__setattr__(self, "_fixed_only", fixed_only)
@@ -206,6 +199,37 @@ class LatencyPlan:
                     break
             self._selection[key] = found
         return found
+
+    def service_time(
+        self, op: str, kind: str, view_id: str, key_text: str, call_index: int, units: int
+    ) -> float | None:
+        """Seconds one forward pass of ``op`` costs on this view; None when nothing prices it.
+
+        The op's model (first matching rule, else the default) plus
+        ``generate_per_token * units`` for ``generate`` or ``batch_per_item *
+        units`` for a batch (units: tokens asked for, prompts computed). Each
+        draw is keyed by (op, rule, view id, key, call index).
+        """
+        rule_index, model = self.op_model(op, kind, view_id)
+        per_unit: LatencyModel | None = None
+        if units:
+            if op == GENERATE_OP:
+                per_unit = self.generate_per_token
+            elif op == NEXT_TOKEN_DIST_BATCH_OP:
+                per_unit = self.batch_per_item
+        if model is None and per_unit is None:
+            return None
+        seconds = 0.0
+        if model is not None:
+            fixed = model._fixed  # the common case, without a call
+            seconds = (
+                fixed
+                if fixed is not None
+                else self.draw(model, op, rule_index, view_id, key_text, call_index)
+            )
+        if per_unit is not None:
+            seconds += self.draw(per_unit, op, "per_unit", view_id, key_text, call_index) * units
+        return seconds
 
     def draw(self, model: LatencyModel, *identity: str | int) -> float:
         """One latency draw for the event named by ``identity``.

@@ -7,9 +7,10 @@ import time
 import anyio
 
 from swaysim._backend.backend import AsyncDummyDifferentialBackend
-from swaysim._chaos.faults import FaultPlan, FaultRule, InjectedFault
+from swaysim._chaos.faults import FaultPlan, FaultRule
 from swaysim._chaos.latency import Constant, LatencyPlan, LogNormal
 from swaysim._time.clock import run
+from swaysim.errors import InjectedFault
 
 PROMPTS = tuple(f"question {i}" for i in range(12))
 

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from types import TracebackType
 
-    from swaysim._runner.probes import ProbeResult
+    from swaysim._runner.results import ProbeResult
     from swaysim._scenario.check import ScenarioCheck
     from swaysim._scenario.load import Scenario
     from swaysim._trace.events import TraceSink

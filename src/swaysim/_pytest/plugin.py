@@ -6,6 +6,7 @@ It adds one marker, for a test function, a class or a module::
     @pytest.mark.swaysim                            # asyncio and trio, virtual time
     @pytest.mark.swaysim(loops=("trio",))           # trio only
     @pytest.mark.swaysim(virtual_time=False)        # both loops, real clock
+    @pytest.mark.swaysim(backend={...})             # configures swaysim_backend
 
 A marked ``async def`` test runs once per loop through anyio's own pytest
 plugin (in anyio's strict mode too), with ids ``[asyncio]`` and ``[trio]``.
@@ -18,12 +19,17 @@ It composes with anyio rather than replacing it: the marker becomes a
 ``parametrize`` of anyio's ``anyio_backend`` argument, which overrides any
 ``anyio_backend`` fixture (anyio's or a conftest's) for that test only.
 Unmarked tests are untouched. Marker arguments are checked at collection.
+pytest-asyncio and pytest-trio, in any mode, leave marked tests to swaysim
+(:mod:`swaysim._pytest.other_plugins`).
 
 anyio runs every test on one shared event loop while a module- or
 session-scoped async fixture is alive, whatever ``anyio_backend`` says; a
 marked test that would run on such a loop (another library, or a clock that
 is not its own) fails with a message saying so instead of passing in real
 time on the wrong loop.
+
+The plugin's command-line and ini options are all declared here; scenario
+files as test items live in :mod:`swaysim._pytest.scenarios`.
 """
 
 from __future__ import annotations
@@ -34,14 +40,31 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
+from swaysim._pytest.other_plugins import (
+    MARKER,
+    SwaysimFunction,
+    async_fixture_on_anyio,
+    claim,
+    registered_anyio_plugin,
+    take_over,
+    taken_over,
+)
+
 if TYPE_CHECKING:
     from collections.abc import Generator, Sequence
 
-# Scenario files as test items, and the swaysim_backend fixture (marker's backend=...).
+    from swaysim._backend.backend import AsyncDummyDifferentialBackend
+
+# Scenario files as test items.
 pytest_plugins = ["swaysim._pytest.scenarios"]
 
-MARKER: Final = "swaysim"
 _LOOPS: Final = ("asyncio", "trio")
+INI_DIRS: Final = "swaysim_scenario_dirs"
+INI_SYS_PATH_RUNNERS: Final = "swaysim_allow_sys_path_runners"
+SEED_OPTION: Final = "--swaysim-seed"
+JITTER_OPTION: Final = "--swaysim-jitter"
+# The item whose run protocol is under way: its fixtures are set up inside it.
+_RUNNING: Final = pytest.StashKey[pytest.Item]()
 
 
 class _LoopOptions(dict[str, Any]):
@@ -67,7 +90,43 @@ class _LoopOptions(dict[str, Any]):
         self.update(options)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Every swaysim option: scenario folders and the runner opt-in (ini), seed and
+    jitter-seed overrides."""
+    parser.addini(
+        INI_DIRS,
+        type="linelist",
+        default=["scenarios"],
+        help="folders (relative to the ini file) whose *.toml files are swaysim scenarios; "
+        "a file there that mentions neither probes nor expect is not collected",
+    )
+    parser.addini(
+        INI_SYS_PATH_RUNNERS,
+        type="bool",
+        default=False,
+        help="let a scenario's runner = 'module:function' come from sys.path, not only from "
+        "the scenario's own folder (only for scenario files you trust: their runner is code)",
+    )
+    group = parser.getgroup("swaysim")
+    group.addoption(
+        SEED_OPTION,
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="run every collected swaysim scenario with this seed instead of its own",
+    )
+    group.addoption(
+        JITTER_OPTION,
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="chaos scheduling: run every collected swaysim scenario with this "
+        "schedule_jitter seed (extra checkpoints and tiny sleeps at op boundaries)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker; a negative seed option is a usage error, reported once."""
     config.addinivalue_line(
         "markers",
         f"{MARKER}(virtual_time=True, loops=('asyncio', 'trio'), backend={{}}): run an async "
@@ -75,13 +134,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "virtual_time=False; backend= takes a scenario's [backend] keys for the "
         "swaysim_backend fixture.",
     )
-
-
-def _own_or_closest(collector: pytest.Collector, obj: object) -> pytest.Mark | None:
-    own: list[pytest.Mark] = [m for m in getattr(obj, "pytestmark", ()) if m.name == MARKER]
-    if own:
-        return own[0]
-    return collector.get_closest_marker(MARKER)
+    for option in (SEED_OPTION, JITTER_OPTION):
+        value = config.getoption(option, default=None)
+        if value is not None and value < 0:
+            raise pytest.UsageError(f"{option}={value} must be an integer >= 0")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -89,11 +145,7 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
     """Make marked coroutine tests request ``anyio_backend``, so anyio runs them."""
     if not isinstance(collector, pytest.Module | pytest.Class):
         return
-    if not collector.istestfunction(obj, name):
-        return
-    hypothesis = getattr(obj, "hypothesis", None)
-    inner = getattr(hypothesis, "inner_test", obj)
-    if inspect.iscoroutinefunction(inner) and _own_or_closest(collector, obj) is not None:
+    if collector.istestfunction(obj, name) and claim(collector, obj) is not None:
         pytest.mark.usefixtures("anyio_backend")(obj)
 
 
@@ -140,25 +192,84 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     A ``parametrize`` *marker* (not a direct ``metafunc.parametrize`` call)
     is what makes pytest skip the params of an ``anyio_backend`` fixture.
     """
-    marker = metafunc.definition.get_closest_marker(MARKER)
-    if marker is None or "anyio_backend" not in metafunc.fixturenames:
+    definition = metafunc.definition
+    if "anyio_backend" not in metafunc.fixturenames or not isinstance(
+        definition.parent, pytest.Collector
+    ):
         return
-    loops, virtual_time = _loops_from(marker)
+    found = claim(definition.parent, definition.obj)
+    if found is None:
+        return
+    loops, virtual_time = _loops_from(found.mark)
     values = [(loop, _LoopOptions(loop, virtual_time=virtual_time)) for loop in loops]
-    metafunc.definition.add_marker(
-        pytest.mark.parametrize("anyio_backend", values, ids=list(loops))
-    )
+    definition.add_marker(pytest.mark.parametrize("anyio_backend", values, ids=list(loops)))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Take marked tests back from pytest-asyncio and pytest-trio once they have collected.
+
+    Last, so that whatever their collection hooks did (pytest-trio's
+    ``trio_mode`` marks tests here), swaysim has the final word.
+    """
+    for index, item in enumerate(items):
+        if not isinstance(item, pytest.Function) or isinstance(item, SwaysimFunction):
+            continue
+        parent = item.parent
+        found = claim(parent, item.function) if isinstance(parent, pytest.Collector) else None
+        if found is not None:
+            items[index] = take_over(item, found)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Remember whose fixtures are being set up, for :func:`pytest_fixture_setup`."""
+    item.config.stash[_RUNNING] = item
+    try:
+        return (yield)
+    finally:
+        del item.config.stash[_RUNNING]
+
+
+def _loop_options(item: pytest.Item) -> tuple[str, _LoopOptions] | None:
+    """The loop and options swaysim chose for a marked test's run, if it is one."""
+    callspec = getattr(item, "callspec", None)
+    backend = callspec.params.get("anyio_backend") if callspec is not None else None
+    if isinstance(backend, tuple) and len(backend) == 2 and isinstance(backend[1], _LoopOptions):
+        return backend[0], backend[1]
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Give a marked test a fresh clock before any of its fixtures run."""
-    callspec = getattr(item, "callspec", None)
-    if callspec is None:
+    """Fail a marked test that cannot run on its loop; else give it a fresh clock.
+
+    Both before any of its fixtures runs.
+    """
+    if not isinstance(item, SwaysimFunction):
         return
-    backend = callspec.params.get("anyio_backend")
-    if isinstance(backend, tuple) and len(backend) == 2 and isinstance(backend[1], _LoopOptions):
-        backend[1].refresh()
+    if item.conflict is not None:
+        pytest.fail(item.conflict, pytrace=False)
+    if registered_anyio_plugin(item.config) is None:
+        pytest.fail(
+            f"@pytest.mark.{MARKER}: {item.name} runs through anyio's pytest plugin, which "
+            "is disabled in this session (-p no:anyio): remove that option",
+            pytrace=False,
+        )
+    chosen = _loop_options(item)
+    if chosen is not None:
+        chosen[1].refresh()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Generator[None, object, object]:
+    """A marked test's async fixtures run on its loop, whatever other plugins would do."""
+    if not isinstance(request.config.stash.get(_RUNNING, None), SwaysimFunction):
+        return (yield)
+    with async_fixture_on_anyio(fixturedef, request):
+        return (yield)
 
 
 def _foreign_loop(loop: str, options: _LoopOptions) -> str | None:
@@ -187,17 +298,15 @@ def _foreign_loop(loop: str, options: _LoopOptions) -> str | None:
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
     """Check that a marked test runs on its own loop and clock (see the module docstring)."""
-    callspec = getattr(pyfuncitem, "callspec", None)
-    backend = callspec.params.get("anyio_backend") if callspec is not None else None
+    chosen = _loop_options(pyfuncitem)
     test = pyfuncitem.obj
-    if not (
-        isinstance(backend, tuple)
-        and len(backend) == 2
-        and isinstance(backend[1], _LoopOptions)
-        and inspect.iscoroutinefunction(test)
-    ):
+    if chosen is None or not isinstance(pyfuncitem, SwaysimFunction):
         return (yield)
-    loop, options = backend
+    if not inspect.iscoroutinefunction(test):
+        if hasattr(test, "hypothesis"):
+            return (yield)
+        pytest.fail(taken_over(pyfuncitem, test), pytrace=False)
+    loop, options = chosen
     found: list[str] = []
 
     @functools.wraps(test)
@@ -223,3 +332,24 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
             pytrace=False,
         )
     return outcome
+
+
+@pytest.fixture
+def swaysim_backend(request: pytest.FixtureRequest) -> AsyncDummyDifferentialBackend:
+    """A fresh backend for this test, from ``@pytest.mark.swaysim(backend={...})``.
+
+    The table takes the keys of a scenario's ``[backend]`` as Python values
+    (``exclusivity``, ``latency``, ``faults``, ``base``/``ft`` canned answers...);
+    plan seeds default to 0. Without the marker (or the ``backend`` argument) it is
+    a plain exclusive backend. A bad table fails the test with the loader's
+    one-line message.
+    """
+    from swaysim._scenario.build import backend_from_table
+    from swaysim.errors import ScenarioError
+
+    marker = request.node.get_closest_marker(MARKER)
+    table = marker.kwargs.get("backend", {}) if marker is not None else {}
+    try:
+        return backend_from_table(table, source=f"@pytest.mark.{MARKER}(backend=...)")
+    except ScenarioError as exc:
+        pytest.fail("\n".join(exc.problems), pytrace=False)

@@ -1,4 +1,4 @@
-"""pytest collection of scenario files, and the ``swaysim_backend`` fixture.
+"""pytest collection of scenario files as test items.
 
 ``pytest scenarios/`` runs the scenario library: every ``*.toml`` under the
 folders named by the ``swaysim_scenario_dirs`` ini option (default
@@ -13,11 +13,12 @@ A failing item shows every expectation that does not hold (expected vs
 observed), the seed and the command that replays it; an invalid file is a
 collection error with the loader's one-line message, never a traceback.
 Each item is self-contained (an ``identical_across_loops`` expectation runs
-the other loop itself), so ``pytest -n auto`` works.
+the other loop itself), so ``pytest -n auto`` works. Items are not
+functions, so pytest-asyncio, pytest-trio and anyio never run them: each
+runs its scenario on its own loop and virtual clock.
 
-The ``swaysim_backend`` fixture builds a backend from the same keys as a
-scenario's ``[backend]`` table, given in the ``swaysim`` marker. Loaded by the
-``swaysim`` pytest11 plugin (:mod:`swaysim._pytest.plugin`).
+Loaded by the ``swaysim`` pytest11 plugin (:mod:`swaysim._pytest.plugin`),
+which declares the options read here.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from swaysim._printable import printable
+from swaysim._pytest.plugin import INI_DIRS, INI_SYS_PATH_RUNNERS, JITTER_OPTION, SEED_OPTION
 from swaysim._time.clock import LOOPS
 from swaysim.errors import ScenarioFailedError
 
@@ -39,7 +41,6 @@ from swaysim.errors import ScenarioFailedError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from swaysim._backend.backend import AsyncDummyDifferentialBackend
     from swaysim._scenario.check import RunKey
     from swaysim._scenario.load import Scenario
     from swaysim._scenario.run import ScenarioRun
@@ -48,18 +49,11 @@ __all__ = [
     "ScenarioFailedError",
     "ScenarioFile",
     "ScenarioItem",
-    "pytest_addoption",
     "pytest_collect_file",
     "pytest_configure",
     "results_digest",
-    "swaysim_backend",
 ]
 
-BACKEND_MARKER: Final = "swaysim"
-INI_DIRS: Final = "swaysim_scenario_dirs"
-INI_SYS_PATH_RUNNERS: Final = "swaysim_allow_sys_path_runners"
-SEED_OPTION: Final = "--swaysim-seed"
-JITTER_OPTION: Final = "--swaysim-jitter"
 MARKER: Final = "swaysim_scenario"
 # Runs shared between the two items of a scenario (each item's reference is the other's run).
 _RUNS: Final = pytest.StashKey[dict["RunKey", "ScenarioRun"]]()
@@ -71,52 +65,11 @@ _SCENARIO_KEY: Final = re.compile(
 """A line that starts ``[[probes]]``, ``[expect]``, ``probes =`` or ``expect =``."""
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """The scenario folders (ini), and seed and jitter-seed overrides (command line)."""
-    parser.addini(
-        INI_DIRS,
-        type="linelist",
-        default=["scenarios"],
-        help="folders (relative to the ini file) whose *.toml files are swaysim scenarios; "
-        "a file there that mentions neither probes nor expect is not collected",
-    )
-    parser.addini(
-        INI_SYS_PATH_RUNNERS,
-        type="bool",
-        default=False,
-        help="let a scenario's runner = 'module:function' come from sys.path, not only from "
-        "the scenario's own folder (only for scenario files you trust: their runner is code)",
-    )
-    group = parser.getgroup("swaysim")
-    group.addoption(
-        SEED_OPTION,
-        type=int,
-        default=None,
-        metavar="SEED",
-        help="run every collected swaysim scenario with this seed instead of its own",
-    )
-    group.addoption(
-        JITTER_OPTION,
-        type=int,
-        default=None,
-        metavar="SEED",
-        help="chaos scheduling: run every collected swaysim scenario with this "
-        "schedule_jitter seed (extra checkpoints and tiny sleeps at op boundaries)",
-    )
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker every scenario item carries (``-m "not swaysim_scenario"``).
-
-    A negative ``--swaysim-seed`` or ``--swaysim-jitter`` is a usage error, reported once.
-    """
+    """Register the marker every scenario item carries (``-m "not swaysim_scenario"``)."""
     config.addinivalue_line(
         "markers", f"{MARKER}: a swaysim scenario file run on one event loop (collected)"
     )
-    for option in (SEED_OPTION, JITTER_OPTION):
-        value = config.getoption(option, default=None)
-        if value is not None and value < 0:
-            raise pytest.UsageError(f"{option}={value} must be an integer >= 0")
 
 
 def _scenario_dirs(config: pytest.Config) -> list[Path]:
@@ -201,6 +154,10 @@ class ScenarioFile(pytest.File):
 class ScenarioItem(pytest.Item):
     """One scenario on one event loop; passes when every expectation holds."""
 
+    # Like pytest's doctest items: no test function. Plugins that inspect
+    # every item's ``obj`` (pytest-trio's trio_mode does) find nothing to run.
+    obj = None
+
     def __init__(self, *, scenario: Scenario, loop: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
@@ -242,24 +199,3 @@ class ScenarioItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"scenario {self.scenario.name} on {self.loop}"
-
-
-@pytest.fixture
-def swaysim_backend(request: pytest.FixtureRequest) -> AsyncDummyDifferentialBackend:
-    """A fresh backend for this test, from ``@pytest.mark.swaysim(backend={...})``.
-
-    The table takes the keys of a scenario's ``[backend]`` as Python values
-    (``exclusivity``, ``latency``, ``faults``, ``base``/``ft`` canned answers...);
-    plan seeds default to 0. Without the marker (or the ``backend`` argument) it is
-    a plain exclusive backend. A bad table fails the test with the loader's
-    one-line message.
-    """
-    from swaysim._scenario.build import backend_from_table
-    from swaysim.errors import ScenarioError
-
-    marker = request.node.get_closest_marker(BACKEND_MARKER)
-    table = marker.kwargs.get("backend", {}) if marker is not None else {}
-    try:
-        return backend_from_table(table, source=f"@pytest.mark.{BACKEND_MARKER}(backend=...)")
-    except ScenarioError as exc:
-        pytest.fail("\n".join(exc.problems), pytrace=False)

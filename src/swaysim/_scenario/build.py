@@ -20,10 +20,10 @@ from pydantic import ValidationError
 from swaysim._backend.backend import AsyncDummyDifferentialBackend
 from swaysim._chaos.faults import FaultPlan, FaultRule
 from swaysim._chaos.latency import Constant, LatencyPlan, LatencyRule, LogNormal, Uniform
+from swaysim._runner.calibration import NullAdapter
 from swaysim._runner.reference_probes import (
     AdapterAblation,
     DeltaKL,
-    NullAdapter,
     PerplexityShift,
     PreferenceFlip,
 )

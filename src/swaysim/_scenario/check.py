@@ -19,7 +19,7 @@ from swaysim._time.clock import LOOPS
 if TYPE_CHECKING:
     from collections.abc import Callable, MutableMapping, Sequence
 
-    from swaysim._runner.probes import ProbeResult
+    from swaysim._runner.results import ProbeResult
     from swaysim._scenario.expect import Outcome
     from swaysim._scenario.load import Scenario
     from swaysim._scenario.run import ScenarioRun

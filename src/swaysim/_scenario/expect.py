@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
 from swaysim._chaos.faults import OUTPUT_KINDS
-from swaysim._runner.probes import ProbeResult, Verdict
+from swaysim._runner.results import ProbeResult, Verdict
 from swaysim._runner.suite import PREFLIGHT_NAME
 from swaysim._scenario.messages import join_key
 from swaysim._scenario.schema import VerdictCounts

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from swaysim._runner.probes import ProbeResult
+from swaysim._runner.results import ProbeResult
 from swaysim._runner.suite import PREFLIGHT_NAME, SuiteResult, run_suite
 from swaysim._scenario.schema import MAX_SECONDS
 from swaysim._time.clock import run as run_on_loop

@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING
 
 from swaysim._trace.encode import encode_event
 from swaysim._trace.schema import open_trace_text
-from swaysim._vocab import require_int
+from swaysim._validation import require_int
 from swaysim.errors import SwaysimError
 
 if TYPE_CHECKING:

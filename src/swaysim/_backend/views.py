@@ -1,0 +1,317 @@
+"""What ``async with backend.as_...()`` yields: the view, its ops, and the context manager.
+
+An op call on a view of a plain backend (no latency, faults, trace or jitter)
+takes the fast path right here: count, look up the cache, compute on a miss,
+one checkpoint. Anything configured sends it down the backend's
+:class:`~swaysim._backend.pipeline.OpPipeline` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from typing import TYPE_CHECKING, Final, cast
+
+import anyio
+import sniffio
+from anyio.lowlevel import checkpoint
+
+from swaysim._backend.cache import MISSING
+from swaysim._validation import invalid, require_sequence
+from swaysim._vocab import (
+    DEFAULT_TOP_K,
+    GENERATE_OP,
+    LOGPROB_OF_OP,
+    NEXT_TOKEN_DIST_BATCH_OP,
+    NEXT_TOKEN_DIST_OP,
+    OP_SLOTS,
+    ROLLING_LOGPROB_OP,
+)
+from swaysim.errors import InvalidArgumentError, StaleViewError, ViewError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+    from types import TracebackType
+
+    from swaysim._backend.backend import AsyncDummyDifferentialBackend
+    from swaysim._backend.cache import ForwardCache
+    from swaysim._backend.gate import Holding
+    from swaysim._backend.models import ViewModel
+    from swaysim._backend.pipeline import OpPipeline
+    from swaysim._types import RollingLogprob, TokenDist
+
+__all__ = ["DummyView", "ViewContext", "loop_checkpoint", "loop_sleep"]
+
+_ASYNCIO_CHECKPOINT: Final = functools.partial(asyncio.sleep, 0)
+# Each op's counter in ViewModel.calls.
+_GENERATE_SLOT: Final = OP_SLOTS[GENERATE_OP]
+_LOGPROB_OF_SLOT: Final = OP_SLOTS[LOGPROB_OF_OP]
+_ROLLING_SLOT: Final = OP_SLOTS[ROLLING_LOGPROB_OP]
+_NTD_SLOT: Final = OP_SLOTS[NEXT_TOKEN_DIST_OP]
+_BATCH_SLOT: Final = OP_SLOTS[NEXT_TOKEN_DIST_BATCH_OP]
+
+
+def loop_checkpoint() -> Callable[[], Awaitable[object]]:
+    """The running loop's own checkpoint, which ``anyio.lowlevel.checkpoint()`` ends up awaiting.
+
+    anyio's checkpoint is ``asyncio.sleep(0)`` or ``trio.lowlevel.checkpoint()``
+    behind two more coroutine frames and a library lookup per call; a view
+    resolves it once, when entered (a view never outlives its event loop).
+    """
+    library = sniffio.current_async_library()
+    if library == "trio":
+        return cast("Callable[[], Awaitable[object]]", sys.modules["trio"].lowlevel.checkpoint)
+    if library == "asyncio":
+        return _ASYNCIO_CHECKPOINT
+    return checkpoint  # pragma: no cover - anyio supports asyncio and trio only
+
+
+def loop_sleep() -> Callable[[float], Awaitable[object]]:
+    """The running loop's own sleep, which ``anyio.sleep`` ends up awaiting.
+
+    ``asyncio.sleep`` or ``trio.sleep``, without anyio's two extra coroutine
+    frames and library lookup: a third of the slow path's cost per latency
+    event. Resolved on every view entry, for the entering loop.
+    """
+    library = sniffio.current_async_library()
+    if library == "trio":
+        return cast("Callable[[float], Awaitable[object]]", sys.modules["trio"].sleep)
+    if library == "asyncio":
+        return asyncio.sleep
+    return anyio.sleep  # pragma: no cover - anyio supports asyncio and trio only
+
+
+def _bad_top_k(top_k: object) -> InvalidArgumentError:
+    return invalid("top_k", top_k, "must be an integer >= 1")
+
+
+class DummyView:
+    """A live view, as yielded by ``async with backend.as_...()``.
+
+    Valid only inside its ``async with`` block; any op afterwards raises
+    :class:`StaleViewError`. It may be shared with child tasks inside the
+    block: ops from several tasks run concurrently, served by the backend's
+    device model.
+    """
+
+    __slots__ = (
+        "_cache",
+        "_cache_id",
+        "_calls",
+        "_checkpoint",
+        "_live",
+        "_model",
+        "_pipeline",
+        "_sleep",
+    )
+
+    def __init__(
+        self,
+        model: ViewModel,
+        cache: ForwardCache,
+        pipeline: OpPipeline | None,
+        sleep: Callable[[float], Awaitable[object]],
+    ) -> None:
+        """A view of ``model``, entered in the loop whose ``sleep`` is given.
+
+        ``pipeline`` None means nothing is configured: every op takes the fast path.
+        """
+        self._model = model
+        self._cache = cache
+        self._pipeline = pipeline
+        self._cache_id = model.cache_id
+        self._calls = model.calls
+        self._live = True
+        self._checkpoint = loop_checkpoint()
+        self._sleep = sleep
+
+    @property
+    def id(self) -> str:
+        """``"base"``, ``"ft"``, ``"scaled_0.50"``, ``"null_42"``, ``"null_42_rank2.00"``."""
+        return self._model.id
+
+    @property
+    def kind(self) -> str:
+        """``"base"``, ``"ft"``, ``"scaled"`` or ``"null"``."""
+        return self._model.kind
+
+    @property
+    def live(self) -> bool:
+        """Whether the view's ``async with`` block is still open."""
+        return self._live
+
+    def __repr__(self) -> str:
+        state = "live" if self._live else "stale"
+        return f"<DummyView id={self._model.id!r} {state}>"
+
+    def _stale(self, op: str) -> StaleViewError:
+        return StaleViewError(
+            f"view {self._model.id!r} was used ({op}) after its 'async with' block exited; "
+            "enter the view again with 'async with backend.as_...()'"
+        )
+
+    # The fast path (no pipeline): count, look up the cache, compute on a miss,
+    # one checkpoint. Kept inline: it is the hot loop of a probe suite, and
+    # every op must stay within about a microsecond of a bare checkpoint
+    # (benchmarks/bench_backend.py).
+
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> str:
+        """The canned generation for ``prompt`` (decoding options are accepted and ignored).
+
+        Never cached. A prompt with no canned generation raises
+        :class:`MissingResponseError` (a ``KeyError``) naming the mode and prompt.
+        """
+        del temperature, top_p, seed
+        if not self._live:
+            raise self._stale(GENERATE_OP)
+        if type(max_new_tokens) is not int or max_new_tokens < 0:
+            raise invalid("max_new_tokens", max_new_tokens, "must be an integer >= 0")
+        pipeline = self._pipeline
+        if pipeline is None:
+            self._calls[_GENERATE_SLOT] += 1
+            text = self._model.generate(prompt)
+            await self._checkpoint()
+            return text
+        result: str = await pipeline.run(self, GENERATE_OP, prompt, None, (prompt,), max_new_tokens)
+        return result
+
+    async def logprob_of(self, prompt: str, completion: str) -> float:
+        """Summed completion logprob (``-10.0`` when not canned)."""
+        if not self._live:
+            raise self._stale(LOGPROB_OF_OP)
+        key = (LOGPROB_OF_OP, self._cache_id, prompt, completion)
+        pipeline = self._pipeline
+        if pipeline is None:
+            self._calls[_LOGPROB_OF_SLOT] += 1
+            cache = self._cache
+            value = cache.lookup(key)
+            if value is MISSING:
+                value = self._model.logprob_of(prompt, completion)
+                cache.insert(key, value)
+            await self._checkpoint()
+            return value  # type: ignore[no-any-return]
+        result: float = await pipeline.run(
+            self, LOGPROB_OF_OP, f"{prompt}\x00{completion}", key, (prompt, completion)
+        )
+        return result
+
+    async def rolling_logprob(self, text: str) -> RollingLogprob:
+        """Per-token logprobs over ``text`` (synthesized when not canned)."""
+        if not self._live:
+            raise self._stale(ROLLING_LOGPROB_OP)
+        key = (ROLLING_LOGPROB_OP, self._cache_id, text)
+        pipeline = self._pipeline
+        if pipeline is None:
+            self._calls[_ROLLING_SLOT] += 1
+            cache = self._cache
+            value = cache.lookup(key)
+            if value is MISSING:
+                value = self._model.rolling_logprob(text)
+                cache.insert(key, value)
+            await self._checkpoint()
+            return value  # type: ignore[no-any-return]
+        result: RollingLogprob = await pipeline.run(self, ROLLING_LOGPROB_OP, text, key, (text,))
+        return result
+
+    async def next_token_dist(self, prompt: str, *, top_k: int = DEFAULT_TOP_K) -> TokenDist:
+        """The next-token distribution after ``prompt``."""
+        if not self._live:
+            raise self._stale(NEXT_TOKEN_DIST_OP)
+        if type(top_k) is not int or top_k < 1:
+            raise _bad_top_k(top_k)
+        key = (NEXT_TOKEN_DIST_OP, self._cache_id, prompt, top_k)
+        pipeline = self._pipeline
+        if pipeline is None:
+            self._calls[_NTD_SLOT] += 1
+            cache = self._cache
+            value = cache.lookup(key)
+            if value is MISSING:
+                value = self._model.next_token_dist(prompt, top_k)
+                cache.insert(key, value)
+            await self._checkpoint()
+            return value  # type: ignore[no-any-return]
+        result: TokenDist = await pipeline.run(
+            self, NEXT_TOKEN_DIST_OP, prompt, key, (prompt, top_k)
+        )
+        return result
+
+    async def next_token_dist_batch(
+        self, prompts: Sequence[str], *, top_k: int = DEFAULT_TOP_K
+    ) -> list[TokenDist]:
+        """``next_token_dist`` for every prompt, in order, identical to the per-prompt path.
+
+        Shares the per-prompt cache. An empty batch returns ``[]``.
+        """
+        if not self._live:
+            raise self._stale(NEXT_TOKEN_DIST_BATCH_OP)
+        if type(prompts) is not list and type(prompts) is not tuple:
+            prompts = cast("tuple[str, ...]", require_sequence("prompts", prompts, of="prompts"))
+        if type(top_k) is not int or top_k < 1:
+            raise _bad_top_k(top_k)
+        pipeline = self._pipeline
+        if pipeline is not None:
+            # A copy: the batch awaits, and the caller's list must not change under it.
+            return await pipeline.run_batch(self, tuple(prompts), top_k)
+        self._calls[_BATCH_SLOT] += 1
+        model = self._model
+        cache = self._cache
+        cache_id = self._cache_id
+        out: list[TokenDist] = []
+        for prompt in prompts:
+            key = (NEXT_TOKEN_DIST_OP, cache_id, prompt, top_k)
+            value = cache.lookup(key)
+            if value is MISSING:
+                value = model.next_token_dist(prompt, top_k)
+                cache.insert(key, value)
+            out.append(value)
+        await self._checkpoint()
+        return out
+
+
+class ViewContext:
+    """The async context manager behind ``as_base()`` and friends (single use)."""
+
+    __slots__ = ("_backend", "_holding", "_model", "_view")
+
+    def __init__(self, backend: AsyncDummyDifferentialBackend, model: ViewModel) -> None:
+        self._backend = backend
+        self._model = model
+        self._holding: Holding | None = None
+        self._view: DummyView | None = None
+
+    @property
+    def view_id(self) -> str:
+        """The id of the view this context enters."""
+        return self._model.id
+
+    def __repr__(self) -> str:
+        state = "unused" if self._holding is None else "entered"
+        return f"<ViewContext {self._model.id!r} {state}>"
+
+    async def __aenter__(self) -> DummyView:
+        if self._holding is not None:
+            raise ViewError(
+                f"this as_...() context for view {self._model.id!r} was already entered; "
+                "call the backend method again for a new entry"
+            )
+        self._holding, self._view = await self._backend._enter(self._model)
+        return self._view
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._holding is not None
+        assert self._view is not None
+        await self._backend._exit(self._holding, self._view, clean=exc_type is None)
