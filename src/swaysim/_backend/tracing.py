@@ -73,14 +73,25 @@ def current_task_name() -> str:
     return f"{info.name}#{info.id}"  # pragma: no cover
 
 
-class BackendTracer:
-    """Builds the backend's trace events and hands them to its sink."""
+def _discard(event: TraceEvent) -> None:
+    """Where events go once the sink has failed."""
 
-    __slots__ = ("clock", "sink")
+
+class BackendTracer:
+    """Builds the backend's trace events and hands them to its sink.
+
+    A sink that raises (a full disk under a sink of one's own) must not turn
+    every op into an error: the first exception is kept in :attr:`error`
+    and later events are dropped, so the run goes on and its results stand.
+    """
+
+    __slots__ = ("_emit", "clock", "error", "sink")
 
     def __init__(self, sink: TraceSink, clock: LoopClock) -> None:
         self.sink = sink
         self.clock = clock
+        self.error: Exception | None = None
+        self._emit = sink.emit
 
     def emit(
         self,
@@ -95,19 +106,23 @@ class BackendTracer:
     ) -> None:
         """One event, stamped now, in the current task."""
         # Positional: a third cheaper than keywords, on a path taken three times per op.
-        self.sink.emit(
-            TraceEvent(
-                kind,
-                self.clock.now(),
-                current_task_name(),
-                view,
-                op,
-                prompt_hash,
-                hit,
-                duration,
-                detail,
+        try:
+            self._emit(
+                TraceEvent(
+                    kind,
+                    self.clock.now(),
+                    current_task_name(),
+                    view,
+                    op,
+                    prompt_hash,
+                    hit,
+                    duration,
+                    detail,
+                )
             )
-        )
+        except Exception as exc:
+            self.error = exc
+            self._emit = _discard
 
     def latency(self, view_id: str, what: str, seconds: float) -> None:
         """A latency event: an op's service time, or a view switch, enter or exit."""

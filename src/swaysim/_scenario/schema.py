@@ -41,6 +41,15 @@ from pydantic import (
 
 from swaysim._chaos.faults import FaultKind  # noqa: TC001 - pydantic resolves annotations at runtime
 from swaysim._printable import printable
+from swaysim._validation import (
+    MAX_COUNT,
+    MAX_MAGNITUDE,
+    MAX_RETRIES,
+    MAX_SCALE,
+    MAX_SECONDS,
+    MAX_SEED,
+    MAX_SIGMA,
+)
 from swaysim._vocab import Op  # noqa: TC001 - pydantic resolves annotations at runtime
 
 __all__ = [
@@ -68,10 +77,6 @@ __all__ = [
     "scenario_json_schema",
 ]
 
-MAX_SEED: Final = 2**63 - 1
-MAX_COUNT: Final = 1_000_000
-MAX_SECONDS: Final = 1e9
-"""About 31 years of virtual time: finite, far beyond any run, and safe to add to a clock."""
 SCHEMA_ID: Final = "https://swaysim.dev/schema/scenario.schema.json"
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
@@ -79,7 +84,7 @@ Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 PositiveCount = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 Seconds = Annotated[float, Field(ge=0.0, le=MAX_SECONDS)]
 PositiveSeconds = Annotated[float, Field(gt=0.0, le=MAX_SECONDS)]
-Number = Annotated[float, Field(ge=-1e12, le=1e12)]
+Number = Annotated[float, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
 VerdictName = Literal["PASS", "FAIL", "WARN", "SKIP", "ERROR"]
 
 
@@ -136,7 +141,7 @@ class LogNormalSpec(_Spec):
     model: Literal["lognormal"]
     median: PositiveSeconds
     """Median latency, seconds (> 0)."""
-    sigma: Annotated[float, Field(gt=0.0, le=20.0)]
+    sigma: Annotated[float, Field(gt=0.0, le=MAX_SIGMA)]
     """Log-space standard deviation (> 0)."""
     jitter: Seconds = 0.0
     """Extra uniform ``[0, jitter)`` seconds."""
@@ -334,7 +339,7 @@ class AdapterAblationSpec(ProbeSpecBase):
     divergence: Literal["js", "kl"] = "js"
     top_k: PositiveCount = 256
     threshold: Number = 0.01
-    tolerance: Annotated[float, Field(ge=0.0, le=1e12)] = 1e-6
+    tolerance: Annotated[float, Field(ge=0.0, le=MAX_MAGNITUDE)] = 1e-6
 
 
 class NullAdapterSpec(ProbeSpecBase):
@@ -344,9 +349,9 @@ class NullAdapterSpec(ProbeSpecBase):
     target: str
     """Name of the numeric probe whose statistic is measured."""
     seeds: Annotated[list[Seed], Field(min_length=2)] = [0, 1, 2, 3]
-    init_scale: Annotated[float, Field(ge=0.0, le=1e6)] = 0.02
-    rank_scale: Annotated[float, Field(gt=0.0, le=1e6)] = 1.0
-    std_floor: Annotated[float, Field(ge=0.0, le=1e12)] = 1e-6
+    init_scale: Annotated[float, Field(ge=0.0, le=MAX_SCALE)] = 0.02
+    rank_scale: Annotated[float, Field(gt=0.0, le=MAX_SCALE)] = 1.0
+    std_floor: Annotated[float, Field(ge=0.0, le=MAX_MAGNITUDE)] = 1e-6
 
 
 class PreferenceFlipSpec(ProbeSpecBase):
@@ -397,7 +402,7 @@ class RunnerSpec(_Spec):
     concurrency: PositiveCount = 1
     op_timeout: PositiveSeconds | None = None
     probe_timeout: PositiveSeconds | None = None
-    retries: Annotated[int, Field(ge=0, le=1000)] = 2
+    retries: Annotated[int, Field(ge=0, le=MAX_RETRIES)] = 2
     backoff: Seconds = 0.1
     backoff_max: Seconds = 5.0
     preflight: bool = True
