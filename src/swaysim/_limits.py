@@ -32,6 +32,7 @@ __all__ = [
     "MAX_SCENARIO_VALUES",
     "MAX_TRACE_KEYS",
     "MAX_TRACE_LINE_BYTES",
+    "MAX_VERDICT_CHECKS",
     "Limit",
 ]
 
@@ -98,6 +99,11 @@ MAX_EXPANDED_TEXT_BYTES: Final = Limit(
     64 * 1024 * 1024,
     "bytes of probe text (prompts, texts, names) in a scenario, after expansion",
 )
+MAX_VERDICT_CHECKS: Final = Limit(
+    "verdict_checks",
+    5_000_000,
+    "pattern and probe pairs [expect] verdicts compares (patterns times probes)",
+)
 MAX_TRACE_LINE_BYTES: Final = Limit("trace_line_bytes", 1024 * 1024, "bytes in a trace line")
 MAX_TRACE_KEYS: Final = Limit(
     "trace_keys",
@@ -114,6 +120,7 @@ LIMITS: Final[tuple[Limit, ...]] = (
     MAX_PROBES,
     MAX_REQUESTS,
     MAX_EXPANDED_TEXT_BYTES,
+    MAX_VERDICT_CHECKS,
     MAX_TRACE_LINE_BYTES,
     MAX_TRACE_KEYS,
     MAX_RESULTS_BYTES,

@@ -83,6 +83,23 @@ EXPANSIONS = [
 ]
 
 
+EXPANSIONS.append(
+    (
+        "verdict-patterns",
+        # 37 KB: 2,000 patterns that match nothing, against 50,000 probes (each unmatched
+        # pattern also searched the names for a "did you mean"): minutes, before the limit.
+        HEAD
+        + probes("perplexity_shift", 50_000, "texts", '"a"')
+        + EXPECT
+        + "verdicts = { "
+        + ", ".join(f'"zq{n}*" = "PASS"' for n in range(2000))
+        + " }\n",
+        "h.toml: expect.verdicts: 2,000 patterns times 50,000 probes is 100,000,000 comparisons",
+        "SWAYSIM_MAX_VERDICT_CHECKS=N",
+    )
+)
+
+
 @pytest.mark.parametrize(
     ("text", "expected", "hint"), [e[1:] for e in EXPANSIONS], ids=[e[0] for e in EXPANSIONS]
 )
@@ -113,6 +130,27 @@ def test_millions_of_values_are_refused_before_validation() -> None:
     text = HEAD + '[[probes]]\nkind = "delta_kl"\nname = "d"\nprompts = [' + "1," * 150_000
     message = problem(text + "]\n" + EXPECT)
     assert "h.toml: more than 100,000 values; the limit is 100,000 values" in message
+
+
+def test_a_problem_per_probe_is_cut_short_and_searches_no_huge_name_list() -> None:
+    # 50,000 null adapters naming missing targets, next to 50,000 numeric probes: a "did you
+    # mean" over 50,000 names for each of 50,000 problems would never finish.
+    text = (
+        HEAD
+        + probes("perplexity_shift", 50_000, "texts", '"a"')
+        + '[[probes]]\nkind = "null_adapter"\nname = "n"\nrepeat = 50000\ntarget = "x{i}"\n'
+        + EXPECT
+        + "faults_fired = { "
+        + ", ".join(f"r{n} = 1" for n in range(20_000))
+        + " }\n"
+    )
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, source="h.toml")
+    assert len(info.value.problems) == MAX_REPORTED_PROBLEMS
+    assert info.value.problems[0] == (
+        'h.toml: probes[1].target: "x0" is not allowed: must name a delta_kl, preference_flip '
+        "or perplexity_shift probe in the suite"
+    )
 
 
 def test_only_the_first_problems_are_phrased() -> None:

@@ -17,8 +17,12 @@ limit (:mod:`swaysim._limits` holds the bounds and how to raise them):
    request count and probe text it would make are computed from the tables
    and checked against ``SWAYSIM_MAX_PROBES``, ``SWAYSIM_MAX_REQUESTS`` and
    ``SWAYSIM_MAX_EXPANDED_TEXT_BYTES``.
-4. :func:`first_errors`: at most :data:`MAX_REPORTED_PROBLEMS` validation
-   errors are phrased; the rest are counted.
+4. :func:`verdict_problems`: ``[expect] verdicts`` patterns times probes stays
+   within ``SWAYSIM_MAX_VERDICT_CHECKS`` (each pattern is matched against every
+   probe, at load and after each run).
+5. :func:`first_errors`: at most :data:`MAX_REPORTED_PROBLEMS` validation
+   errors are phrased, the rest counted; cross-reference checks stop there
+   too, and :func:`hint_choices` keeps "did you mean" searches small.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from swaysim._limits import (
     MAX_REQUESTS,
     MAX_SCENARIO_BYTES,
     MAX_SCENARIO_VALUES,
+    MAX_VERDICT_CHECKS,
 )
 from swaysim._scenario.messages import Problem, join_key, show_value
 from swaysim.errors import InvalidArgumentError
@@ -46,16 +51,21 @@ if TYPE_CHECKING:
     from swaysim._scenario.schema import ProbeSpecBase
 
 __all__ = [
+    "MAX_HINT_CHOICES",
     "MAX_REPORTED_PROBLEMS",
     "TOML_INTEGER",
     "document_problems",
     "expansion_problems",
     "first_errors",
+    "hint_choices",
     "read_scenario",
     "size_problem",
     "untyped_problems",
+    "verdict_problems",
 ]
 
+MAX_HINT_CHOICES: Final = 10_000
+"""Past this many names, a problem gets no "did you mean" (the search would dominate)."""
 MAX_REPORTED_PROBLEMS: Final = 100
 """Validation errors phrased one by one; the rest are counted in one more line."""
 TOML_INTEGER: Final = 2**63 - 1
@@ -213,6 +223,21 @@ def expansion_problems(specs: Sequence[ProbeSpecBase]) -> list[Problem]:
             found = f"the suite would make {totals[name]:,} {noun} ({share:,} from this table)"
             problems.append(Problem(where, limit.exceeded(found)))
     return problems
+
+
+def verdict_problems(patterns: int, probes: int) -> list[Problem]:
+    """``[expect] verdicts`` compares every pattern with every probe name, at load and after
+    each run: patterns times probes is bounded."""
+    if patterns * probes <= MAX_VERDICT_CHECKS.value():
+        return []
+    found = f"{patterns:,} patterns times {probes:,} probes is {patterns * probes:,} comparisons"
+    return [Problem("expect.verdicts", MAX_VERDICT_CHECKS.exceeded(found))]
+
+
+def hint_choices(choices: Sequence[str]) -> Sequence[str]:
+    """The names a "did you mean" may search: none past :data:`MAX_HINT_CHOICES` (difflib
+    compares the word with each, and a problem per probe would make that quadratic)."""
+    return choices if len(choices) <= MAX_HINT_CHOICES else ()
 
 
 # -- 4. how many errors are phrased -----------------------------------------------------

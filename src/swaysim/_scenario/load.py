@@ -26,14 +26,18 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import ValidationError
 
 from swaysim._limits import MAX_NESTING
+from swaysim._runner.suite import PREFLIGHT_NAME
 from swaysim._scenario.build import ExpandedProbe, build_backend, build_probe, expand_probes
 from swaysim._scenario.limits import (
+    MAX_REPORTED_PROBLEMS,
     document_problems,
     expansion_problems,
     first_errors,
+    hint_choices,
     read_scenario,
     size_problem,
     untyped_problems,
+    verdict_problems,
 )
 from swaysim._scenario.messages import (
     Problem,
@@ -67,6 +71,7 @@ __all__ = [
     "parse_scenario",
 ]
 
+_GLOB: Final = re.compile(r"[*?\[]")
 _NEEDS: Final = "a scenario needs at least a description, [[probes]] and [expect]"
 _TOML_POSITION: Final = re.compile(r"^(.*?)\s*\(at line (\d+), column (\d+)\)$", re.DOTALL)
 """tomllib states the position only in its message (attributes arrive in Python 3.14)."""
@@ -139,13 +144,15 @@ def _probe_problems(probes: Sequence[ExpandedProbe]) -> list[Problem]:
     nulls = [name for name, kind in kinds.items() if kind == "null_adapter"]
     numeric = [name for name, kind in kinds.items() if kind in NUMERIC_KINDS]
     for probe in probes:
+        if len(problems) >= MAX_REPORTED_PROBLEMS:
+            break
         null = probe.kwargs.get("null")
         if null is not None and kinds.get(null) != "null_adapter":
             problems.append(
                 Problem(
                     f"{probe.path}.null",
                     f"{show_value(null)} is not allowed: must name a null_adapter probe "
-                    f"in the suite{did_you_mean(null, nulls)}",
+                    f"in the suite{did_you_mean(null, hint_choices(nulls))}",
                 )
             )
         target = probe.kwargs.get("target")
@@ -155,36 +162,50 @@ def _probe_problems(probes: Sequence[ExpandedProbe]) -> list[Problem]:
                     f"{probe.path}.target",
                     f"{show_value(target)} is not allowed: must name a delta_kl, "
                     "preference_flip or perplexity_shift probe in the suite"
-                    f"{did_you_mean(str(target), numeric)}",
+                    f"{did_you_mean(str(target), hint_choices(numeric))}",
                 )
             )
     return problems
 
 
+def _matches_a_probe(pattern: str, names: Sequence[str], known: frozenset[str]) -> bool:
+    # The preflight result is matched only by a pattern that asks for it ("__...").
+    if pattern.startswith("__") and fnmatch.fnmatchcase(PREFLIGHT_NAME, pattern):
+        return True
+    if not _GLOB.search(pattern):
+        return pattern in known
+    return any(fnmatch.fnmatchcase(name, pattern) for name in names)
+
+
 def _expectation_problems(spec: ScenarioSpec, names: Sequence[str]) -> list[Problem]:
     """``[expect]`` names probes and fault rules the scenario has."""
     problems: list[Problem] = []
+    known = frozenset(names)
     for pattern in spec.expect.verdicts:
-        # The preflight result is matched only by a pattern that asks for it ("__...").
-        candidates = [*names, "__preflight__"] if pattern.startswith("__") else names
-        if not any(fnmatch.fnmatchcase(name, pattern) for name in candidates):
+        if len(problems) >= MAX_REPORTED_PROBLEMS:
+            return problems
+        if not _matches_a_probe(pattern, names, known):
             problems.append(
                 Problem(
                     join_key("expect.verdicts", pattern),
-                    f"matches no probe in the suite{did_you_mean(pattern, names)}",
+                    f"matches no probe in the suite{did_you_mean(pattern, hint_choices(names))}",
                 )
             )
     faults = spec.backend.faults
     rules = (
         [rule.name or f"{rule.kind}#{i}" for i, rule in enumerate(faults.rules)] if faults else []
     )
-    known = f" (rules: {', '.join(rules)})" if rules else " (the scenario has no fault rules)"
+    rule_set = frozenset(rules)
+    shown = ", ".join(rules[:20]) + (f", ... ({len(rules):,} rules)" if len(rules) > 20 else "")
+    listed = f" (rules: {shown})" if rules else " (the scenario has no fault rules)"
     for rule_name in spec.expect.faults_fired:
-        if rule_name not in rules:
+        if len(problems) >= MAX_REPORTED_PROBLEMS:
+            break
+        if rule_name not in rule_set:
             problems.append(
                 Problem(
                     join_key("expect.faults_fired", rule_name),
-                    f"names no fault rule{did_you_mean(rule_name, rules) or known}",
+                    f"names no fault rule{did_you_mean(rule_name, hint_choices(rules)) or listed}",
                 )
             )
     return problems
@@ -394,7 +415,10 @@ def parse_scenario(
     if too_many:
         raise scenario_error(source, too_many)
     plan = tuple(expand_probes(spec.probes))
-    problems = _reference_problems(spec, plan)
+    too_many = verdict_problems(len(spec.expect.verdicts), len(plan))
+    if too_many:
+        raise scenario_error(source, too_many)
+    problems = _reference_problems(spec, plan)[:MAX_REPORTED_PROBLEMS]
     if problems:
         raise scenario_error(source, problems)
     target = _runner_target(spec, path, allow_sys_path_runners)
