@@ -185,12 +185,7 @@ async def run_suite(
       :class:`~swaysim.JsonlTraceWriter` does) never fails the run: the
       result's ``trace_error`` says what happened.
     """
-    if trace is not None and not isinstance(trace, TraceSink):
-        raise InvalidArgumentError(
-            f"trace={trace!r} must be a trace sink (an object with an emit(event) method) or None",
-            field="trace",
-            value=trace,
-        )
+    _check_trace(trace)
     policy = RunPolicy(
         concurrency=concurrency,
         op_timeout=op_timeout,
@@ -271,6 +266,15 @@ class _Baseline:
             mode=policy.mode,
             requests={state.probe.name: request_keys(state) for state in states},
             trace_error=_trace_error(execution, self.observed),
+        )
+
+
+def _check_trace(trace: object) -> None:
+    if trace is not None and not isinstance(trace, TraceSink):
+        raise InvalidArgumentError(
+            f"trace={trace!r} must be a trace sink (an object with an emit(event) method) or None",
+            field="trace",
+            value=trace,
         )
 
 
