@@ -226,6 +226,7 @@ class OutputDirectory:
         return directory
 
     def _probe_writable(self) -> None:
+        """Create and remove a file here; raise ``OSError`` if that cannot be done."""
         name = _temporary_name("write-test")
         fd = os.open(self._at(name), _CREATE_FLAGS, 0o600, dir_fd=self._fd)
         os.close(fd)
@@ -347,20 +348,11 @@ def check_output_file(path: Path, *, option: str = "") -> None:
     label = f"{option} {path}".strip()
     if path.is_dir():
         raise OutputError(f"{label}: cannot write: it is a directory")
-    fd = _parent_fd(path, label)
-    folder = path.absolute().parent
-    name = _temporary_name("write-test")
-    try:
-        created = os.open(
-            name if fd is not None else str(folder / name), _CREATE_FLAGS, 0o600, dir_fd=fd
-        )
-        os.close(created)
-        os.unlink(name if fd is not None else str(folder / name), dir_fd=fd)
-    except OSError as exc:
-        raise OutputError(f"{label}: cannot write: {_reason(exc)}") from None
-    finally:
-        if fd is not None:
-            os.close(fd)
+    with OutputDirectory(path.absolute().parent, _parent_fd(path, label)) as folder:
+        try:
+            folder._probe_writable()
+        except OSError as exc:
+            raise OutputError(f"{label}: cannot write: {_reason(exc)}") from None
 
 
 def write_file_atomically(
