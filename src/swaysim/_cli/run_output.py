@@ -1,4 +1,9 @@
-"""What ``swaysim run`` reports: the summary table and totals, ``--json`` and ``--junit``."""
+"""What ``swaysim run`` reports: the summary table and totals, ``--json`` and ``--junit``.
+
+Names and messages from scenario files pass through
+:func:`~swaysim._printable.printable` on their way to the terminal and into
+the XML (which cannot hold control characters at all).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import TYPE_CHECKING
 from rich import box
 from rich.table import Table
 from rich.text import Text
+
+from swaysim._printable import printable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -51,9 +58,9 @@ def summary_table(checks: Sequence[ScenarioCheck]) -> Table:
         held = sum(1 for o in applicable if o.status == "ok")
         result = Text("ok", style="green") if check.ok else Text("FAILED", style="bold red")
         table.add_row(
-            check.scenario.name,
+            Text(printable(check.scenario.name)),
             check.loop,
-            _verdict_summary(check),
+            Text(printable(_verdict_summary(check))),
             f"{held}/{len(applicable)}",
             f"{check.run.makespan:.3f}",
             f"{check.run.wall_seconds:.3f}",
@@ -70,7 +77,7 @@ def print_results(
     failed = [c for c in checks if not c.ok]
     for check in failed:
         console.print()
-        console.print(Text(check.failure_report()), soft_wrap=True)
+        console.print(Text(printable(check.failure_report(), multiline=True)), soft_wrap=True)
     console.print()
     verdict = "all expectations hold" if not failed else f"{len(failed)} FAILED"
     console.print(
@@ -111,9 +118,9 @@ def _junit_case(suite: ET.Element, check: ScenarioCheck) -> None:
     case = ET.SubElement(
         suite,
         "testcase",
-        classname=f"scenarios.{check.scenario.name}",
+        classname=printable(f"scenarios.{check.scenario.name}"),
         name=check.loop,
-        file=check.scenario.source,
+        file=printable(check.scenario.source),
         time=f"{check.run.wall_seconds:.3f}",
     )
     properties = ET.SubElement(case, "properties")
@@ -122,17 +129,19 @@ def _junit_case(suite: ET.Element, check: ScenarioCheck) -> None:
         ("virtual_seconds", f"{check.run.makespan:.6f}"),
         ("replay", check.replay),
     ):
-        ET.SubElement(properties, "property", name=name, value=value)
+        ET.SubElement(properties, "property", name=name, value=printable(value))
     if not check.ok:
         count = len(check.failures)
         failure = ET.SubElement(
             case,
             "failure",
             type="ExpectationFailed",
-            message=f"{count} expectation{'s' if count > 1 else ''} failed: "
-            + "; ".join(o.line() for o in check.failures),
+            message=printable(
+                f"{count} expectation{'s' if count > 1 else ''} failed: "
+                + "; ".join(o.line() for o in check.failures)
+            ),
         )
-        failure.text = check.failure_report()
+        failure.text = printable(check.failure_report(), multiline=True)
 
 
 def junit_tree(checks: Sequence[ScenarioCheck], wall: float) -> ET.ElementTree[ET.Element]:

@@ -60,6 +60,7 @@ pytest_plugins = ["swaysim._pytest.scenarios"]
 
 _LOOPS: Final = ("asyncio", "trio")
 INI_DIRS: Final = "swaysim_scenario_dirs"
+INI_SYS_PATH_RUNNERS: Final = "swaysim_allow_sys_path_runners"
 SEED_OPTION: Final = "--swaysim-seed"
 JITTER_OPTION: Final = "--swaysim-jitter"
 # The item whose run protocol is under way: its fixtures are set up inside it.
@@ -90,13 +91,21 @@ class _LoopOptions(dict[str, Any]):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Every swaysim option: scenario folders (ini), seed and jitter-seed overrides."""
+    """Every swaysim option: scenario folders and the runner opt-in (ini), seed and
+    jitter-seed overrides."""
     parser.addini(
         INI_DIRS,
         type="linelist",
         default=["scenarios"],
         help="folders (relative to the ini file) whose *.toml files are swaysim scenarios; "
         "a file there that mentions neither probes nor expect is not collected",
+    )
+    parser.addini(
+        INI_SYS_PATH_RUNNERS,
+        type="bool",
+        default=False,
+        help="let a scenario's runner = 'module:function' come from sys.path, not only from "
+        "the scenario's own folder (only for scenario files you trust: their runner is code)",
     )
     group = parser.getgroup("swaysim")
     group.addoption(

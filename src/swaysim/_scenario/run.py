@@ -153,10 +153,12 @@ class _Attempt:
     options: dict[str, Any]
     """Keyword arguments for ``run_suite`` or the custom runner."""
     progress: Callable[[ProbeResult, int, int], None]
+    runner: Callable[..., object] | None
+    """The scenario's own runner, imported; None for ``run_suite``."""
 
     async def suite(self) -> tuple[SuiteResult | None, tuple[ProbeResult, ...]]:
         """The suite through ``run_suite``, or through the scenario's own runner."""
-        runner = self.scenario.runner_function
+        runner = self.runner
         if runner is None:
             suite = await run_suite(
                 self.backend, self.probes, on_progress=self.progress, **self.options
@@ -212,6 +214,8 @@ def run_scenario(
     """Run ``scenario`` once on ``loop`` ("asyncio" or "trio") on a virtual clock.
 
     ``schedule_jitter`` overrides the scenario's ``[backend] schedule_jitter``.
+    A custom runner is imported here (:meth:`Scenario.load_runner`); a
+    :class:`~swaysim.errors.ScenarioError` says why it cannot be, before anything runs.
     """
     seed = scenario.seed if seed is None else seed
     backend = scenario.build_backend(seed, trace=trace, schedule_jitter=schedule_jitter)
@@ -222,8 +226,9 @@ def run_scenario(
         if on_progress is not None:
             on_progress(result, done, total)
 
+    runner = scenario.load_runner()
     attempt = _Attempt(
-        scenario, backend, scenario.build_probes(), scenario.runner_options(seed), progress
+        scenario, backend, scenario.build_probes(), scenario.runner_options(seed), progress, runner
     )
     wall = time.perf_counter()
     session = run_on_loop(attempt.session, backend=loop)
