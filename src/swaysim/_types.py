@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from swaysim._validation import invalid
+from swaysim._validation import invalid, require_number
 from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -160,3 +160,5 @@ def _check_canned(
             )
         if isinstance(value, bool) or not isinstance(value, value_type):
             raise invalid(f"{name}[{key!r}]", value, f"must be {what}", owner="DummyResponses")
+        if value_type is numbers.Real:
+            require_number(f"{name}[{key!r}]", value, numpy_scalars=True, owner="DummyResponses")

@@ -7,6 +7,9 @@ message names the argument, the value given and what is allowed
 its own structure (a scenario file) maps the error back onto it without
 parsing the message.
 
+Numeric arguments share their bounds with the scenario schema (:data:`MAX_SEED`,
+:data:`MAX_COUNT`, :data:`MAX_SECONDS`...): the schema imports them from here.
+
 The ``field`` convention:
 
 - ``field`` is the Python API name of the argument, relative to the call or
@@ -31,18 +34,29 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable
-from typing import TypeVar, cast
+from typing import Final, TypeVar, cast
 
 from swaysim._vocab import OPS, VIEW_KINDS, is_view_selector
 from swaysim.errors import InvalidArgumentError
 
 __all__ = [
+    "MAX_COUNT",
+    "MAX_MAGNITUDE",
+    "MAX_RETRIES",
+    "MAX_SCALE",
+    "MAX_SECONDS",
+    "MAX_SEED",
+    "MAX_SIGMA",
     "invalid",
     "name_tuple",
     "require_bool",
+    "require_count",
     "require_finite",
     "require_instance",
     "require_int",
+    "require_number",
+    "require_seconds",
+    "require_seed",
     "require_sequence",
     "typed_tuple",
     "validate_op",
@@ -51,6 +65,23 @@ __all__ = [
 ]
 
 _Item = TypeVar("_Item")
+
+# The bounds every argument shares with the scenario schema (which imports them), so the
+# Python API can never be handed what a scenario file may not say.
+MAX_SEED: Final = 2**63 - 1
+"""Seeds are 64-bit, as TOML integers are."""
+MAX_COUNT: Final = 1_000_000
+"""Counts: cache entries, live views, concurrency, top_k, max_new_tokens, nth, every..."""
+MAX_SECONDS: Final = 1e9
+"""About 31 years of loop time: beyond any run, and sums of such stay finite, so virtual
+time never reaches infinity."""
+MAX_MAGNITUDE: Final = 1e12
+"""Thresholds, logprobs, adapter scales (lam) and tolerances."""
+MAX_SIGMA: Final = 20.0
+"""A lognormal's log-space deviation: ``exp(20 * 8.6)`` is still a finite float."""
+MAX_SCALE: Final = 1e6
+"""A null adapter's ``init_scale`` and ``rank_scale``."""
+MAX_RETRIES: Final = 1000
 
 
 def _label(field: str, owner: str | None, label: str | None) -> str:
@@ -72,8 +103,11 @@ def invalid(
     ``label`` replaces ``{owner}.{field}`` in the message where the message
     should read differently from the field (``FaultRule.window start``).
     """
+    shown = repr(value)
+    if len(shown) > 80:  # a 400-digit integer, a long list: the message stays one short line
+        shown = f"{shown[:60]}... ({len(shown):,} characters)"
     return InvalidArgumentError(
-        f"{_label(field, owner, label)}={value!r} {requirement}", field=field, value=value
+        f"{_label(field, owner, label)}={shown} {requirement}", field=field, value=value
     )
 
 
@@ -104,12 +138,13 @@ def require_int(
     value: object,
     *,
     minimum: int,
+    maximum: int | None = None,
     numpy_scalars: bool = False,
     must: str | None = None,
     owner: str | None = None,
     label: str | None = None,
 ) -> int:
-    """``value`` as an ``int`` if it is an integer (never a bool) of at least ``minimum``.
+    """``value`` as an ``int`` if it is an integer (never a bool) within [minimum, maximum].
 
     ``numpy_scalars`` also accepts numpy integers (returned as ``int``); the
     default refuses them, as a seed's ``repr`` feeds seeded draws.
@@ -123,7 +158,25 @@ def require_int(
     number = int(value)
     if number < minimum:
         raise invalid(field, value, f"must be {must or f'>= {minimum}'}", owner=owner, label=label)
+    if maximum is not None and number > maximum:
+        raise invalid(field, value, f"must be {must or f'<= {maximum}'}", owner=owner, label=label)
     return number
+
+
+def require_count(
+    field: str, value: object, *, minimum: int, owner: str | None = None, label: str | None = None
+) -> int:
+    """An integer count within [minimum, :data:`MAX_COUNT`] (the scenario schema's counts)."""
+    return require_int(field, value, minimum=minimum, maximum=MAX_COUNT, owner=owner, label=label)
+
+
+def require_seed(
+    field: str, value: object, *, numpy_scalars: bool = False, owner: str | None = None
+) -> int:
+    """A seed: an integer within [0, :data:`MAX_SEED`] (64-bit, as the schema's)."""
+    return require_int(
+        field, value, minimum=0, maximum=MAX_SEED, numpy_scalars=numpy_scalars, owner=owner
+    )
 
 
 def require_finite(
@@ -131,13 +184,15 @@ def require_finite(
     value: object,
     *,
     minimum: float | None = None,
+    maximum: float | None = None,
     positive: bool = False,
     numpy_scalars: bool = False,
     must: str | None = None,
     owner: str | None = None,
     label: str | None = None,
 ) -> float:
-    """``value`` as a finite ``float`` (never a bool), >= ``minimum``, above 0 if ``positive``.
+    """``value`` as a finite ``float`` (never a bool), within [minimum, maximum], above 0
+    if ``positive``.
 
     ``numpy_scalars`` also accepts numpy numbers; the default accepts
     ``int`` and ``float`` only. ``must`` states the requirement for every
@@ -156,11 +211,42 @@ def require_finite(
         problem = must or "finite"
     elif minimum is not None and number < minimum:
         problem = must or f">= {minimum:g}"
+    elif maximum is not None and number > maximum:
+        problem = must or f"<= {maximum:g}"
     elif positive and number <= 0.0:
         problem = must or "> 0"
     else:
         return number
     raise invalid(field, value, f"must be {problem}", owner=owner, label=label)
+
+
+def require_seconds(
+    field: str,
+    value: object,
+    *,
+    positive: bool = False,
+    owner: str | None = None,
+    label: str | None = None,
+) -> float:
+    """Seconds within [0, :data:`MAX_SECONDS`] (above 0 if ``positive``): finite, and far
+    enough from overflow that loop time stays finite however many are added up."""
+    return require_finite(
+        field, value, minimum=0.0, maximum=MAX_SECONDS, positive=positive, owner=owner, label=label
+    )
+
+
+def require_number(
+    field: str, value: object, *, numpy_scalars: bool = False, owner: str | None = None
+) -> float:
+    """A finite number within ±:data:`MAX_MAGNITUDE` (thresholds, logprobs, lams)."""
+    return require_finite(
+        field,
+        value,
+        minimum=-MAX_MAGNITUDE,
+        maximum=MAX_MAGNITUDE,
+        numpy_scalars=numpy_scalars,
+        owner=owner,
+    )
 
 
 def require_sequence(

@@ -22,6 +22,7 @@ everything raised on purpose derives from :class:`SwaysimError`::
     ├── CalibrationUnavailableError                z-scoring against a missing null calibration
     ├── BridgeError                                the blocking bridge cannot serve a call
     ├── TraceFormatError                           a trace or results file that does not parse
+    ├── OutputError                                an output that cannot be written safely
     └── ScenarioFailedError                        a scenario's expectations did not all hold
 
     BridgeCancelled (a BaseException, like trio.Cancelled: a signal, not an error)
@@ -52,6 +53,7 @@ __all__ = [
     "InvalidArgumentError",
     "MissingResponseError",
     "NestedViewError",
+    "OutputError",
     "ProbeMathError",
     "ScenarioError",
     "ScenarioFailedError",
@@ -290,3 +292,14 @@ class BridgeCancelled(BaseException):
 
 class TraceFormatError(SwaysimError):
     """A trace file line is not a valid event of a schema version this swaysim reads."""
+
+
+class OutputError(SwaysimError):
+    """An output file or directory cannot be created, or cannot be created safely.
+
+    Raised before anything runs when a destination is unwritable (a missing
+    folder, a read-only file system, a path that exists as the wrong kind of
+    file), and when an output tree holds a symbolic link where swaysim would
+    create a file or folder: swaysim never follows a link inside the tree it
+    writes. The message is one line naming the path and the reason.
+    """

@@ -127,7 +127,9 @@ def test_json_output_shape(files: dict[str, Path], tmp_path: Path) -> None:
         "schedule_jitter",
         "wall_seconds",
         "checks",
+        "output_problems",
     }
+    assert document["output_problems"] == []
     assert (document["ok"], document["exit_code"], document["loops"]) == (
         False,
         1,
@@ -224,7 +226,7 @@ def test_trace_dirs_feed_report_and_trace_commands(files: dict[str, Path], tmp_p
         document = json.loads((run_dir / "results.json").read_text())
         assert set(document) == {
             *("version", "scenario", "loop", "seed", "probes", "statistics", "makespan"),
-            *("file", "description", "ok", "schedule_jitter", "replay", "expectations"),
+            *("file", "description", "ok", "schedule_jitter", "replay", "expectations", "trace"),
         }
         assert (document["version"], document["ok"], document["description"]) == (
             2,
@@ -232,6 +234,8 @@ def test_trace_dirs_feed_report_and_trace_commands(files: dict[str, Path], tmp_p
             "does it pass?",
         )
         assert [e["status"] for e in document["expectations"]] == ["ok"] * 3
+        assert document["trace"]["complete"] is True
+        assert document["trace"]["events_written"] == len(lines)
         assert (document["scenario"], document["loop"], document["seed"]) == ("passing", loop, 4)
         assert document["makespan"] == pytest.approx(1.5)
         assert document["statistics"]["switches"] == 3

@@ -142,13 +142,13 @@ async def call_op(view: DummyView, op: str, value: Any) -> object:
 @pytest.mark.parametrize(
     ("op", "value", "message"),
     [
-        ("top_k", 0, "top_k=0 must be an integer >= 1"),
-        ("top_k", -5, "top_k=-5 must be an integer >= 1"),
-        ("top_k", 2.0, "top_k=2.0 must be an integer >= 1"),
-        ("top_k", True, "top_k=True must be an integer >= 1"),
-        ("batch top_k", 0, "top_k=0 must be an integer >= 1"),
-        ("max_new_tokens", -1, "max_new_tokens=-1 must be an integer >= 0"),
-        ("max_new_tokens", None, "max_new_tokens=None must be an integer >= 0"),
+        ("top_k", 0, "top_k=0 must be an integer from 1 to 1,000,000"),
+        ("top_k", -5, "top_k=-5 must be an integer from 1 to 1,000,000"),
+        ("top_k", 2.0, "top_k=2.0 must be an integer from 1 to 1,000,000"),
+        ("top_k", True, "top_k=True must be an integer from 1 to 1,000,000"),
+        ("batch top_k", 0, "top_k=0 must be an integer from 1 to 1,000,000"),
+        ("max_new_tokens", -1, "max_new_tokens=-1 must be an integer from 0 to 1,000,000"),
+        ("max_new_tokens", None, "max_new_tokens=None must be an integer from 0 to 1,000,000"),
         ("prompts", "one prompt", "prompts='one prompt' must be a sequence of prompts"),
     ],
 )

@@ -100,8 +100,12 @@ EXPECTED: dict[str, str] = {
     "semantic_cancelled_without_deadline": "expect.cancelled: needs runner.cancel_after",
     "semantic_options_without_runner": "runner.options: only a custom runner",
     "runner_expression_not_a_name": 'is not allowed: must look like "package.module:function"',
-    "runner_module_missing": "cannot import 'no_such_runner_module': ModuleNotFoundError",
-    "runner_function_missing": "has no attribute 'run_suit'; did you mean 'run_suite'?",
+    "runner_module_missing": "no module named 'no_such_runner_module' in the scenario's folder",
+    "runner_function_missing": "has no function 'rnu'; did you mean 'run'?",
+    "runner_from_the_standard_library": "runner.runner: no module named 'os' in the scenario's",
+    "runner_dotted_escape": "runner.runner: no module named 'tests.conftest' in the scenario's",
+    "runner_unknown_option": "runner.options.bacth: 'runner_next_door:run' takes no option "
+    "'bacth'; did you mean 'batch'?",
 }
 
 

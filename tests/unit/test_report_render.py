@@ -23,7 +23,7 @@ from report_runs import (
     timeline_data,
     trace_run_dir,
 )
-from swaysim import InvalidArgumentError, TraceEvent, read_trace, write_report
+from swaysim import InvalidArgumentError, TraceEvent, TraceFormatError, read_trace, write_report
 from swaysim._trace.report.timeline import BINS, MAX_DETAIL_ROWS, ROW_INTERVAL_CAP
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ def test_write_report_names_what_is_missing_or_broken(tmp_path: Path) -> None:
         '{"v":1,"kind":"view_enter","time":0,"task":"t#1","view":"base"}\n', encoding="utf-8"
     )
     (tmp_path / "results.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(InvalidArgumentError, match=r"results\.json is not valid JSON"):
+    with pytest.raises(TraceFormatError, match=r"results\.json: not a JSON object"):
         write_report(tmp_path, tmp_path / "r.html")
     (tmp_path / "results.json").unlink()
     write_report(tmp_path, tmp_path / "r.html")
@@ -187,16 +187,32 @@ def test_a_gzipped_trace_is_found_and_rendered_the_same(tmp_path: Path) -> None:
     assert report_of(run_dir) == plain
 
 
-def test_results_fields_of_the_wrong_shape_are_left_out(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("key", "value", "complaint"),
+    [
+        ("probes", 7, "probes=7 must be an array"),
+        ("statistics", ["not", "a", "mapping"], "statistics=['not', 'a', 'mapping'] must be"),
+        ("seed", "seven", "seed='seven' must be an integer"),
+        ("makespan", "long", "makespan='long' must be a number"),
+        ("probes", [{"name": "p", "duration": "slow"}], "probes[0].duration='slow' must be"),
+        ("probes", [{"name": ["p"]}], "probes[0].name=['p'] must be a string"),
+        ("probes", ["p"], "probes[0]='p' must be an object"),
+        ("statistics", {"calls_per_op": {"a": [1]}}, "statistics.calls_per_op="),
+    ],
+)
+def test_results_fields_of_the_wrong_shape_are_one_line_naming_the_key(
+    tmp_path: Path, key: str, value: object, complaint: str
+) -> None:
     run_dir = make_run_dir(tmp_path / "run", workers=2, prompts=2)
     results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-    results["probes"] = 7
-    results["statistics"] = ["not", "a", "mapping"]
+    results[key] = value
     (run_dir / "results.json").write_text(json.dumps(results), encoding="utf-8")
-    page = report_of(run_dir)
-    assert "The run has no probe results." in page
-    assert "No backend statistics in the run directory." in page
-    assert "report-demo" in page
+    with pytest.raises(TraceFormatError) as info:
+        report_of(run_dir)
+    message = str(info.value)
+    assert message.startswith(f"{run_dir / 'results.json'}: ")
+    assert complaint in message
+    assert "\n" not in message
 
 
 def test_a_failing_scenarios_report_says_what_it_asked_and_what_failed_first(

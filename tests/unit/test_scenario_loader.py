@@ -530,18 +530,14 @@ ERRORS: list[tuple[str, str | bytes, str]] = [
     (
         "runner-missing-module",
         with_section('[runner]\nrunner = "no_such_module_here:run"'),
-        "s.toml: runner.runner: cannot import 'no_such_module_here': ModuleNotFoundError",
+        "s.toml: runner.runner: no module named 'no_such_module_here' (the scenario has no "
+        "folder); a scenario imports its runner from its own folder only, unless you allow "
+        "sys.path with --allow-sys-path-runners",
     ),
     (
-        "runner-missing-function",
-        with_section('[runner]\nrunner = "custom_runners:suit"'),
-        "s.toml: runner.runner: module 'custom_runners' has no attribute 'suit'; "
-        "did you mean 'suite'?",
-    ),
-    (
-        "runner-not-callable",
-        with_section('[runner]\nrunner = "custom_runners:NOT_CALLABLE"'),
-        "s.toml: runner.runner: 'custom_runners:NOT_CALLABLE' is not callable",
+        "runner-from-the-standard-library",
+        with_section('[runner]\nrunner = "shutil:rmtree"'),
+        "s.toml: runner.runner: no module named 'shutil' (the scenario has no folder)",
     ),
 ]
 
@@ -806,20 +802,27 @@ def test_unreadable_path_is_a_scenario_error(tmp_path: Path) -> None:
 # -- runner import -----------------------------------------------------------------------
 
 
-def test_custom_runner_is_found_next_to_the_scenario(tmp_path: Path) -> None:
+def test_custom_runner_is_found_next_to_the_scenario_and_imported_only_to_run(
+    tmp_path: Path,
+) -> None:
     module = "swaysim_scenario_neighbour_runner"
     (tmp_path / f"{module}.py").write_text(
+        "import pathlib\n"
+        "pathlib.Path(__file__).with_name('imported').touch()\n"
         "async def run(backend, probes, **options):\n    return []\n"
     )
     path = tmp_path / "s.toml"
     path.write_text(with_section(f'[runner]\nrunner = "{module}:run"'))
     before = list(sys.path)
-    try:
-        scenario = load_scenario(path)
-    finally:
-        sys.modules.pop(module, None)
-    assert scenario.runner_function is not None
-    assert scenario.runner_function.__name__ == "run"
+    scenario = load_scenario(path)
+    assert not (tmp_path / "imported").exists()
+    assert scenario.runner_target is not None
+    assert scenario.runner_target.origin == (tmp_path / f"{module}.py").resolve()
+    function = scenario.load_runner()
+    assert (tmp_path / "imported").exists()
+    assert function is not None
+    assert function.__name__ == "run"
+    assert module not in sys.modules
     assert sys.path == before
 
 
@@ -827,11 +830,15 @@ def test_custom_runner_gets_only_the_keys_set_plus_options() -> None:
     scenario = parse_scenario(
         with_section(
             '[runner]\nrunner = "custom_runners:suite"\nconcurrency = 3\noptions = {x = 1}'
-        )
+        ),
+        allow_sys_path_runners=True,
     )
     # suite(**options) accepts any keyword, so it also receives the scenario seed.
     assert scenario.runner_options() == {"concurrency": 3, "x": 1, "seed": 0}
-    synchronous = parse_scenario(with_section('[runner]\nrunner = "custom_runners:synchronous"'))
+    synchronous = parse_scenario(
+        with_section('[runner]\nrunner = "custom_runners:synchronous"'),
+        allow_sys_path_runners=True,
+    )
     assert synchronous.runner_options() == {}
 
 

@@ -28,11 +28,16 @@ from swaysim._chaos.latency import LatencyPlan
 from swaysim._trace.events import TraceSink
 from swaysim._types import DummyResponses, TokenDist
 from swaysim._validation import (
+    MAX_MAGNITUDE,
+    MAX_SCALE,
+    MAX_SEED,
     invalid,
     require_bool,
+    require_count,
     require_finite,
     require_instance,
     require_int,
+    require_seed,
     require_sequence,
 )
 from swaysim._vocab import OPS
@@ -69,7 +74,7 @@ def _check_limits(safe: object, max_views: object, max_ops: object) -> None:
     """``safe_for_concurrent_views``, ``max_concurrent_views`` and ``max_concurrent_ops``."""
     require_bool("safe_for_concurrent_views", safe)
     if max_views is not None:
-        require_int("max_concurrent_views", max_views, minimum=1)
+        require_count("max_concurrent_views", max_views, minimum=1)
         if not safe and max_views != 1:
             raise invalid(
                 "max_concurrent_views",
@@ -77,7 +82,7 @@ def _check_limits(safe: object, max_views: object, max_ops: object) -> None:
                 "needs safe_for_concurrent_views=True; an exclusive backend has one live view",
             )
     if max_ops is not None:
-        require_int("max_concurrent_ops", max_ops, minimum=1)
+        require_count("max_concurrent_ops", max_ops, minimum=1)
 
 
 def _check_chaos(latency: object, faults: object, trace: object, schedule_jitter: object) -> None:
@@ -88,7 +93,7 @@ def _check_chaos(latency: object, faults: object, trace: object, schedule_jitter
         "trace", trace, TraceSink, "a trace sink (with an emit(event) method)", optional=True
     )
     if schedule_jitter is not None:
-        require_int("schedule_jitter", schedule_jitter, minimum=0)
+        require_seed("schedule_jitter", schedule_jitter)
 
 
 class AsyncDummyDifferentialBackend:
@@ -135,7 +140,7 @@ class AsyncDummyDifferentialBackend:
         require_instance("base", base, DummyResponses, _RESPONSES, optional=True)
         require_instance("ft", ft, DummyResponses, _RESPONSES, optional=True)
         _check_limits(safe_for_concurrent_views, max_concurrent_views, max_concurrent_ops)
-        require_int("cache_size", cache_size, minimum=1)
+        require_count("cache_size", cache_size, minimum=1)
         _check_chaos(latency, faults, trace, schedule_jitter)
 
         self._safe = safe_for_concurrent_views
@@ -225,6 +230,11 @@ class AsyncDummyDifferentialBackend:
         """Where trace events go (None: tracing off). Runners emit into it too."""
         return self._tracer.sink if self._tracer is not None else None
 
+    @property
+    def trace_error(self) -> Exception | None:
+        """The exception the trace sink raised, if one did (tracing stopped there; ops went on)."""
+        return self._tracer.error if self._tracer is not None else None
+
     def loop_time(self) -> float:
         """Loop seconds since this backend's first use in the current event loop.
 
@@ -249,10 +259,17 @@ class AsyncDummyDifferentialBackend:
     def as_scaled_adapter(self, lam: float) -> ViewContext:
         """The adapter's term times ``lam`` (0 = base, 1 = ft, 1.25 overshoots).
 
-        ``lam`` may be any finite real number (numpy scalars included); it is
-        validated here, before any view is entered.
+        ``lam`` may be any real number within ±1e12 (numpy scalars included); it
+        is validated here, before any view is entered.
         """
-        lam = require_finite("lam", lam, numpy_scalars=True, must="a finite number")
+        lam = require_finite(
+            "lam",
+            lam,
+            minimum=-MAX_MAGNITUDE,
+            maximum=MAX_MAGNITUDE,
+            numpy_scalars=True,
+            must=f"a finite number within ±{MAX_MAGNITUDE:g}",
+        )
         key = f"scaled:{lam!r}"
         model = self._models.get(key)
         if model is None:
@@ -265,16 +282,33 @@ class AsyncDummyDifferentialBackend:
         """A null adapter of seeded random weights: the noise floor for z-scores.
 
         The noise std is ``init_scale * sqrt(rank_scale)``. Arguments are
-        validated here, before any view is entered: ``seed`` an integer >= 0,
-        ``init_scale`` finite and >= 0, ``rank_scale`` positive and finite
+        validated here, before any view is entered: ``seed`` an integer >= 0
+        (64-bit), ``init_scale`` within [0, 1e6], ``rank_scale`` within (0, 1e6]
         (numpy scalars included).
         """
-        seed = require_int("seed", seed, minimum=0, numpy_scalars=True, must="an integer >= 0")
+        seed = require_int(
+            "seed",
+            seed,
+            minimum=0,
+            maximum=MAX_SEED,
+            numpy_scalars=True,
+            must=f"an integer >= 0 and <= {MAX_SEED}",
+        )
         init_scale = require_finite(
-            "init_scale", init_scale, minimum=0.0, numpy_scalars=True, must="finite and >= 0"
+            "init_scale",
+            init_scale,
+            minimum=0.0,
+            maximum=MAX_SCALE,
+            numpy_scalars=True,
+            must=f"finite and >= 0, at most {MAX_SCALE:g}",
         )
         rank_scale = require_finite(
-            "rank_scale", rank_scale, positive=True, numpy_scalars=True, must="positive and finite"
+            "rank_scale",
+            rank_scale,
+            positive=True,
+            maximum=MAX_SCALE,
+            numpy_scalars=True,
+            must=f"positive and finite, at most {MAX_SCALE:g}",
         )
         key = f"null:{seed}:{init_scale!r}:{rank_scale!r}"
         model = self._models.get(key)

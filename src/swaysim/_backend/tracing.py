@@ -73,19 +73,29 @@ def current_task_name() -> str:
     return f"{info.name}#{info.id}"  # pragma: no cover
 
 
+def _discard(event: TraceEvent) -> None:
+    """Where events go once the sink has failed."""
+
+
 class BackendTracer:
     """Builds the backend's trace events and hands them to its sink.
 
     Prompt hashes come from a :class:`~swaysim._trace.prompts.PromptTable`: a
     key text's first use writes a ``prompt`` event with the text, later uses
     cost one dictionary lookup (no hashing, nothing written).
+
+    A sink that raises (a full disk under a sink of one's own) must not turn
+    every op into an error: the first exception is kept in :attr:`error`
+    and later events are dropped, so the run goes on and its results stand.
     """
 
-    __slots__ = ("clock", "prompts", "sink")
+    __slots__ = ("_emit", "clock", "error", "prompts", "sink")
 
     def __init__(self, sink: TraceSink, clock: LoopClock) -> None:
         self.sink = sink
         self.clock = clock
+        self.error: Exception | None = None
+        self._emit = sink.emit
         self.prompts = PromptTable(self._prompt)
 
     def _prompt(self, prompt_hash: str, text: str) -> None:
@@ -104,19 +114,23 @@ class BackendTracer:
     ) -> None:
         """One event, stamped now, in the current task."""
         # Positional: a third cheaper than keywords, on a path taken three times per op.
-        self.sink.emit(
-            TraceEvent(
-                kind,
-                self.clock.now(),
-                current_task_name(),
-                view,
-                op,
-                prompt_hash,
-                hit,
-                duration,
-                detail,
+        try:
+            self._emit(
+                TraceEvent(
+                    kind,
+                    self.clock.now(),
+                    current_task_name(),
+                    view,
+                    op,
+                    prompt_hash,
+                    hit,
+                    duration,
+                    detail,
+                )
             )
-        )
+        except Exception as exc:
+            self.error = exc
+            self._emit = _discard
 
     def latency(self, view_id: str, what: str, seconds: float) -> None:
         """A latency event: an op's service time, or a view switch, enter or exit."""

@@ -18,7 +18,7 @@ import sniffio
 from anyio.lowlevel import checkpoint
 
 from swaysim._backend.cache import MISSING
-from swaysim._validation import invalid, require_sequence
+from swaysim._validation import MAX_COUNT, invalid, require_sequence
 from swaysim._vocab import (
     DEFAULT_TOP_K,
     GENERATE_OP,
@@ -83,7 +83,11 @@ def loop_sleep() -> Callable[[float], Awaitable[object]]:
 
 
 def _bad_top_k(top_k: object) -> InvalidArgumentError:
-    return invalid("top_k", top_k, "must be an integer >= 1")
+    return invalid("top_k", top_k, f"must be an integer from 1 to {MAX_COUNT:,}")
+
+
+def _not_text(field: str, value: object) -> InvalidArgumentError:
+    return invalid(field, value, f"must be a str, not {type(value).__name__}")
 
 
 class DummyView:
@@ -173,8 +177,12 @@ class DummyView:
         del temperature, top_p, seed
         if not self._live:
             raise self._stale(GENERATE_OP)
-        if type(max_new_tokens) is not int or max_new_tokens < 0:
-            raise invalid("max_new_tokens", max_new_tokens, "must be an integer >= 0")
+        if not isinstance(prompt, str):
+            raise _not_text("prompt", prompt)
+        if type(max_new_tokens) is not int or not 0 <= max_new_tokens <= MAX_COUNT:
+            raise invalid(
+                "max_new_tokens", max_new_tokens, f"must be an integer from 0 to {MAX_COUNT:,}"
+            )
         pipeline = self._pipeline
         if pipeline is None:
             self._calls[_GENERATE_SLOT] += 1
@@ -188,6 +196,10 @@ class DummyView:
         """Summed completion logprob (``-10.0`` when not canned)."""
         if not self._live:
             raise self._stale(LOGPROB_OF_OP)
+        if not isinstance(prompt, str):
+            raise _not_text("prompt", prompt)
+        if not isinstance(completion, str):
+            raise _not_text("completion", completion)
         key = (LOGPROB_OF_OP, self._cache_id, prompt, completion)
         pipeline = self._pipeline
         if pipeline is None:
@@ -208,6 +220,8 @@ class DummyView:
         """Per-token logprobs over ``text`` (synthesized when not canned)."""
         if not self._live:
             raise self._stale(ROLLING_LOGPROB_OP)
+        if not isinstance(text, str):
+            raise _not_text("text", text)
         key = (ROLLING_LOGPROB_OP, self._cache_id, text)
         pipeline = self._pipeline
         if pipeline is None:
@@ -226,7 +240,9 @@ class DummyView:
         """The next-token distribution after ``prompt``."""
         if not self._live:
             raise self._stale(NEXT_TOKEN_DIST_OP)
-        if type(top_k) is not int or top_k < 1:
+        if not isinstance(prompt, str):
+            raise _not_text("prompt", prompt)
+        if type(top_k) is not int or not 1 <= top_k <= MAX_COUNT:
             raise _bad_top_k(top_k)
         key = (NEXT_TOKEN_DIST_OP, self._cache_id, prompt, top_k)
         pipeline = self._pipeline
@@ -255,7 +271,10 @@ class DummyView:
             raise self._stale(NEXT_TOKEN_DIST_BATCH_OP)
         if type(prompts) is not list and type(prompts) is not tuple:
             prompts = cast("tuple[str, ...]", require_sequence("prompts", prompts, of="prompts"))
-        if type(top_k) is not int or top_k < 1:
+        for index, prompt in enumerate(prompts):
+            if not isinstance(prompt, str):
+                raise _not_text(f"prompts[{index}]", prompt)
+        if type(top_k) is not int or not 1 <= top_k <= MAX_COUNT:
             raise _bad_top_k(top_k)
         pipeline = self._pipeline
         if pipeline is not None:
@@ -312,6 +331,10 @@ class ViewContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._holding is not None
-        assert self._view is not None
-        await self._backend._exit(self._holding, self._view, clean=exc_type is None)
+        holding, view = self._holding, self._view
+        if holding is None or view is None:
+            raise ViewError(
+                f"this as_...() context for view {self._model.id!r} was exited without being "
+                "entered; use it as 'async with backend.as_...() as view:'"
+            )
+        await self._backend._exit(holding, view, clean=exc_type is None)

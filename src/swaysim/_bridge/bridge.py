@@ -41,19 +41,20 @@ its views are released and the call raises the loop's cancellation
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar, TypeVarTuple, cast
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+import sniffio
 from anyio.lowlevel import checkpoint
 
 from swaysim._bridge.blocking import BlockingBackend, BlockingView, ThreadSide, make_blocking
 from swaysim._bridge.host import Host
 from swaysim._time.clock import LOOPS, virtual_anyio_backend
 from swaysim._time.outside import caller_accounts_for_threads
+from swaysim._validation import MAX_SECONDS
 from swaysim.errors import BridgeCancelled, BridgeError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -93,15 +94,39 @@ def _check_op_timeout(op_timeout: float | None) -> float | None:
     if (
         isinstance(op_timeout, bool)
         or not isinstance(op_timeout, int | float)
-        or not op_timeout > 0
-        or op_timeout == math.inf
+        or not 0 < op_timeout <= MAX_SECONDS
     ):
         raise InvalidArgumentError(
-            f"op_timeout={op_timeout!r} must be a positive finite number of seconds, or None",
+            f"op_timeout={op_timeout!r} must be a positive finite number of seconds, at "
+            f"most {MAX_SECONDS:g}, or None",
             field="op_timeout",
             value=op_timeout,
         )
     return float(op_timeout)
+
+
+def _refuse_inside_trio(loop: str) -> None:
+    """A trio portal cannot be called from a thread that runs trio: refuse at once.
+
+    trio's ``from_thread`` calls refuse to run in a trio thread, so every call
+    through the portal, closing it included, would fail and the block would
+    wait for its thread forever. From an asyncio loop the portal works (the
+    loop is blocked meanwhile, as any blocking call blocks it).
+    """
+    if loop != "trio":
+        return
+    try:
+        running = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return
+    if running == "trio":
+        raise BridgeError(
+            "blocking_backend(loop='trio') was entered from code running in a trio event loop, "
+            "where it can never return; in async code use the backend directly (async with "
+            "backend.as_base() as view: await view...), or run the synchronous code in a "
+            "worker thread (swaysim.run_sync_probe, anyio.to_thread.run_sync), or pass "
+            "loop='asyncio'"
+        )
 
 
 @contextmanager
@@ -124,7 +149,9 @@ def blocking_backend(
     ``TimeoutError`` in the calling thread instead of blocking forever.
     While the block is open the backend must not be used by another event
     loop. Leaving the block releases any view still held and makes every
-    further call raise :class:`BridgeError`.
+    further call raise :class:`BridgeError`. Entered with ``loop="trio"``
+    from code running in a trio loop, it raises :class:`BridgeError` at once
+    (trio's portal cannot be called from a trio thread).
     """
     _check_backend(backend)
     if loop not in LOOPS:
@@ -138,6 +165,7 @@ def blocking_backend(
             value=virtual_time,
         )
     timeout = _check_op_timeout(op_timeout)
+    _refuse_inside_trio(loop)
     name, options = virtual_anyio_backend(loop, virtual_time=virtual_time)
     host = Host(backend, timeout)
     with anyio.from_thread.start_blocking_portal(name, options, name="swaysim-bridge") as portal:

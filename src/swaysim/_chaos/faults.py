@@ -55,8 +55,10 @@ from swaysim._chaos.seeding import unit_draws
 from swaysim._validation import (
     invalid,
     name_tuple,
+    require_count,
     require_finite,
-    require_int,
+    require_seconds,
+    require_seed,
     typed_tuple,
     validate_ops,
     validate_views,
@@ -185,7 +187,7 @@ class FaultRule:
         for counter, minimum in (("nth", 1), ("after", 0), ("every", 1), ("max_fires", 1)):
             value = getattr(self, counter)
             if value is not None:
-                require_int(counter, value, minimum=minimum, owner="FaultRule")
+                require_count(counter, value, minimum=minimum, owner="FaultRule")
         probability = require_finite("probability", self.probability, owner="FaultRule")
         if not 0.0 <= probability <= 1.0:
             raise invalid(
@@ -266,12 +268,8 @@ def _checked_window(window: object) -> tuple[float, float]:
     pair = tuple(window) if isinstance(window, tuple | list) else ()
     if len(pair) != 2:
         raise invalid("window", window, "must be a (start, end) pair of seconds", owner="FaultRule")
-    start = require_finite(
-        "window[0]", pair[0], minimum=0.0, owner="FaultRule", label="FaultRule.window start"
-    )
-    end = require_finite(
-        "window[1]", pair[1], minimum=0.0, owner="FaultRule", label="FaultRule.window end"
-    )
+    start = require_seconds("window[0]", pair[0], owner="FaultRule", label="FaultRule.window start")
+    end = require_seconds("window[1]", pair[1], owner="FaultRule", label="FaultRule.window end")
     if end <= start:
         raise invalid("window", window, "must have start < end", owner="FaultRule")
     return start, end
@@ -291,7 +289,7 @@ class FaultPlan:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require_int("seed", self.seed, minimum=0, owner="FaultPlan")
+        require_seed("seed", self.seed, owner="FaultPlan")
         rules = typed_tuple("rules", self.rules, FaultRule, owner="FaultPlan")
         object.__setattr__(self, "rules", rules)
         names: set[str] = set()

@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING, Final
 
 from swaysim._chaos.seeding import unit_draws
 from swaysim._validation import (
+    MAX_SECONDS,
+    MAX_SIGMA,
     invalid,
     name_tuple,
     require_finite,
     require_instance,
-    require_int,
+    require_seconds,
+    require_seed,
     typed_tuple,
     validate_ops,
     validate_views,
@@ -48,8 +51,8 @@ class Constant:
     _fixed: float | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        seconds = require_finite("seconds", self.seconds, minimum=0.0, owner="Constant")
-        jitter = require_finite("jitter", self.jitter, minimum=0.0, owner="Constant")
+        seconds = require_seconds("seconds", self.seconds, owner="Constant")
+        jitter = require_seconds("jitter", self.jitter, owner="Constant")
         _set_fixed(self, seconds if jitter == 0.0 else None)
 
     def sample(self, u1: float, u2: float, u3: float) -> float:
@@ -67,9 +70,9 @@ class Uniform:
     _fixed: float | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        low = require_finite("low", self.low, minimum=0.0, owner="Uniform")
-        high = require_finite("high", self.high, minimum=0.0, owner="Uniform")
-        jitter = require_finite("jitter", self.jitter, minimum=0.0, owner="Uniform")
+        low = require_seconds("low", self.low, owner="Uniform")
+        high = require_seconds("high", self.high, owner="Uniform")
+        jitter = require_seconds("jitter", self.jitter, owner="Uniform")
         if high < low:
             raise invalid(
                 "high", self.high, f"must be >= Uniform.low={self.low!r}", owner="Uniform"
@@ -95,14 +98,18 @@ class LogNormal:
     _fixed: float | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        require_finite("median", self.median, positive=True, owner="LogNormal")
-        require_finite("sigma", self.sigma, positive=True, owner="LogNormal")
-        require_finite("jitter", self.jitter, minimum=0.0, owner="LogNormal")
+        require_seconds("median", self.median, positive=True, owner="LogNormal")
+        require_finite("sigma", self.sigma, positive=True, maximum=MAX_SIGMA, owner="LogNormal")
+        require_seconds("jitter", self.jitter, owner="LogNormal")
 
     def sample(self, u1: float, u2: float, u3: float) -> float:
-        """Map three independent uniforms in [0, 1) to a latency (Box-Muller normal)."""
+        """Map three independent uniforms in [0, 1) to a latency (Box-Muller normal).
+
+        The tail is cut at :data:`~swaysim._validation.MAX_SECONDS`: a draw, like
+        every duration the API accepts, is at most about 31 years.
+        """
         z = math.sqrt(-2.0 * math.log1p(-u1)) * math.cos(2.0 * math.pi * u2)
-        return self.median * math.exp(self.sigma * z) + self.jitter * u3
+        return min(MAX_SECONDS, self.median * math.exp(self.sigma * z)) + self.jitter * u3
 
 
 LatencyModel = Constant | Uniform | LogNormal
@@ -175,7 +182,7 @@ class LatencyPlan:
     )
 
     def __post_init__(self) -> None:
-        require_int("seed", self.seed, minimum=0, owner="LatencyPlan")
+        require_seed("seed", self.seed, owner="LatencyPlan")
         rules = typed_tuple("rules", self.rules, LatencyRule, owner="LatencyPlan")
         object.__setattr__(self, "rules", rules)
         for name in _SLOTS:

@@ -9,13 +9,16 @@ bad option).
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import click
 
+from swaysim._cli.common import EXIT_INTERRUPTED, fail, interrupted, say
 from swaysim._cli.run import run
 from swaysim._cli.scenario_commands import new, schema, validate
 from swaysim._cli.trace_commands import report, trace
+from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -42,5 +45,17 @@ for _command in (run, new, validate, schema, report, trace):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point (``swaysim``) and ``python -m swaysim``."""
-    cli.main(args=list(argv) if argv is not None else None, prog_name="swaysim")
+    """Console-script entry point (``swaysim``) and ``python -m swaysim``.
+
+    Ctrl-C is one line and exit 130 on either loop (click alone would show
+    trio's exception group); a bad ``SWAYSIM_MAX_*`` limit is one line and exit 2.
+    """
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="swaysim")
+    except InvalidArgumentError as exc:
+        fail(str(exc))
+    except BaseException as exc:
+        if not interrupted(exc):
+            raise
+        say("swaysim: interrupted")
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,15 +1,15 @@
 """``swaysim run``: run scenario files on one or both loops and check their expectations.
 
-Exit codes: 0 when every expectation holds, 1 when any fails, 2 on invalid
-input (a malformed scenario, a missing path, a bad option; nothing runs
-then). A failing scenario prints its seed and the exact command that
-replays it.
+Exit codes: 0 when every expectation holds, 1 when any fails or an output
+could not be completely written (a full disk: the run goes on and says
+which), 2 on invalid input (a malformed scenario, a missing path, a bad
+option, an unwritable destination; nothing runs then). A failing scenario
+prints its seed and the exact command that replays it.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -18,25 +18,36 @@ from typing import TYPE_CHECKING, Final
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from swaysim._cli.common import (
+    ALLOW_SYS_PATH_RUNNERS,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
-    check_writable,
     fail,
+    import_runners,
+    interrupted,
     load_scenarios,
+    say,
     stdout_console,
-    write_output,
 )
 from swaysim._cli.run_output import json_document, junit_tree, print_results
+from swaysim._files import (
+    OutputDirectory,
+    check_output_file,
+    safe_component,
+    write_file_atomically,
+)
+from swaysim._printable import printable
 from swaysim._scenario.check import check_scenario
 from swaysim._scenario.schema import MAX_SEED
 from swaysim._scenario.under_test import RunnerUnderTest, resolve_runner
 from swaysim._time.clock import LOOPS
 from swaysim._trace.schema import RESULTS_FILE, TRACE_FILE
 from swaysim._trace.sinks import JsonlTraceWriter
-from swaysim.errors import InvalidArgumentError
+from swaysim.errors import InvalidArgumentError, OutputError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -64,45 +75,100 @@ class _RunOptions:
 
 
 class _RunDirs:
-    """One RUN_DIR (trace.jsonl + results.json) per scenario and loop under ``root``."""
+    """One RUN_DIR (trace.jsonl + results.json) per scenario and loop under ``root``.
 
-    def __init__(self, root: Path) -> None:
+    Every folder and file is created through :class:`OutputDirectory`: one
+    sanitized name per scenario (``..`` or a separator cannot climb out),
+    and a link planted in the tree is refused, never followed. A trace that
+    cannot be opened or written, or a results file that cannot be written,
+    becomes a line in :attr:`problems`, never an exception: the run goes on,
+    its results still reach the summary, ``--json`` and ``--junit``.
+    """
+
+    def __init__(self, root: OutputDirectory) -> None:
         self.root = root
         self.used: set[str] = set()
-        self.writers: dict[str, JsonlTraceWriter] = {}
+        self.writers: dict[tuple[str, str], JsonlTraceWriter] = {}
+        self.problems: list[str] = []
 
-    def folder(self, scenario: Scenario) -> Path:
-        """A folder named after the scenario, numbered when two scenarios share a name."""
-        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", scenario.name) or "scenario"
+    def folder(self, scenario: Scenario) -> str:
+        """A folder name for the scenario, numbered when two scenarios share a name.
+
+        Names are compared without case, so two scenarios never share a folder on a
+        case-insensitive file system either.
+        """
+        base = safe_component(scenario.name, fallback="scenario")
         name, counter = base, 1
-        while name in self.used:
+        while name.lower() in self.used:
             counter += 1
             name = f"{base}-{counter}"
-        self.used.add(name)
-        return self.root / name
+        self.used.add(name.lower())
+        return name
 
-    def trace_for(self, folder: Path) -> Callable[[str], TraceSink | None]:
-        """The sink factory ``check_scenario`` calls once per loop."""
+    def _loop_dir(self, folder: str, loop: str) -> OutputDirectory:
+        with self.root.subdirectory(folder) as scenario_dir:
+            return scenario_dir.subdirectory(loop)
 
-        def make(loop: str) -> TraceSink:
-            run_dir = folder / loop
-            run_dir.mkdir(parents=True, exist_ok=True)
-            writer = JsonlTraceWriter(run_dir / TRACE_FILE)
-            self.writers[f"{folder}/{loop}"] = writer
+    def trace_for(self, folder: str) -> Callable[[str], TraceSink | None]:
+        """The sink factory ``check_scenario`` calls once per loop (None: no trace)."""
+
+        def make(loop: str) -> TraceSink | None:
+            try:
+                with self._loop_dir(folder, loop) as run_dir:
+                    stream = run_dir.create(TRACE_FILE)
+                    path = run_dir.path / TRACE_FILE
+            except OutputError as exc:
+                self.problems.append(f"no trace for {folder} on {loop}: {exc}")
+                return None
+            writer = JsonlTraceWriter(path, stream=stream)
+            self.writers[folder, loop] = writer
             return writer
 
         return make
 
-    def finish(self, folder: Path, checks: Sequence[ScenarioCheck]) -> None:
-        """Close each loop's trace and write its results next to it."""
+    def _close_trace(self, folder: str, loop: str) -> dict[str, object]:
+        """Close the loop's trace; what ``results.json`` says about it."""
+        writer = self.writers.pop((folder, loop), None)
+        if writer is None:
+            return {"file": TRACE_FILE, "complete": False, "error": "not written"}
+        writer.close()
+        error = writer.error
+        if error is not None:
+            self.problems.append(
+                f"trace {writer.path} is incomplete: {error.strerror or error} "
+                f"({writer.events_dropped:,} events not written)"
+            )
+        return {
+            "file": TRACE_FILE,
+            "complete": writer.complete,
+            "events_written": writer.events_written,
+            "events_dropped": writer.events_dropped,
+            "error": None if error is None else str(error),
+        }
+
+    def close(self) -> None:
+        """Close every trace still open (a run cut short): what was emitted is kept."""
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()
+
+    def finish(self, folder: str, checks: Sequence[ScenarioCheck]) -> None:
+        """Close each loop's trace and write its results next to it, noting what failed."""
         for check in checks:
-            writer = self.writers.pop(f"{folder}/{check.loop}", None)
-            if writer is not None:
-                writer.close()
+            trace = self._close_trace(folder, check.loop)
             if check.ran is None:
-                continue
-            results = folder / check.loop / RESULTS_FILE
-            results.write_text(json.dumps(check.results_document(), indent=2, default=str))
+                continue  # skipped for this runner: nothing ran, nothing to report
+            document = {**check.results_document(), "trace": trace}
+            data = json.dumps(document, indent=2, default=str).encode("utf-8")
+            try:
+                with self._loop_dir(folder, check.loop) as run_dir:
+                    run_dir.write_bytes(RESULTS_FILE, data)
+            except OSError as exc:
+                self.problems.append(
+                    f"no {RESULTS_FILE} for {folder} on {check.loop}: {exc.strerror or exc}"
+                )
+            except OutputError as exc:
+                self.problems.append(f"no {RESULTS_FILE} for {folder} on {check.loop}: {exc}")
 
 
 class _ProgressReport:
@@ -143,7 +209,7 @@ class _ProgressReport:
         self.bar.advance(self.task)
 
     def start(self, scenario: Scenario) -> None:
-        self.bar.update(self.task, description=scenario.name)
+        self.bar.update(self.task, description=escape(printable(scenario.name)))
         self.done_before = self.bar.tasks[0].completed
 
     def finish(
@@ -155,28 +221,30 @@ class _ProgressReport:
         if self.log_lines:
             skipped = all(c.skipped for c in outcome)
             state = "skipped" if skipped else "ok" if all(c.ok for c in outcome) else "FAILED"
-            click.echo(f"[{index}/{self.scenarios}] {scenario.name}: {state}", err=True)
+            say(f"[{index}/{self.scenarios}] {scenario.name}: {state}")
 
 
-def _prepare_outputs(json_path: str | None, junit_path: str | None, trace_dir: str | None) -> None:
-    """Exit 2 before anything runs when an output cannot be written."""
-    check_writable("--json", json_path)
-    check_writable("--junit", junit_path)
-    if trace_dir:
-        try:
-            Path(trace_dir).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            fail(f"--trace {trace_dir}: cannot create: {exc.strerror or exc}")
+def _prepare_outputs(
+    json_path: str | None, junit_path: str | None, trace_dir: str | None
+) -> OutputDirectory | None:
+    """Exit 2 before anything runs when an output cannot be written; the trace root, open."""
+    try:
+        if json_path:
+            check_output_file(Path(json_path), option="--json")
+        if junit_path:
+            check_output_file(Path(junit_path), option="--junit")
+        return OutputDirectory.open_root(Path(trace_dir), option="--trace") if trace_dir else None
+    except OutputError as exc:
+        fail(str(exc))
 
 
 def _run_scenarios(
     scenarios: Sequence[Scenario],
     options: _RunOptions,
-    trace_dir: str | None,
+    run_dirs: _RunDirs | None,
     progress: bool | None,
 ) -> list[ScenarioCheck]:
     """Check every scenario on every loop, one after another, writing run dirs if asked."""
-    run_dirs = _RunDirs(Path(trace_dir)) if trace_dir else None
     total = sum(len(s.probe_plan) for s in scenarios) * len(options.loops)
     checks: list[ScenarioCheck] = []
     with _ProgressReport(progress, total, len(scenarios)) as report:
@@ -210,8 +278,10 @@ def _write_reports(
     wall: float,
     json_path: str | None,
     junit_path: str | None,
-) -> None:
-    """Write ``--json`` and ``--junit`` when asked."""
+    problems: Sequence[str],
+) -> list[str]:
+    """Write ``--json`` and ``--junit`` when asked; what could not be written, one line each."""
+    failed: list[str] = []
     if json_path:
         document = json_document(
             checks,
@@ -221,15 +291,23 @@ def _write_reports(
             jitter=options.jitter,
             wall=wall,
         )
-        text = json.dumps(document, indent=2, default=str)
-        write_output("--json", json_path, lambda path: path.write_text(text))
+        document["output_problems"] = list(problems)
+        data = json.dumps(document, indent=2, default=str).encode("utf-8")
+        try:
+            write_file_atomically(Path(json_path), lambda s: s.write(data), option="--json")
+        except OutputError as exc:
+            failed.append(str(exc))
     if junit_path:
         tree = junit_tree(checks, wall)
-        write_output(
-            "--junit",
-            junit_path,
-            lambda path: tree.write(path, encoding="utf-8", xml_declaration=True),
-        )
+        try:
+            write_file_atomically(
+                Path(junit_path),
+                lambda stream: tree.write(stream, encoding="utf-8", xml_declaration=True),
+                option="--junit",
+            )
+        except OutputError as exc:
+            failed.append(str(exc))
+    return failed
 
 
 @click.command(short_help="Run scenario files (or folders of them); check expectations.")
@@ -284,6 +362,7 @@ def _write_reports(
     metavar="DIR",
     help="Write a trace.jsonl and a results.json per run, in DIR/<scenario>/<loop>/.",
 )
+@ALLOW_SYS_PATH_RUNNERS
 @click.option(
     "--progress/--no-progress",
     default=None,
@@ -299,6 +378,7 @@ def run(
     json_path: str | None,
     junit_path: str | None,
     trace_dir: str | None,
+    allow_sys_path_runners: bool,
     progress: bool | None,
 ) -> None:
     """Run scenario files (or every *.toml in folders) against a runner and check them.
@@ -309,19 +389,44 @@ def run(
     expectation holds, 1 when any fails or could not be checked, 2 on invalid
     input (nothing runs then). A failure prints its seed and a replay command.
     """
-    scenarios = load_scenarios(paths)
-    _prepare_outputs(json_path, junit_path, trace_dir)
+    scenarios = load_scenarios(paths, allow_sys_path_runners=allow_sys_path_runners)
+    import_runners(scenarios)
     try:
-        runner = resolve_runner(runner_spec)
+        runner = resolve_runner(runner_spec)  # the user's own code: trusted, imported now
     except InvalidArgumentError as exc:
         fail(f"--runner: {exc}")
+    trace_root = _prepare_outputs(json_path, junit_path, trace_dir)
     options = _RunOptions(LOOPS if backend == "both" else (backend,), seed, jitter, runner)
+    run_dirs = _RunDirs(trace_root) if trace_root is not None else None
     started = time.perf_counter()
-    checks = _run_scenarios(scenarios, options, trace_dir, progress)
+    try:
+        checks = _run_scenarios(scenarios, options, run_dirs, progress)
+    except BaseException as exc:
+        if not interrupted(exc):
+            raise
+        say("swaysim: interrupted; nothing more was run")
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        if run_dirs is not None:
+            run_dirs.close()
+        if trace_root is not None:
+            trace_root.close()
     wall = time.perf_counter() - started
     print_results(stdout_console(), checks, len(scenarios), len(options.loops), wall)
-    code = EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
-    _write_reports(
-        checks, options, code=code, wall=wall, json_path=json_path, junit_path=junit_path
-    )
-    sys.exit(code)
+    problems = run_dirs.problems if run_dirs is not None else []
+    code = EXIT_OK if all(c.ok for c in checks) and not problems else EXIT_FAILED
+    problems = [
+        *problems,
+        *_write_reports(
+            checks,
+            options,
+            code=code,
+            wall=wall,
+            json_path=json_path,
+            junit_path=junit_path,
+            problems=problems,
+        ),
+    ]
+    for line in problems:
+        say(f"swaysim: {line}")
+    sys.exit(EXIT_FAILED if problems else code)

@@ -1,4 +1,9 @@
-"""What ``swaysim run`` reports: the summary table and totals, ``--json`` and ``--junit``."""
+"""What ``swaysim run`` reports: the summary table and totals, ``--json`` and ``--junit``.
+
+Names and messages from scenario files pass through
+:func:`~swaysim._printable.printable` on their way to the terminal and into
+the XML (which cannot hold control characters at all).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import TYPE_CHECKING
 from rich import box
 from rich.table import Table
 from rich.text import Text
+
+from swaysim._printable import printable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -68,7 +75,12 @@ def summary_table(checks: Sequence[ScenarioCheck]) -> Table:
     table.add_column("wall s", justify="right", no_wrap=True)
     table.add_column("result", no_wrap=True)
     for check in checks:
-        table.add_row(check.scenario.name, check.loop, _verdict_summary(check), *_row(check))
+        table.add_row(
+            Text(printable(check.scenario.name)),
+            check.loop,
+            Text(printable(_verdict_summary(check))),
+            *_row(check),
+        )
     return table
 
 
@@ -81,10 +93,11 @@ def print_results(
     skipped = [c for c in checks if c.ran is None]
     for check in skipped:
         if check.loop == skipped[0].loop:
-            console.print(Text(f"SKIP {check.scenario.name}: {check.skipped}"), soft_wrap=True)
+            line = printable(f"SKIP {check.scenario.name}: {check.skipped}")
+            console.print(Text(line), soft_wrap=True)
     for check in failed:
         console.print()
-        console.print(Text(check.failure_report()), soft_wrap=True)
+        console.print(Text(printable(check.failure_report(), multiline=True)), soft_wrap=True)
     console.print()
     ran = [c for c in checks if c.ran is not None]
     passed = len(ran) - len(failed)
@@ -94,7 +107,7 @@ def print_results(
     if outside is None and skipped:
         outside = skipped[0].runner
     if outside is not None:
-        console.print(Text(f"runner under test: {outside}"))
+        console.print(Text(printable(f"runner under test: {outside}")))
     console.print(
         Text(
             f"{scenarios} scenario{'s' if scenarios != 1 else ''} x "
@@ -133,13 +146,13 @@ def _junit_case(suite: ET.Element, check: ScenarioCheck) -> None:
     case = ET.SubElement(
         suite,
         "testcase",
-        classname=f"scenarios.{check.scenario.name}",
+        classname=printable(f"scenarios.{check.scenario.name}"),
         name=check.loop,
-        file=check.scenario.source,
+        file=printable(check.scenario.source),
         time=f"{check.run.wall_seconds:.3f}" if check.ran is not None else "0.000",
     )
     if check.ran is None:
-        ET.SubElement(case, "skipped", message=check.skipped or "skipped")
+        ET.SubElement(case, "skipped", message=printable(check.skipped or "skipped"))
         return
     properties = ET.SubElement(case, "properties")
     for name, value in (
@@ -147,17 +160,19 @@ def _junit_case(suite: ET.Element, check: ScenarioCheck) -> None:
         ("virtual_seconds", f"{check.run.makespan:.6f}"),
         ("replay", check.replay),
     ):
-        ET.SubElement(properties, "property", name=name, value=value)
+        ET.SubElement(properties, "property", name=name, value=printable(value))
     if not check.ok:
         count = len(check.failures)
         failure = ET.SubElement(
             case,
             "failure",
             type="ExpectationFailed",
-            message=f"{count} expectation{'s' if count > 1 else ''} failed: "
-            + "; ".join(o.line() for o in check.failures),
+            message=printable(
+                f"{count} expectation{'s' if count > 1 else ''} failed: "
+                + "; ".join(o.line() for o in check.failures)
+            ),
         )
-        failure.text = check.failure_report()
+        failure.text = printable(check.failure_report(), multiline=True)
 
 
 def junit_tree(checks: Sequence[ScenarioCheck], wall: float) -> ET.ElementTree[ET.Element]:

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import click
 
-from swaysim._cli.common import EXIT_INVALID, count, fail, load_scenarios, write_output
+from swaysim._cli.common import (
+    ALLOW_SYS_PATH_RUNNERS,
+    EXIT_INVALID,
+    count,
+    fail,
+    load_scenarios,
+    say,
+    write_output,
+)
 from swaysim._scenario.reference import scenario_json_schema, scenario_reference
 
 __all__ = ["new", "schema", "schema_text", "starter_text", "validate"]
@@ -16,16 +24,18 @@ __all__ = ["new", "schema", "schema_text", "starter_text", "validate"]
 
 @click.command(short_help="Check scenario files without running them.")
 @click.argument("paths", nargs=-1, required=True)
-def validate(paths: tuple[str, ...]) -> None:
+@ALLOW_SYS_PATH_RUNNERS
+def validate(paths: tuple[str, ...], allow_sys_path_runners: bool) -> None:
     """Check scenario files without running them: every problem of a file at once, by line.
 
-    Exit status 2 when any file is invalid.
+    Exit status 2 when any file is invalid. Never imports a scenario's runner:
+    its module is located and its source read.
     """
-    scenarios = load_scenarios(paths)
+    scenarios = load_scenarios(paths, allow_sys_path_runners=allow_sys_path_runners)
     for scenario in scenarios:
         probes = count(len(scenario.probe_plan), "probe")
         keys = count(len(scenario.spec.expect.model_fields_set), "expectation key")
-        click.echo(f"{scenario.source}: ok ({scenario.name}: {probes}, {keys})")
+        say(f"{scenario.source}: ok ({scenario.name}: {probes}, {keys})", err=False)
 
 
 def starter_text(name: str, file: str) -> str:
@@ -46,10 +56,10 @@ def new(name: str, force: bool) -> None:
     if not stem or not stem.replace("-", "_").isidentifier():
         fail(f"new {name}: the name must be letters, digits, '_' or '-' (it names the scenario)")
     if path.exists() and not force:
-        click.echo(f"{path}: already exists; pick another name or pass --force", err=True)
+        say(f"{path}: already exists; pick another name or pass --force")
         raise SystemExit(EXIT_INVALID)
     text = starter_text(stem, str(path))
-    write_output("NAME", str(path), lambda target: target.write_text(text, encoding="utf-8"))
+    write_output("NAME", str(path), text.encode("utf-8"))
     click.echo(f"wrote {path}; run it with: swaysim run {path}")
 
 
@@ -71,6 +81,6 @@ def schema(output: str | None, reference: bool) -> None:
     Markdown reference of every key."""
     text = scenario_reference() if reference else schema_text()
     if output:
-        write_output("--output", output, lambda path: path.write_text(text, encoding="utf-8"))
+        write_output("--output", output, text.encode("utf-8"))
     else:
         click.echo(text, nl=False)

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from swaysim._cli.common import fail, stdout_console
+from swaysim._cli.common import fail, say, stdout_console
+from swaysim._files import check_output_file
 from swaysim._trace.chrome import export_chrome
 from swaysim._trace.report.render import write_report
 from swaysim._trace.summary import TOP, summarize_trace
@@ -42,8 +43,9 @@ def _exit_2_on_error(doing: str) -> Iterator[None]:
 def report(run_dir: str, output: str) -> None:
     """Render a RUN_DIR (trace.jsonl + results.json) as a self-contained HTML report."""
     with _exit_2_on_error(f"cannot write a report from {run_dir}"):
+        check_output_file(Path(output), option="--output")
         write_report(Path(run_dir), Path(output))
-    click.echo(f"wrote {output}")
+    say(f"wrote {output}", err=False)
 
 
 @click.group()
@@ -87,5 +89,6 @@ def trace_summary(file: str, top: int, show_all: bool) -> None:
 def trace_chrome(file: str, output: str) -> None:
     """Export a trace to Chrome trace-event JSON (Perfetto, chrome://tracing)."""
     with _exit_2_on_error(f"cannot export {file}"):
+        check_output_file(Path(output), option="--output")
         export_chrome(Path(file), Path(output))
-    click.echo(f"wrote {output}")
+    say(f"wrote {output}", err=False)

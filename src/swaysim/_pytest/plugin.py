@@ -62,6 +62,7 @@ pytest_plugins = ["swaysim._pytest.scenarios"]
 _LOOPS: Final = ("asyncio", "trio")
 INI_DIRS: Final = "swaysim_scenario_dirs"
 INI_RUNNER: Final = "swaysim_runner"
+INI_SYS_PATH_RUNNERS: Final = "swaysim_allow_sys_path_runners"
 SEED_OPTION: Final = "--swaysim-seed"
 JITTER_OPTION: Final = "--swaysim-jitter"
 RUNNER_OPTION: Final = "--swaysim-runner"
@@ -94,7 +95,8 @@ class _LoopOptions(dict[str, Any]):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Every swaysim option: scenario folders and the runner under test (ini), overrides."""
+    """Every swaysim option: scenario folders, the runner under test and the runner opt-in
+    (ini), the runner under test, seed and jitter-seed overrides."""
     parser.addini(
         INI_DIRS,
         type="linelist",
@@ -108,6 +110,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="",
         help="the runner under test for swaysim scenarios: package.module:function or "
         "path/to/file.py:function (relative to the ini file); default: run_suite",
+    )
+    parser.addini(
+        INI_SYS_PATH_RUNNERS,
+        type="bool",
+        default=False,
+        help="let a scenario's runner = 'module:function' come from sys.path, not only from "
+        "the scenario's own folder (only for scenario files you trust: their runner is code)",
     )
     group = parser.getgroup("swaysim")
     group.addoption(

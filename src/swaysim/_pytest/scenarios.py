@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from swaysim._pytest.plugin import INI_DIRS, JITTER_OPTION, SEED_OPTION, runner_under_test
+from swaysim._printable import printable
+from swaysim._pytest.plugin import (
+    INI_DIRS,
+    INI_SYS_PATH_RUNNERS,
+    JITTER_OPTION,
+    SEED_OPTION,
+    runner_under_test,
+)
 from swaysim._time.clock import LOOPS
 from swaysim.errors import ScenarioFailedError
 
@@ -103,11 +110,17 @@ def _mentions_scenario_keys(path: Path) -> bool:
     """Whether a TOML file found in a scenario folder means to be a scenario.
 
     A text test, not a parse, so a scenario with a syntax error is still
-    collected (and reported); an unreadable file is left to the loader too.
+    collected (and reported); an unreadable file (a FIFO, a device, one past
+    the size limit) is left to the loader too, which reports it in one line.
+    The read is bounded, like the loader's.
     """
+    from swaysim._files import read_regular_file
+    from swaysim._limits import MAX_SCENARIO_BYTES
+    from swaysim.errors import InvalidArgumentError
+
     try:
-        return _SCENARIO_KEY.search(path.read_bytes()) is not None
-    except OSError:
+        return _SCENARIO_KEY.search(read_regular_file(path, MAX_SCENARIO_BYTES)) is not None
+    except (OSError, InvalidArgumentError):
         return True
 
 
@@ -132,7 +145,9 @@ class ScenarioFile(pytest.File):
     def collect(self) -> list[ScenarioItem]:
         from swaysim._scenario.load import load_scenario
 
-        scenario = load_scenario(self.path, source=self._display())
+        # Collection locates a custom runner and reads its source; only runtest imports it.
+        allow = bool(self.config.getini(INI_SYS_PATH_RUNNERS))
+        scenario = load_scenario(self.path, source=self._display(), allow_sys_path_runners=allow)
         return [
             ScenarioItem.from_parent(self, name=loop, scenario=scenario, loop=loop)
             for loop in LOOPS
@@ -142,7 +157,7 @@ class ScenarioFile(pytest.File):
         from swaysim.errors import ScenarioError
 
         if isinstance(excinfo.value, ScenarioError):
-            return "\n".join(excinfo.value.problems)
+            return "\n".join(printable(problem) for problem in excinfo.value.problems)
         return str(super().repr_failure(excinfo))
 
 
@@ -192,8 +207,12 @@ class ScenarioItem(pytest.Item):
             raise ScenarioFailedError(check)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        from swaysim.errors import ScenarioError
+
         if isinstance(excinfo.value, ScenarioFailedError):
-            return str(excinfo.value)
+            return printable(excinfo.value, multiline=True)
+        if isinstance(excinfo.value, ScenarioError):  # its runner cannot be imported
+            return "\n".join(printable(problem) for problem in excinfo.value.problems)
         return str(super().repr_failure(excinfo, style))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:

@@ -20,7 +20,13 @@ from swaysim._runner import divergence as maths
 from swaysim._runner.probes import Probe
 from swaysim._runner.requests import FT, null_view
 from swaysim._runner.results import NullCalibration, Verdict
-from swaysim._validation import require_finite, require_int
+from swaysim._validation import (
+    MAX_MAGNITUDE,
+    MAX_SCALE,
+    require_finite,
+    require_number,
+    require_seed,
+)
 from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -59,8 +65,8 @@ class NumericProbe(Probe):
                 f"null={null!r} must be the name of a null_adapter probe", field="null", value=null
             )
         super().__init__(name, requires=(null,) if null else ())
-        self.threshold = require_finite("threshold", threshold)
-        self.z_threshold = require_finite("z_threshold", z_threshold)
+        self.threshold = require_number("threshold", threshold)
+        self.z_threshold = require_number("z_threshold", z_threshold)
         self.null = null
 
     @abstractmethod
@@ -172,7 +178,7 @@ class NullAdapter(Probe):
                 value=target,
             )
         self.target = target
-        seed_values = tuple(require_int(f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds))
+        seed_values = tuple(require_seed(f"seeds[{i}]", s) for i, s in enumerate(seeds))
         if len(seed_values) < 2 or len(set(seed_values)) != len(seed_values):
             raise InvalidArgumentError(
                 f"seeds={list(seeds)!r} must be at least 2 distinct seeds",
@@ -180,15 +186,15 @@ class NullAdapter(Probe):
                 value=seeds,
             )
         self.seeds = seed_values
-        self.init_scale = require_finite("init_scale", init_scale, minimum=0.0)
-        self.rank_scale = require_finite("rank_scale", rank_scale)
+        self.init_scale = require_finite("init_scale", init_scale, minimum=0.0, maximum=MAX_SCALE)
+        self.rank_scale = require_finite("rank_scale", rank_scale, maximum=MAX_SCALE)
         if self.rank_scale <= 0:
             raise InvalidArgumentError(
                 f"rank_scale={rank_scale!r} must be positive and finite",
                 field="rank_scale",
                 value=rank_scale,
             )
-        self.std_floor = require_finite("std_floor", std_floor)
+        self.std_floor = require_finite("std_floor", std_floor, maximum=MAX_MAGNITUDE)
         if self.std_floor <= 0:
             raise InvalidArgumentError(
                 f"std_floor={std_floor!r} must be positive and finite",

@@ -55,6 +55,7 @@ class Execution:
         self.backend = backend
         self.policy = policy
         self.trace = trace
+        self.trace_error: Exception | None = None
         self.clock = clock
         self.retried = 0
         self.timeouts = 0
@@ -80,17 +81,21 @@ class Execution:
         if self.trace is None:
             return
         task = anyio.get_current_task()
-        self.trace.emit(
-            TraceEvent(
-                kind=kind,
-                time=self.clock(),
-                task=f"{task.name}#{task.id}",
-                view=view,
-                op=op,
-                duration=duration,
-                detail=detail,
+        try:
+            self.trace.emit(
+                TraceEvent(
+                    kind=kind,
+                    time=self.clock(),
+                    task=f"{task.name}#{task.id}",
+                    view=view,
+                    op=op,
+                    duration=duration,
+                    detail=detail,
+                )
             )
-        )
+        except Exception as exc:  # a failing sink stops the trace, never the run
+            self.trace_error = exc
+            self.trace = None
 
     # -- one request -------------------------------------------------------------
 

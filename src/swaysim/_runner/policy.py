@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from swaysim._chaos.seeding import unit_draws
-from swaysim._validation import require_finite, require_int
+from swaysim._validation import (
+    MAX_RETRIES,
+    MAX_SECONDS,
+    require_count,
+    require_finite,
+    require_int,
+    require_seconds,
+    require_seed,
+)
 from swaysim.errors import InjectedFault, InvalidArgumentError
 
 __all__ = ["RunMode", "RunPolicy"]
@@ -45,15 +53,15 @@ class RunPolicy:
     mode: RunMode = "pooled"
 
     def __post_init__(self) -> None:
-        require_int("concurrency", self.concurrency, minimum=1)
+        require_count("concurrency", self.concurrency, minimum=1)
         object.__setattr__(self, "op_timeout", _positive_or_none("op_timeout", self.op_timeout))
         object.__setattr__(
             self, "probe_timeout", _positive_or_none("probe_timeout", self.probe_timeout)
         )
-        require_int("retries", self.retries, minimum=0)
-        require_finite("backoff", self.backoff, minimum=0.0)
-        require_finite("backoff_max", self.backoff_max, minimum=0.0)
-        require_int("seed", self.seed, minimum=0)
+        require_int("retries", self.retries, minimum=0, maximum=MAX_RETRIES)
+        require_seconds("backoff", self.backoff)
+        require_seconds("backoff_max", self.backoff_max)
+        require_seed("seed", self.seed)
         if self.mode not in ("pooled", "naive"):
             raise InvalidArgumentError(
                 f"mode={self.mode!r} is not a runner mode; expected pooled or naive",
@@ -84,8 +92,10 @@ def _positive_or_none(field: str, seconds: float | None) -> float | None:
     if seconds is None:
         return None
     number = require_finite(field, seconds)
-    if number <= 0:
+    if not 0 < number <= MAX_SECONDS:
         raise InvalidArgumentError(
-            f"{field}={number!r} must be > 0 or None", field=field, value=seconds
+            f"{field}={number!r} must be > 0 and <= {MAX_SECONDS:g}, or None",
+            field=field,
+            value=seconds,
         )
     return number

@@ -21,7 +21,7 @@ from swaysim._runner.output_validation import validate_logprob
 from swaysim._runner.probes import Probe
 from swaysim._runner.requests import BASE, FT, Ask, ViewRef, scaled_view
 from swaysim._runner.results import Verdict
-from swaysim._validation import require_finite, require_int
+from swaysim._validation import MAX_MAGNITUDE, require_count, require_finite, require_number
 from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ class DeltaKL(NumericProbe):
         super().__init__(name, threshold=threshold, null=null, z_threshold=z_threshold)
         self.divergence = _divergence_kind(divergence)
         self.prompts = _strings("prompts", prompts)
-        self.top_k = require_int("top_k", top_k, minimum=1)
+        self.top_k = require_count("top_k", top_k, minimum=1)
 
     def statistic_requests(self, view: ViewRef) -> dict[ViewRef, list[Ask]]:
         asks = [Ask.next_token_dist(p, top_k=self.top_k) for p in self.prompts]
@@ -176,16 +176,16 @@ class AdapterAblation(Probe):
     ) -> None:
         super().__init__(name)
         self.prompts = _strings("prompts", prompts)
-        lam_values = sorted({require_finite(f"lams[{i}]", v) for i, v in enumerate(lams)})
+        lam_values = sorted({require_number(f"lams[{i}]", v) for i, v in enumerate(lams)})
         if 1.0 not in lam_values:
             raise InvalidArgumentError(
                 f"lams={list(lams)!r} must include 1.0", field="lams", value=lams
             )
         self.lams = tuple(lam_values)
         self.divergence = _divergence_kind(divergence)
-        self.top_k = require_int("top_k", top_k, minimum=1)
-        self.threshold = require_finite("threshold", threshold)
-        self.tolerance = require_finite("tolerance", tolerance, minimum=0.0)
+        self.top_k = require_count("top_k", top_k, minimum=1)
+        self.threshold = require_number("threshold", threshold)
+        self.tolerance = require_finite("tolerance", tolerance, minimum=0.0, maximum=MAX_MAGNITUDE)
 
     def skip_reason(self, backend: object) -> str | None:
         if not isinstance(backend, ScalableDifferentialBackend):

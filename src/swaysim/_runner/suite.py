@@ -57,6 +57,7 @@ from swaysim._runner.policy import RunMode, RunPolicy
 from swaysim._runner.probes import FunctionProbe, Probe, ProbeContext
 from swaysim._runner.requests import ViewRef
 from swaysim._runner.results import ProbeResult, Verdict
+from swaysim._trace.events import TraceSink
 from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -64,7 +65,6 @@ if TYPE_CHECKING:
 
     from swaysim._protocols import DifferentialBackend
     from swaysim._runner.planning import AnyProbe, ProbeState
-    from swaysim._trace.events import TraceSink
 
 __all__ = ["PREFLIGHT_NAME", "RunMode", "SuiteResult", "run_suite"]
 
@@ -97,6 +97,9 @@ class SuiteResult:
     requests: Mapping[str, tuple[tuple[str, str, str], ...]] = field(default_factory=dict)
     """Per declarative probe, the (view id, op, prompt) keys it asked for: what lets a
     scenario check that no PASS rests on an answer an injected fault corrupted."""
+    trace_error: str | None = None
+    """Why the trace is incomplete (its sink failed: a full disk...), else None. A failing
+    trace never fails the run: the results above are whole."""
 
     @property
     def aborted(self) -> bool:
@@ -137,6 +140,7 @@ class SuiteResult:
                 concurrency=self.concurrency,
                 mode=self.mode,
                 statistics=self.statistics.to_dict() if self.statistics else None,
+                trace_error=self.trace_error,
             )
         return out
 
@@ -176,8 +180,12 @@ async def run_suite(
     - ``mode="naive"``: the baseline, as dlm-sway 0.1.0 runs: probes one at a
       time in declaration order (dependencies first), each entering its own
       views, one request at a time, nothing shared.
-    - ``trace``: where runner events go (defaults to the backend's sink).
+    - ``trace``: where runner events go (defaults to the backend's sink). A
+      sink that fails (raises, or records a write error as
+      :class:`~swaysim.JsonlTraceWriter` does) never fails the run: the
+      result's ``trace_error`` says what happened.
     """
+    _check_trace(trace)
     policy = RunPolicy(
         concurrency=concurrency,
         op_timeout=op_timeout,
@@ -257,7 +265,33 @@ class _Baseline:
             concurrency=policy.concurrency,
             mode=policy.mode,
             requests={state.probe.name: request_keys(state) for state in states},
+            trace_error=_trace_error(execution, self.observed),
         )
+
+
+def _check_trace(trace: object) -> None:
+    if trace is not None and not isinstance(trace, TraceSink):
+        raise InvalidArgumentError(
+            f"trace={trace!r} must be a trace sink (an object with an emit(event) method) or None",
+            field="trace",
+            value=trace,
+        )
+
+
+def _trace_error(execution: Execution, observed: Observable | None) -> str | None:
+    """What stopped the trace, if anything: a sink that raised (the runner's or the
+    backend's), or a sink that kept its own write error (``JsonlTraceWriter.error``)."""
+    sink = execution.trace
+    candidates = (
+        execution.trace_error,
+        getattr(observed, "trace_error", None),
+        getattr(sink, "error", None),
+        getattr(getattr(observed, "trace_sink", None), "error", None),
+    )
+    for error in candidates:
+        if isinstance(error, BaseException):
+            return f"{type(error).__name__}: {error}"
+    return None
 
 
 async def _preflight(

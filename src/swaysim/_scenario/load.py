@@ -2,27 +2,31 @@
 
 Loading goes in stages, each reporting :class:`~swaysim._scenario.messages.Problem`
 objects (key path, line when known, message) gathered into one
-:class:`~swaysim.errors.ScenarioError`: decoding (size, UTF-8, TOML, nesting),
-the schema (:mod:`~swaysim._scenario.schema`), cross-references (probe names,
+:class:`~swaysim.errors.ScenarioError` that lists every problem of a file at
+once, sorted by line: decoding (size, UTF-8, TOML, nesting), the schema
+(:mod:`~swaysim._scenario.schema`, table by table when the whole fails:
+:mod:`~swaysim._scenario.sections`), cross-references (probe names,
 ``null``/``target``, expectations naming probes and fault rules), the custom
-runner import, and a first build of every object, so that what the Python API
-refuses surfaces at load time too. Nothing in a scenario is evaluated as code
-except the explicit ``runner = "module:function"`` import.
+runner's whereabouts and options (:mod:`~swaysim._scenario.runners`: read from
+its source, never imported), and a first build of every object, so that what
+the Python API refuses surfaces at load time too. Nothing in a scenario is
+evaluated as code; ``runner = "module:function"`` is imported only to run
+(:meth:`Scenario.load_runner`), from the scenario's own folder. The limits of
+each stage are :mod:`~swaysim._scenario.limits`'.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import importlib
-import inspect
 import re
 import shlex
-import sys
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from swaysim._limits import MAX_NESTING
+from swaysim._runner.suite import PREFLIGHT_NAME
 from swaysim._scenario.build import (
     ExpandedProbe,
     backend_refusal,
@@ -31,6 +35,16 @@ from swaysim._scenario.build import (
     expand_probes,
     probe_refusal,
 )
+from swaysim._scenario.limits import (
+    MAX_REPORTED_PROBLEMS,
+    document_problems,
+    expansion_problems,
+    hint_choices,
+    read_scenario,
+    size_problem,
+    untyped_problems,
+    verdict_problems,
+)
 from swaysim._scenario.locate import key_lines, line_of
 from swaysim._scenario.messages import (
     Problem,
@@ -38,6 +52,14 @@ from swaysim._scenario.messages import (
     join_key,
     scenario_error,
     show_value,
+)
+from swaysim._scenario.runners import (
+    RunnerTarget,
+    import_runner,
+    locate_runner,
+    parameters_of,
+    signature_problems,
+    static_problems,
 )
 from swaysim._scenario.schema import EXPECTATION_KEYS, NUMERIC_KINDS, RunnerSpec
 from swaysim._scenario.sections import Sections, validate_sections
@@ -51,16 +73,13 @@ if TYPE_CHECKING:
     from swaysim._trace.events import TraceSink
 
 __all__ = [
-    "MAX_FILE_BYTES",
-    "MAX_NESTING",
     "Scenario",
     "discover_scenarios",
     "load_scenario",
     "parse_scenario",
 ]
 
-MAX_FILE_BYTES: Final = 4 * 1024 * 1024
-MAX_NESTING: Final = 32
+_GLOB: Final = re.compile(r"[*?\[]")
 _NEEDS: Final = "a scenario needs at least [[probes]] and [expect]"
 _TOML_POSITION: Final = re.compile(r"^(.*?)\s*\(at line (\d+), column (\d+)\)$", re.DOTALL)
 """tomllib states the position only in its message (attributes arrive in Python 3.14)."""
@@ -69,10 +88,9 @@ _TOML_POSITION: Final = re.compile(r"^(.*?)\s*\(at line (\d+), column (\d+)\)$",
 
 
 def _text(data: bytes) -> str | Problem:
-    if len(data) > MAX_FILE_BYTES:
-        return Problem(
-            None, f"file is {len(data):,} bytes; a scenario may be at most {MAX_FILE_BYTES:,} bytes"
-        )
+    too_big = size_problem(data)
+    if too_big is not None:
+        return too_big
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -92,40 +110,24 @@ def _toml(text: str) -> dict[str, object] | Problem:
         what, line, column = match.groups()
         return Problem(None, f"invalid TOML: {what}", line=int(line), column=int(column))
     except RecursionError:
-        message = f"nested too deeply to parse (a scenario allows {MAX_NESTING} levels)"
+        message = f"nested too deeply to parse (a scenario allows {MAX_NESTING.value()} levels)"
         return Problem(None, f"invalid TOML: {message}")
+    except ValueError as exc:
+        # An integer of thousands of digits: int() refuses it before TOML's own 64-bit rule.
+        return Problem(None, f"invalid TOML: {str(exc).partition(';')[0]}")
 
 
-def _too_deep(value: object, path: str = "", depth: int = 0) -> str | None:
-    """The key path of the first value nested deeper than MAX_NESTING, if any."""
-    if depth > MAX_NESTING:
-        return path
-    items: Iterable[tuple[str | int, object]] = ()
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    for key, item in items:
-        found = _too_deep(item, join_key(path, key), depth + 1)
-        if found is not None:
-            return found
-    return None
-
-
-def _decode(data: bytes) -> tuple[str, dict[str, object]] | Problem:
-    """The text and TOML document in ``data``, or the problem that stops it being one."""
+def _decode(data: bytes) -> tuple[str, dict[str, object]] | list[Problem]:
+    """The text and TOML document in ``data``, or the problems that stop it being a usable one."""
     text = _text(data)
     if isinstance(text, Problem):
-        return text
+        return [text]
     document = _toml(text)
     if isinstance(document, Problem):
-        return document
+        return [document]
     if not document:
-        return Problem(None, f"no keys: {_NEEDS}")
-    deep = _too_deep(document)
-    if deep is not None:
-        return Problem(deep, f"nested more than {MAX_NESTING} levels deep")
-    return text, document
+        return [Problem(None, f"no keys: {_NEEDS}")]
+    return document_problems(document) or (text, document)
 
 
 # -- cross-references -------------------------------------------------------------------
@@ -156,13 +158,15 @@ def _probe_problems(probes: Sequence[ExpandedProbe], *, complete: bool) -> list[
     nulls = [name for name, kind in kinds.items() if kind == "null_adapter"]
     numeric = [name for name, kind in kinds.items() if kind in NUMERIC_KINDS]
     for probe in probes:
+        if len(problems) >= MAX_REPORTED_PROBLEMS:
+            break
         null = probe.kwargs.get("null")
         if null is not None and kinds.get(null) != "null_adapter":
             problems.append(
                 Problem(
                     f"{probe.path}.null",
                     f"{show_value(null)} is not allowed: must name a null_adapter probe "
-                    f"in the suite{did_you_mean(null, nulls)}",
+                    f"in the suite{did_you_mean(null, hint_choices(nulls))}",
                 )
             )
         target = probe.kwargs.get("target")
@@ -172,28 +176,38 @@ def _probe_problems(probes: Sequence[ExpandedProbe], *, complete: bool) -> list[
                     f"{probe.path}.target",
                     f"{show_value(target)} is not allowed: must name a delta_kl, "
                     "preference_flip or perplexity_shift probe in the suite"
-                    f"{did_you_mean(str(target), numeric)}",
+                    f"{did_you_mean(str(target), hint_choices(numeric))}",
                 )
             )
     return problems
 
 
+def _matches_a_probe(pattern: str, names: Sequence[str], known: frozenset[str]) -> bool:
+    # The preflight result is matched only by a pattern that asks for it ("__...").
+    if pattern.startswith("__") and fnmatch.fnmatchcase(PREFLIGHT_NAME, pattern):
+        return True
+    if not _GLOB.search(pattern):
+        return pattern in known
+    return any(fnmatch.fnmatchcase(name, pattern) for name in names)
+
+
 def _table_problems(
     expect: ExpectKeys, table: str, sections: Sections, names: Sequence[str]
 ) -> list[Problem]:
-    """One expectation table (``[expect]`` or ``[expect.reference]``) names real things
-    (of the tables that are valid)."""
+    """One expectation table (``[expect]`` or ``[expect.reference]``) names probes and fault
+    rules the scenario has (of the tables that are valid)."""
     problems: list[Problem] = []
+    known = frozenset(names)
     for pattern in expect.verdicts:
-        # The preflight result is matched only by a pattern that asks for it ("__...").
-        candidates = [*names, "__preflight__"] if pattern.startswith("__") else names
-        if any(fnmatch.fnmatchcase(name, pattern) for name in candidates):
+        if len(problems) >= MAX_REPORTED_PROBLEMS:
+            return problems
+        if _matches_a_probe(pattern, names, known):
             continue
         if not sections.may_name_a_broken_probe(pattern):
             problems.append(
                 Problem(
                     join_key(f"{table}.verdicts", pattern),
-                    f"matches no probe in the suite{did_you_mean(pattern, names)}",
+                    f"matches no probe in the suite{did_you_mean(pattern, hint_choices(names))}",
                 )
             )
     runner = sections.runner
@@ -207,13 +221,17 @@ def _table_problems(
     rules = (
         [rule.name or f"{rule.kind}#{i}" for i, rule in enumerate(faults.rules)] if faults else []
     )
-    known = f" (rules: {', '.join(rules)})" if rules else " (the scenario has no fault rules)"
+    rule_set = frozenset(rules)
+    shown = ", ".join(rules[:20]) + (f", ... ({len(rules):,} rules)" if len(rules) > 20 else "")
+    listed = f" (rules: {shown})" if rules else " (the scenario has no fault rules)"
     for rule_name in expect.faults_fired:
-        if rule_name not in rules:
+        if len(problems) >= MAX_REPORTED_PROBLEMS:
+            break
+        if rule_name not in rule_set:
             problems.append(
                 Problem(
                     join_key(f"{table}.faults_fired", rule_name),
-                    f"names no fault rule{did_you_mean(rule_name, rules) or known}",
+                    f"names no fault rule{did_you_mean(rule_name, hint_choices(rules)) or listed}",
                 )
             )
     return problems
@@ -285,37 +303,6 @@ def _located(problems: Sequence[Problem], text: str) -> list[Problem]:
     ]
 
 
-def _import_runner(target: str, folder: Path | None) -> Callable[..., object] | Problem:
-    """Import ``module:function``; the scenario's folder is searched after sys.path."""
-    module_name, _, attribute = target.partition(":")
-    added = False
-    try:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if folder is None or exc.name != module_name.partition(".")[0]:
-                raise
-            sys.path.append(str(folder))
-            added = True
-            module = importlib.import_module(module_name)
-    except Exception as exc:
-        reason = f"cannot import {module_name!r}: {type(exc).__name__}: {exc}"
-        return Problem("runner.runner", reason)
-    finally:
-        if added:
-            sys.path.remove(str(folder))
-    function = getattr(module, attribute, None)
-    if function is None:
-        public = [name for name in dir(module) if not name.startswith("_")]
-        reason = f"module {module_name!r} has no attribute {attribute!r}"
-        return Problem("runner.runner", f"{reason}{did_you_mean(attribute, public)}")
-    if not callable(function):
-        return Problem("runner.runner", f"{target!r} is not callable")
-    return function  # type: ignore[no-any-return]
-
-
-# -- the scenario -----------------------------------------------------------------------
-
 _RUN_SUITE_KEYS: Final = tuple(
     key
     for key in RunnerSpec.model_fields
@@ -324,12 +311,27 @@ _RUN_SUITE_KEYS: Final = tuple(
 """The ``[runner]`` keys that are ``run_suite`` keyword arguments."""
 
 
-def _accepts(function: Callable[..., object], name: str) -> bool:
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+def _runner_keys(spec: ScenarioSpec) -> dict[str, str]:
+    """The keywords a custom runner gets from the file, each mapped to the key that sets it."""
+    keys = {key: f"runner.{key}" for key in _RUN_SUITE_KEYS if key in spec.runner.model_fields_set}
+    keys.update({key: join_key("runner.options", key) for key in spec.runner.options})
+    return keys
+
+
+def _runner_target(
+    spec: ScenarioSpec, path: Path | None, allow_sys_path: bool
+) -> RunnerTarget | list[Problem] | None:
+    """Locate the custom runner and check its options from its source; never executes it."""
+    if spec.runner.runner is None:
+        return None
+    folder = path.resolve().parent if path is not None else None
+    target = locate_runner(spec.runner.runner, folder, allow_sys_path=allow_sys_path)
+    if isinstance(target, Problem):
+        return [target]
+    return static_problems(target, _runner_keys(spec)) or target
+
+
+# -- the scenario -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +343,10 @@ class Scenario:
     """How messages name the file (the path as given)."""
     path: Path | None
     probe_plan: tuple[ExpandedProbe, ...]
-    runner_function: Callable[..., object] | None
+    runner_target: RunnerTarget | None
+    """Where the custom runner lives (found, not imported); None for ``run_suite``."""
+    allow_sys_path_runners: bool = False
+    """Whether the runner may come from ``sys.path`` (the user opted in), not only the folder."""
 
     @property
     def name(self) -> str:
@@ -399,7 +404,7 @@ class Scenario:
         """Keyword arguments for ``run_suite`` (or for the custom runner)."""
         seed = self.seed if seed is None else seed
         spec = self.spec.runner
-        if self.runner_function is None:
+        if self.runner_target is None:
             options = {key: getattr(spec, key) for key in _RUN_SUITE_KEYS}
             if spec.seed is None:
                 options["seed"] = seed
@@ -408,9 +413,32 @@ class Scenario:
             key: getattr(spec, key) for key in _RUN_SUITE_KEYS if key in spec.model_fields_set
         }
         options.update(spec.options)
-        if "seed" not in options and _accepts(self.runner_function, "seed"):
-            options["seed"] = seed
+        function = self.load_runner()
+        if "seed" not in options and function is not None:
+            parameters = parameters_of(function)
+            if parameters is not None and (parameters.any_keyword or "seed" in parameters.keywords):
+                options["seed"] = seed
         return options
+
+    def load_runner(self) -> Callable[..., object] | None:
+        """Import the custom runner (this runs its module's code) and check its options.
+
+        None when the scenario uses ``run_suite``. Raises :class:`ScenarioError`
+        naming ``runner.runner`` or the option at fault; called before a run
+        starts, never by loading or validating.
+        """
+        target = self.runner_target
+        if target is None:
+            return None
+        function = import_runner(target)
+        if isinstance(function, Problem):
+            raise scenario_error(self.source, [function])
+        parameters = parameters_of(function)
+        if parameters is not None:
+            problems = signature_problems(target.text, parameters, _runner_keys(self.spec))
+            if problems:
+                raise scenario_error(self.source, problems)
+        return function
 
     def replay_command(
         self, loop: str, seed: int | None = None, *, schedule_jitter: int | None = None
@@ -418,6 +446,8 @@ class Scenario:
         """The exact command that replays this scenario on ``loop`` (with its jitter seed)."""
         seed = self.seed if seed is None else seed
         command = f"swaysim run {shlex.quote(self.source)} --backend {loop} --seed {seed}"
+        if self.allow_sys_path_runners and self.runner_target is not None:
+            command += " --allow-sys-path-runners"
         jitter = self.schedule_jitter(schedule_jitter)
         return command if jitter is None else f"{command} --jitter {jitter}"
 
@@ -428,56 +458,84 @@ class Scenario:
         )
 
 
+def _limit_problems(sections: Sections) -> list[Problem]:
+    """What the valid tables would cost to expand and check, before any of it is done."""
+    problems = untyped_problems(sections.runner.options) if sections.runner is not None else []
+    specs = [spec for _, spec in sections.probes]
+    for problem in expansion_problems(specs):
+        # expansion_problems numbers the valid entries; name the entry as the file does.
+        for position, (index, _) in enumerate(sections.probes):
+            prefix = f"probes[{position}]"
+            if problem.key is not None and problem.key.startswith(prefix):
+                problem = replace(problem, key=f"probes[{index}]{problem.key[len(prefix) :]}")
+                break
+        problems.append(problem)
+    return problems
+
+
 def parse_scenario(
-    data: bytes | str, *, source: str = "<scenario>", path: Path | None = None
+    data: bytes | str,
+    *,
+    source: str = "<scenario>",
+    path: Path | None = None,
+    allow_sys_path_runners: bool = False,
 ) -> Scenario:
     """Validate a scenario document and build it once (so API errors surface now).
 
     Raises :class:`~swaysim.errors.ScenarioError` listing everything that is
     wrong at once, sorted by line: each problem on one line naming ``source``,
-    the line, the key path, the value and what is allowed. A custom runner is
-    imported only from a file with no other problem.
+    the line, the key path, the value and what is allowed. Stages whose work a
+    limit bounds stop the file there (see :mod:`~swaysim._scenario.limits`). A
+    custom runner is located and its options checked from its source, never
+    imported (:meth:`Scenario.load_runner` does that, to run): it must be a
+    module in the folder of ``path``, or, with ``allow_sys_path_runners``, on
+    ``sys.path``; it is looked at only in a file with no other problem.
     """
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     decoded = _decode(raw)
-    if isinstance(decoded, Problem):
-        raise scenario_error(source, [decoded])
+    if isinstance(decoded, list):
+        raise scenario_error(source, decoded)
     text, document = decoded
     sections = validate_sections(document)
+    too_many = _limit_problems(sections)
+    if too_many:
+        raise scenario_error(source, _located([*sections.problems, *too_many], text))
     plan = _plan(sections)
+    if sections.expect is not None:
+        too_many = verdict_problems(len(sections.expect.verdicts), len(plan))
+        if too_many:
+            raise scenario_error(source, _located([*sections.problems, *too_many], text))
     problems = [
         *sections.problems,
-        *_reference_problems(sections, plan),
+        *_reference_problems(sections, plan)[:MAX_REPORTED_PROBLEMS],
         *_build_problems(sections, plan),
     ]
     if problems or sections.spec is None:
         raise scenario_error(source, _located(problems, text))
     spec = sections.spec
-    function: Callable[..., object] | None = None
-    if spec.runner.runner is not None:
-        # Imported last: no code runs for a file with other problems.
-        folder = path.resolve().parent if path is not None else None
-        imported = _import_runner(spec.runner.runner, folder)
-        if isinstance(imported, Problem):
-            raise scenario_error(source, _located([imported], text))
-        function = imported
-    return Scenario(spec, source, path, plan, function)
+    target = _runner_target(spec, path, allow_sys_path_runners)
+    if isinstance(target, list):
+        raise scenario_error(source, _located(target, text))
+    return Scenario(spec, source, path, plan, target, allow_sys_path_runners)
 
 
-def load_scenario(path: str | Path, *, source: str | None = None) -> Scenario:
+def load_scenario(
+    path: str | Path, *, source: str | None = None, allow_sys_path_runners: bool = False
+) -> Scenario:
     """Read and validate one scenario file; raises :class:`ScenarioError` (never a traceback).
 
-    ``source`` is how messages and replay commands name the file (default: ``path``).
+    ``source`` is how messages and replay commands name the file (default:
+    ``path``). The file is read with a bounded read (regular files only); see
+    :func:`parse_scenario` for ``allow_sys_path_runners``.
     """
     file = Path(path)
     source = str(path) if source is None else source
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise scenario_error(
-            source, [Problem(None, f"cannot read: {exc.strerror or exc}")]
-        ) from None
-    return parse_scenario(data, source=source, path=file)
+    data = read_scenario(file)
+    if isinstance(data, Problem):
+        raise scenario_error(source, [data])
+    return parse_scenario(
+        data, source=source, path=file, allow_sys_path_runners=allow_sys_path_runners
+    )
 
 
 def _is_scenario_file(path: Path) -> bool:

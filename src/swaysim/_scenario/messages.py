@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Final, Literal, Union
 
 from pydantic import BaseModel
 
+from swaysim._printable import printable
 from swaysim._scenario.schema import CountBounds, ScenarioSpec, SecondsBounds
 from swaysim.errors import ScenarioError
 
@@ -57,6 +58,8 @@ class Problem:
     message: str
     line: int | None = None
     column: int | None = None
+    tally: bool = False
+    """A line counting problems left unlisted: always the last line, whatever the order."""
 
     def __str__(self) -> str:
         if self.key is not None:
@@ -72,9 +75,10 @@ def scenario_error(source: str, problems: Iterable[Problem]) -> ScenarioError:
     """The error a bad scenario raises: every problem, one line each, named by ``source``.
 
     Problems about the file as a whole (no line) come first, then the rest by
-    line; problems on one line keep the order they were found in.
+    line; problems on one line keep the order they were found in; a tally of
+    problems left unlisted comes last.
     """
-    ordered = sorted(problems, key=lambda problem: problem.line or 0)
+    ordered = sorted(problems, key=lambda problem: (problem.tally, problem.line or 0))
     return ScenarioError(source, [str(problem) for problem in ordered])
 
 
@@ -103,7 +107,7 @@ def show_value(value: object) -> str:
     if isinstance(value, float):
         return repr(value)  # nan, inf and -inf read as TOML writes them
     if isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
+        text = printable(json.dumps(value, ensure_ascii=False))
         return text if len(text) <= 60 else text[:56] + '..."'
     if isinstance(value, dict | list):
         try:

@@ -153,8 +153,12 @@ def suite_options(scenario: Scenario, seed: int) -> dict[str, Any]:
 
 
 def _own_runner(scenario: Scenario) -> RunnerUnderTest | None:
-    """The scenario's own ``[runner] runner``, imported (None: it names none)."""
-    function = scenario.runner_function
+    """The scenario's own ``[runner] runner``, imported now, to run (None: it names none).
+
+    The scenario's trust model decides where it may come from
+    (:meth:`~swaysim._scenario.load.Scenario.load_runner`).
+    """
+    function = scenario.load_runner()
     return None if function is None else RunnerUnderTest(function, None)
 
 
@@ -292,6 +296,8 @@ def run_scenario(
     ``[runner] runner`` wins over it. It runs even where ``[runner]
     reference_only`` says the scenario does not apply (see :func:`skip_reason`).
     ``schedule_jitter`` overrides the scenario's ``[backend] schedule_jitter``.
+    A scenario's own runner is imported here (:meth:`Scenario.load_runner`); a
+    :class:`~swaysim.errors.ScenarioError` says why it cannot be, before anything runs.
     """
     seed = scenario.seed if seed is None else seed
     backend = scenario.build_backend(seed, trace=trace, schedule_jitter=schedule_jitter)

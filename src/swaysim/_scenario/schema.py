@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Final, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -38,6 +39,16 @@ from pydantic import (
 )
 
 from swaysim._chaos.faults import FaultKind  # noqa: TC001 - pydantic resolves annotations at runtime
+from swaysim._printable import printable
+from swaysim._validation import (
+    MAX_COUNT,
+    MAX_MAGNITUDE,
+    MAX_RETRIES,
+    MAX_SCALE,
+    MAX_SECONDS,
+    MAX_SEED,
+    MAX_SIGMA,
+)
 from swaysim._vocab import Op  # noqa: TC001 - pydantic resolves annotations at runtime
 
 __all__ = [
@@ -66,10 +77,6 @@ __all__ = [
     "UniformSpec",
 ]
 
-MAX_SEED: Final = 2**63 - 1
-MAX_COUNT: Final = 1_000_000
-MAX_SECONDS: Final = 1e9
-"""About 31 years of virtual time: finite, far beyond any run, and safe to add to a clock."""
 SCHEMA_ID: Final = "https://swaysim.dev/schema/scenario.schema.json"
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
@@ -77,8 +84,20 @@ Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 PositiveCount = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 Seconds = Annotated[float, Field(ge=0.0, le=MAX_SECONDS)]
 PositiveSeconds = Annotated[float, Field(gt=0.0, le=MAX_SECONDS)]
-Number = Annotated[float, Field(ge=-1e12, le=1e12)]
+Number = Annotated[float, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
 VerdictName = Literal["PASS", "FAIL", "WARN", "SKIP", "ERROR"]
+
+
+def _no_control_characters(value: str) -> str:
+    """Names reach terminals, file names and XML: no control or format characters."""
+    unsafe = printable(value)
+    if unsafe != value:
+        raise ValueError(f"must not contain control characters (it reads {unsafe})")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_no_control_characters)]
+"""A scenario, probe or fault rule name: printable text only."""
 _RUNNER_PATTERN: Final = (
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 )
@@ -125,7 +144,7 @@ class LogNormalSpec(_Spec):
     """Which latency model: ``"lognormal"``."""
     median: PositiveSeconds
     """Median latency, seconds (> 0)."""
-    sigma: Annotated[float, Field(gt=0.0, le=20.0)]
+    sigma: Annotated[float, Field(gt=0.0, le=MAX_SIGMA)]
     """Log-space standard deviation (> 0)."""
     jitter: Seconds = 0.0
     """Extra uniform ``[0, jitter)`` seconds."""
@@ -174,7 +193,7 @@ class FaultRuleSpec(_Spec):
 
     kind: FaultKind
     """What happens when the rule fires."""
-    name: str = ""
+    name: Name = ""
     """Rule name for stats and ``expect.faults_fired``; default ``<kind>#<index>``."""
     ops: list[Op] = []
     """Ops it may fire on; empty: every op the kind applies to."""
@@ -301,7 +320,7 @@ class BackendSpec(_Spec):
 class ProbeSpecBase(_Spec):
     """What every ``[[probes]]`` table has, whatever its ``kind``."""
 
-    name: str
+    name: Name
     """Probe name, unique in the suite (with ``repeat``: ``<name>-<i>``)."""
     repeat: Annotated[int, Field(ge=1, le=100_000)] | None = None
     """Expand into N probes named ``<name>-<i>`` (i from 0), ``{i}`` substituted in strings."""
@@ -341,7 +360,7 @@ class AdapterAblationSpec(ProbeSpecBase):
     """Tokens per next-token distribution."""
     threshold: Number = 0.01
     """PASS needs the divergence at lam = 1 above this."""
-    tolerance: Annotated[float, Field(ge=0.0, le=1e12)] = 1e-6
+    tolerance: Annotated[float, Field(ge=0.0, le=MAX_MAGNITUDE)] = 1e-6
     """How far the curve may dip between lams in [0, 1] and still count as rising."""
 
 
@@ -354,11 +373,11 @@ class NullAdapterSpec(ProbeSpecBase):
     """Name of the numeric probe whose statistic is measured."""
     seeds: Annotated[list[Seed], Field(min_length=2)] = [0, 1, 2, 3]
     """One null view per seed (at least two, for a spread)."""
-    init_scale: Annotated[float, Field(ge=0.0, le=1e6)] = 0.02
+    init_scale: Annotated[float, Field(ge=0.0, le=MAX_SCALE)] = 0.02
     """Scale of the null adapter's random weights."""
-    rank_scale: Annotated[float, Field(gt=0.0, le=1e6)] = 1.0
+    rank_scale: Annotated[float, Field(gt=0.0, le=MAX_SCALE)] = 1.0
     """Rank factor: noise std is ``init_scale * sqrt(rank_scale)``."""
-    std_floor: Annotated[float, Field(ge=0.0, le=1e12)] = 1e-6
+    std_floor: Annotated[float, Field(ge=0.0, le=MAX_MAGNITUDE)] = 1e-6
     """A null spread below this is degenerate: WARN, and no z-scores against it."""
 
 
@@ -422,7 +441,7 @@ class RunnerSpec(_Spec):
     """Loop seconds one op attempt may take; unset: no limit."""
     probe_timeout: PositiveSeconds | None = None
     """Loop seconds a probe's requests may be in flight in all; unset: no limit."""
-    retries: Annotated[int, Field(ge=0, le=1000)] = 2
+    retries: Annotated[int, Field(ge=0, le=MAX_RETRIES)] = 2
     """Extra attempts for a transient failure (fatal faults are never retried)."""
     backoff: Seconds = 0.1
     """First retry delay; doubles per attempt, plus up to 25 % seeded jitter."""
@@ -608,7 +627,7 @@ class ScenarioSpec(_Spec):
 
     model_config = ConfigDict(title="swaysim scenario")
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    name: Annotated[Name, Field(min_length=1, max_length=200)] | None = None
     """Short name; defaults to the file name without ``.toml``."""
     description: Annotated[str, Field(min_length=1)] | None = None
     """The question this scenario answers; shown in reports and failure messages."""

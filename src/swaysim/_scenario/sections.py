@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from swaysim._scenario.limits import first_errors
 from swaysim._scenario.messages import validation_problems
 from swaysim._scenario.schema import (
     MAX_SEED,
@@ -55,15 +56,18 @@ class Sections:
     every_probe_valid: bool
     broken_probe_names: tuple[str, ...] = ()
     """The ``name`` of each invalid ``[[probes]]`` entry that has a string one."""
+    unnamed_broken_probes: bool = False
+    """Whether an invalid ``[[probes]]`` entry has no string ``name``."""
     probe_array: bool = True
     """Whether ``probes`` is an array (of tables, valid or not)."""
 
     def may_name_a_broken_probe(self, pattern: str) -> bool:
         """Whether ``pattern`` may mean a probe whose entry is invalid (or its repeats).
 
-        Always, when ``probes`` is not an array at all (``[probes]`` for ``[[probes]]``).
+        Always, when ``probes`` is not an array at all (``[probes]`` for ``[[probes]]``)
+        or an invalid entry has no string ``name`` (it may be any name).
         """
-        if not self.probe_array:
+        if not self.probe_array or self.unnamed_broken_probes:
             return True
         return any(
             fnmatch.fnmatchcase(name, pattern) or pattern.startswith(f"{name}-")
@@ -108,17 +112,17 @@ def _table(model: type[_M], value: object, *, default: bool) -> _M | None:
         return None
 
 
-def _probes(value: object) -> tuple[list[tuple[int, ProbeSpecBase]], list[str]]:
-    """The valid ``[[probes]]`` entries (with their index) and the names of the broken ones."""
+def _probes(value: object) -> tuple[list[tuple[int, ProbeSpecBase]], list[str | None]]:
+    """The valid ``[[probes]]`` entries (with their index) and the names of the broken ones
+    (None for one without a string name)."""
     valid: list[tuple[int, ProbeSpecBase]] = []
-    broken: list[str] = []
+    broken: list[str | None] = []
     for index, item in enumerate(value if isinstance(value, list) else ()):
         try:
             valid.append((index, _PROBE.validate_python(item)))
         except ValidationError:
             name = item.get("name") if isinstance(item, dict) else None
-            if isinstance(name, str):
-                broken.append(name)
+            broken.append(name if isinstance(name, str) else None)
     return valid, broken
 
 
@@ -127,7 +131,8 @@ def validate_sections(document: dict[str, object]) -> Sections:
     try:
         return Sections.of_spec(ScenarioSpec.model_validate(document))
     except ValidationError as exc:
-        problems = tuple(validation_problems(exc.errors(include_url=False)))
+        errors, rest = first_errors(exc.errors(include_url=False))
+        problems = (*validation_problems(errors), *([rest] if rest else []))
     seed = document.get("seed", 0)
     valid_seed = type(seed) is int and 0 <= seed <= MAX_SEED
     raw_probes = document.get("probes")
@@ -141,6 +146,7 @@ def validate_sections(document: dict[str, object]) -> Sections:
         expect=_table(ExpectSpec, document.get("expect"), default=False),
         probes=tuple(probes),
         every_probe_valid=isinstance(raw_probes, list) and len(probes) == len(raw_probes),
-        broken_probe_names=tuple(broken),
+        broken_probe_names=tuple(name for name in broken if name is not None),
+        unnamed_broken_probes=None in broken,
         probe_array=isinstance(raw_probes, list),
     )

@@ -26,13 +26,15 @@ events.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final, TypedDict
 
+from swaysim._files import write_file_atomically
 from swaysim._trace.digest import PROMPTS_KEPT, display_prompt
 from swaysim._trace.encode import finite_or_name
-from swaysim._trace.events import probe_name
+from swaysim._trace.events import interval_seconds, probe_name
 from swaysim._trace.read import read_trace
 from swaysim._trace.schema import SCHEMA_VERSION
 
@@ -217,7 +219,7 @@ class _Converter:
         elif kind == "view_wait":
             track = self._task_track(event.task, out)
             name = f"wait {event.view}"
-            begin = ts - _us(event.duration or 0.0)
+            begin = ts - _us(interval_seconds(event))
             self._begin(track, name, "wait", begin, {"view": event.view}, out)
             self._end(track, ts, {"waited_s": event.duration}, out)
         elif kind == "op_start":
@@ -298,7 +300,7 @@ class _Converter:
         if self.open_ops.pop(event.task, None) is None:
             # No op_start in the trace (a capped recorder dropped it): rebuild the begin.
             name = event.op or "op"
-            begin = ts - _us(event.duration or 0.0)
+            begin = ts - _us(interval_seconds(event))
             self._begin(track, name, "op", begin, {"view": event.view}, out)
         self._end(track, ts, args, out)
 
@@ -320,7 +322,7 @@ class _Converter:
         else:
             lane = self._probe_lane(out)
             track = (PROBES_PID, self.probe_tids[lane])
-            begin = ts - _us(event.duration or 0.0)
+            begin = ts - _us(interval_seconds(event))
             self._begin(track, name, "probe", begin, {}, out)
         self.probe_lanes[lane] = False
         self._end((PROBES_PID, self.probe_tids[lane]), ts, args, out)
@@ -402,9 +404,15 @@ def write_chrome(events: Iterable[TraceEvent], stream: IO[str], *, source: str =
 def export_chrome(trace_path: Path, output: Path) -> None:
     """Convert the trace file at ``trace_path`` to a Chrome trace JSON file at ``output``.
 
-    Open the result in https://ui.perfetto.dev or chrome://tracing.
+    Open the result in https://ui.perfetto.dev or chrome://tracing. ``output``
+    is replaced whole, never written through a link; a trace that stops
+    being readable halfway leaves it as it was.
     """
     trace_path = Path(trace_path)
-    output = Path(output)
-    with output.open("w", encoding="utf-8", newline="\n") as stream:
-        write_chrome(read_trace(trace_path), stream, source=trace_path.name)
+    events = read_trace(trace_path)
+
+    def write(binary: IO[bytes]) -> None:
+        with io.TextIOWrapper(binary, encoding="utf-8", newline="\n") as stream:
+            write_chrome(events, stream, source=trace_path.name)
+
+    write_file_atomically(Path(output), write)

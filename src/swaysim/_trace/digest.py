@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from swaysim._trace.events import probe_kind, probe_name
+from swaysim._trace.events import interval_seconds, probe_kind, probe_name
 from swaysim._trace.read import read_trace
 
 if TYPE_CHECKING:
@@ -300,7 +300,7 @@ class TraceDigest:
         elif kind == "view_exit" and event.view is not None:
             self._live = max(0, self._live - 1)
             usage = self._view(event.view)
-            usage.held += event.duration or 0.0
+            usage.held += interval_seconds(event)
             if event.detail and event.detail.get("aborted"):
                 usage.aborted_entries += 1
             if usage.live > 0:
@@ -308,7 +308,7 @@ class TraceDigest:
                 if usage.live == 0:
                     usage.busy += time - usage.live_since
         elif kind == "view_wait" and event.view is not None:
-            waited = event.duration or 0.0
+            waited = interval_seconds(event)
             usage = self._view(event.view)
             usage.waits += 1
             usage.wait_time += waited
@@ -317,7 +317,7 @@ class TraceDigest:
             task.wait_time += waited
         elif kind == "latency":
             self.latency_draws += 1
-            self.latency_seconds += event.duration or 0.0
+            self.latency_seconds += interval_seconds(event)
         elif kind == "fault":
             detail = event.detail or {}
             key = (str(detail.get("rule", "?")), str(detail.get("kind", "?")))
@@ -373,7 +373,7 @@ class TraceDigest:
         return usage
 
     def _op_end(self, event: TraceEvent) -> None:
-        duration = event.duration or 0.0
+        duration = interval_seconds(event)
         error = (event.detail or {}).get("error")
         name = event.op or "?"
         usage = self.ops.get(name)
@@ -433,7 +433,7 @@ class TraceDigest:
         if open_spans:
             span = self.probes[open_spans.pop(0)]
         else:
-            span = ProbeSpan(name, probe_kind(event), event.time - (duration or 0.0))
+            span = ProbeSpan(name, probe_kind(event), event.time - interval_seconds(event))
             self.probes.append(span)
         span.end = event.time if duration is None else span.start + duration
         verdict = (event.detail or {}).get("verdict")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["TraceEvent", "TraceSink", "probe_kind", "probe_name"]
+__all__ = ["TraceEvent", "TraceSink", "interval_seconds", "probe_kind", "probe_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +54,15 @@ def probe_name(event: TraceEvent) -> str:
 def probe_kind(event: TraceEvent) -> str:
     """A probe event's ``detail.probe_kind``, ``""`` when absent."""
     return str((event.detail or {}).get("probe_kind", ""))
+
+
+def interval_seconds(event: TraceEvent) -> float:
+    """The event's ``duration`` as the length of an interval: 0.0 when absent or not finite.
+
+    A trace may say ``"duration": "inf"`` (non-finite numbers are written by
+    name); no interval is that long, so timelines and totals treat it as none.
+    """
+    duration = event.duration
+    if duration is None or not math.isfinite(duration) or duration < 0:
+        return 0.0
+    return duration

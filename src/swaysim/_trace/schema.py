@@ -102,6 +102,7 @@ as their ``str()``.
 from __future__ import annotations
 
 import gzip
+import io
 from typing import IO, TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -139,8 +140,17 @@ TRACE_FILE: Final = "trace.jsonl"
 RESULTS_FILE: Final = "results.json"
 
 
-def open_trace_text(path: Path, *, write: bool) -> IO[str]:
-    """A UTF-8 text stream on ``path``, gzip-compressed when it ends in ``.gz``."""
+def open_trace_text(path: Path, *, write: bool, binary: IO[bytes] | None = None) -> IO[str]:
+    """A UTF-8 text stream on ``path``, gzip-compressed when it ends in ``.gz``.
+
+    ``binary``: wrap this open binary stream instead of opening ``path`` (the
+    caller closes ``binary`` after the text stream).
+    """
+    if binary is not None:
+        if path.suffix == ".gz":
+            compressed = gzip.GzipFile(fileobj=binary, mode="wb" if write else "rb")
+            return io.TextIOWrapper(compressed, encoding="utf-8", newline="\n")
+        return io.TextIOWrapper(binary, encoding="utf-8", newline="\n")
     if path.suffix == ".gz":
         if write:
             return gzip.open(path, "wt", encoding="utf-8", newline="\n")

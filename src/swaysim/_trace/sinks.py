@@ -35,17 +35,48 @@ class JsonlTraceWriter:
     writes its trace in constant memory and a crash loses at most that
     many events. A path ending in ``.gz`` is gzip-compressed. Use it as a
     context manager, or call :meth:`close`.
+
+    ``stream``: write to this binary stream (which the writer then owns and
+    closes) instead of opening ``path``; ``path`` still names the file and
+    decides compression. ``swaysim run --trace`` opens its files this way,
+    without following links.
+
+    A failing write (a full disk, a removed device) never reaches the code
+    being traced: the writer records the error (:attr:`error`), stops
+    writing, counts the events it could not write (:attr:`events_dropped`)
+    and :attr:`complete` turns False. Neither :meth:`emit` nor :meth:`close`
+    raises for it; check :attr:`complete` after the run.
     """
 
-    __slots__ = ("_buffer", "_file", "_flush_every", "_path", "_written")
+    __slots__ = (
+        "_buffer",
+        "_closed",
+        "_dropped",
+        "_error",
+        "_file",
+        "_flush_every",
+        "_path",
+        "_raw",
+        "_written",
+    )
 
-    def __init__(self, path: str | os.PathLike[str], *, flush_every: int = 1024) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        flush_every: int = 1024,
+        stream: IO[bytes] | None = None,
+    ) -> None:
         require_int("flush_every", flush_every, minimum=1)
         self._path = Path(path)
         self._flush_every = flush_every
         self._buffer: list[str] = []
         self._written = 0
-        self._file: IO[str] | None = open_trace_text(self._path, write=True)
+        self._dropped = 0
+        self._error: OSError | None = None
+        self._closed = False
+        self._raw = stream
+        self._file: IO[str] | None = open_trace_text(self._path, write=True, binary=stream)
 
     @property
     def path(self) -> Path:
@@ -54,18 +85,36 @@ class JsonlTraceWriter:
 
     @property
     def events_written(self) -> int:
-        """Events emitted so far (written or still buffered)."""
+        """Events emitted so far and not dropped (written or still buffered)."""
         return self._written + len(self._buffer)
+
+    @property
+    def events_dropped(self) -> int:
+        """Events lost to a write error (see :attr:`error`)."""
+        return self._dropped
+
+    @property
+    def error(self) -> OSError | None:
+        """The write error that stopped the trace, if one did."""
+        return self._error
+
+    @property
+    def complete(self) -> bool:
+        """Whether every event emitted so far reached the file (no write error)."""
+        return self._error is None
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
-        return self._file is None
+        return self._closed
 
     def emit(self, event: TraceEvent) -> None:
         """Encode ``event`` into the buffer, writing the buffer out when it is full."""
         if self._file is None:
-            raise self._closed_error()
+            if self._closed:
+                raise self._closed_error()
+            self._dropped += 1
+            return
         buffer = self._buffer
         buffer.append(encode_event(event))
         if len(buffer) >= self._flush_every:
@@ -75,14 +124,42 @@ class JsonlTraceWriter:
         """Write buffered lines and flush them to the operating system."""
         stream = self._file
         if stream is None:
-            raise self._closed_error()
+            if self._closed:
+                raise self._closed_error()
+            return
         buffer = self._buffer
-        if buffer:
-            stream.write("\n".join(buffer))
-            stream.write("\n")
-            self._written += len(buffer)
-            buffer.clear()
-        stream.flush()
+        try:
+            if buffer:
+                stream.write("\n".join(buffer))
+                stream.write("\n")
+            stream.flush()
+        except OSError as exc:
+            self._fail(exc)  # the lines of this write count as lost: some may be on disk
+            return
+        self._written += len(buffer)
+        buffer.clear()
+
+    def _fail(self, error: OSError) -> None:
+        """Stop writing after ``error``: what is buffered is lost, later events are counted."""
+        self._error = error
+        self._dropped += len(self._buffer)
+        self._buffer.clear()
+        self._release()
+
+    def _release(self) -> None:
+        """Close the file and the stream under it; errors on the way are recorded, not raised."""
+        for closable in (self._file, self._raw):
+            if closable is None:
+                continue
+            try:
+                closable.close()
+            except OSError as exc:
+                if self._error is None:
+                    self._error = exc
+            except ValueError:  # a gzip stream that failed mid-write
+                pass
+        self._file = None
+        self._raw = None
 
     def _closed_error(self) -> SwaysimError:
         return SwaysimError(
@@ -91,14 +168,16 @@ class JsonlTraceWriter:
         )
 
     def close(self) -> None:
-        """Write what is buffered and close the file; closing twice is harmless."""
-        if self._file is None:
+        """Write what is buffered and close the file; closing twice is harmless.
+
+        A write error here is recorded (:attr:`error`), not raised.
+        """
+        if self._closed:
             return
-        try:
+        if self._file is not None:
             self.flush()
-        finally:
-            self._file.close()
-            self._file = None
+        self._release()
+        self._closed = True
 
     def __enter__(self) -> JsonlTraceWriter:
         return self
@@ -112,10 +191,13 @@ class JsonlTraceWriter:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._file is None else "open"
+        state = "closed" if self._closed else "open"
+        if self._error is not None:
+            state += f", incomplete ({self._error.strerror or self._error})"
+        dropped = f" dropped={self._dropped}" if self._dropped else ""
         return (
-            f"<JsonlTraceWriter {str(self._path)!r} {state} events={self.events_written} "
-            f"flush_every={self._flush_every}>"
+            f"<JsonlTraceWriter {str(self._path)!r} {state} events={self.events_written}"
+            f"{dropped} flush_every={self._flush_every}>"
         )
 
 

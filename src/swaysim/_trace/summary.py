@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from rich.table import Table
+from rich.text import Text
 
+from swaysim._printable import printable
 from swaysim._trace.digest import digest_trace, hit_rate_of, task_label
 
 if TYPE_CHECKING:
@@ -45,9 +47,14 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100.0 * value:.1f}%"
 
 
+def _cell(value: object) -> Text:
+    """A table cell from a trace value: plain text (never rich markup), controls escaped."""
+    return Text(printable(value))
+
+
 def _table(title: str, columns: Iterable[tuple[str, bool]]) -> Table:
     """A left-titled table; each column is (heading, right-justified)."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(printable(title)), title_justify="left")
     for heading, right in columns:
         table.add_column(heading, justify="right" if right else "left")
     return table
@@ -73,7 +80,7 @@ def _views_table(digest: TraceDigest, top: int | None) -> Table:
     views = _top(table, list(digest.views.values()), top, lambda u: u.busy, "views")
     for usage in views:
         table.add_row(
-            usage.view,
+            _cell(usage.view),
             str(usage.entries),
             _seconds(usage.busy),
             _percent(usage.occupancy(digest.span)),
@@ -94,9 +101,9 @@ def _probes_table(probes: Sequence[ProbeSpan], top: int | None) -> Table:
     table = _table(f"Probes ({counts})", ((h, h.endswith(" s")) for h in headings))
     for probe in _top(table, probes, top, lambda p: p.duration or 0.0, "probes"):
         table.add_row(
-            probe.name,
-            probe.kind,
-            probe.verdict or "(unfinished)",
+            _cell(probe.name),
+            _cell(probe.kind),
+            _cell(probe.verdict or "(unfinished)"),
             _seconds(probe.start),
             _seconds(probe.duration),
         )
@@ -109,7 +116,7 @@ def _tasks_table(digest: TraceDigest, top: int | None) -> Table:
     named = digest.named_tasks()
     for usage in _top(table, named, top, lambda u: u.op_time, "task names"):
         table.add_row(
-            usage.label,
+            _cell(usage.label),
             str(usage.tasks),
             str(usage.ops),
             _seconds(usage.op_time),
@@ -124,7 +131,7 @@ def _ops_table(digest: TraceDigest) -> Table:
     table = _table("Ops and cache", ((h, h != "op") for h in headings))
     for usage in sorted(digest.ops.values(), key=lambda u: u.op):
         table.add_row(
-            usage.op,
+            _cell(usage.op),
             str(usage.calls),
             str(usage.hits),
             str(usage.misses),
@@ -154,12 +161,12 @@ def _slowest_table(digest: TraceDigest) -> Table:
     for record in digest.slowest:
         table.add_row(
             _seconds(record.end),
-            task_label(record.task),
-            record.view or "-",
-            record.op or "-",
+            _cell(task_label(record.task)),
+            _cell(record.view or "-"),
+            _cell(record.op or "-"),
             _seconds(record.duration),
-            record.outcome,
-            _prompt(digest, record.prompt_hash),
+            _cell(record.outcome),
+            _cell(_prompt(digest, record.prompt_hash)),
         )
     return table
 
@@ -182,7 +189,10 @@ def _faults_table(digest: TraceDigest, top: int | None) -> Table:
     for (rule, kind), count in _top(table, fired, top, lambda item: item[1], "fault rules"):
         on = digest.fault_ops.get((rule, kind), Counter())
         table.add_row(
-            rule, kind, str(count), ", ".join(f"{op} x{n}" for op, n in sorted(on.items()))
+            _cell(rule),
+            _cell(kind),
+            str(count),
+            _cell(", ".join(f"{op} x{n}" for op, n in sorted(on.items()))),
         )
     return table
 
@@ -220,8 +230,8 @@ def render_digest(
 ) -> None:
     """Print the digest's headline and tables to ``console``."""
     if title:
-        console.print(f"[bold]{title}[/bold]")
-    console.print(digest_headline(digest))
+        console.print(Text(printable(title), style="bold"))
+    console.print(Text(digest_headline(digest)))
     for table in digest_tables(digest, top=top):
         console.print(table)
 

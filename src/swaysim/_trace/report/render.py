@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from swaysim._files import write_file_atomically
 from swaysim._trace.digest import digest_trace
 from swaysim._trace.read import RunResults, find_trace, read_trace
 from swaysim._trace.report import sections
@@ -105,10 +106,11 @@ def write_report(run_dir: Path, output: Path) -> None:
 
     ``run_dir`` must hold ``trace.jsonl`` (or ``trace.jsonl.gz``);
     ``results.json`` is optional (without it the report has no probe
-    results or backend statistics).
+    results or backend statistics). ``output`` is replaced whole (a temporary
+    file renamed over it: a link there is replaced, never written through).
     """
     run_dir = Path(run_dir)
     trace_path = find_trace(run_dir)
     results = RunResults.of_run_dir(run_dir)
-    page = render_report(trace_path, results, title=run_dir.name)
-    Path(output).write_text(page, encoding="utf-8", newline="\n")
+    page = render_report(trace_path, results, title=run_dir.name).encode("utf-8")
+    write_file_atomically(Path(output), lambda stream: stream.write(page))

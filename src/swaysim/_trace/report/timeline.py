@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, TypedDict
 
 from swaysim._trace.digest import task_label
-from swaysim._trace.events import probe_name
+from swaysim._trace.events import interval_seconds, probe_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -339,7 +339,7 @@ class Timeline:
         return self.task_rows_by_name.get(task_label(task)) if self.task_rows else self.tasks_row
 
     def _op_end(self, event: TraceEvent) -> None:
-        start = event.time - (event.duration or 0.0)
+        start = event.time - interval_seconds(event)
         error = (event.detail or {}).get("error")
         layer = "error" if error is not None else ("hit" if event.hit else "miss")
         text = f"{event.op} on {event.view}: " + (str(error) if error is not None else layer)
@@ -353,13 +353,13 @@ class Timeline:
 
     def _view_exit(self, event: TraceEvent, view: str) -> None:
         starts = self.held.get((event.task, view))
-        start = starts.pop() if starts else event.time - (event.duration or 0.0)
+        start = starts.pop() if starts else event.time - interval_seconds(event)
         row = self.view_rows.get(view)
         if row is not None:
             row.layers["held"].add(start, event.time, task_label(event.task))
 
     def _view_wait(self, event: TraceEvent) -> None:
-        start = event.time - (event.duration or 0.0)
+        start = event.time - interval_seconds(event)
         label = f"{task_label(event.task)} waits for {event.view}"
         self.waiting_row.layers["wait"].add(start, event.time, label)
         task_row = self.task_rows_by_name.get(task_label(event.task))
@@ -369,10 +369,10 @@ class Timeline:
     def _probe_end(self, event: TraceEvent) -> None:
         name = probe_name(event)
         starts = self.probe_starts.get(name)
-        duration = event.duration
-        start = starts.pop(0) if starts else event.time - (duration or 0.0)
+        duration = interval_seconds(event)
+        start = starts.pop(0) if starts else event.time - duration
         # The probe's duration, when written, is the one its result reports: the bar ends there.
-        end = event.time if duration is None else start + duration
+        end = event.time if event.duration is None or not duration else start + duration
         verdict = str((event.detail or {}).get("verdict", "probe"))
         label = f"{name}: {verdict}"
         if self.probes_row is not None:
