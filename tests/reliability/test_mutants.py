@@ -19,14 +19,16 @@ failure, and the entry must go. ``python tests/runners/mutant_table.py`` writes 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
 from runners import correct, correct_base_first
 from runners.harness import ENGINE, check_with, library, reference_only, skipped
-from runners.mutants import MUTANTS
+from runners.mutants import MUTANTS, UNCAUGHT
 from swaysim import run_suite
+from swaysim.scenario import load_scenario
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,16 +47,6 @@ NOT_FOR_MUTANTS: Final = {
 }
 
 ENGINE_PENDING: Final = "the issue 11 engine (runner= everywhere, invariants, matches_reference)"
-MISSING: Final[dict[str, tuple[bool, str]]] = {
-    # name: (caught once the engine lands, what catches it / what is missing)
-    "leaked_task": (True, "invariant.leaked_task"),
-    "late_prefetch": (True, "invariant.late_op / invariant.leaked_task"),
-    "completion_order_pairing": (True, "expect.matches_reference on flaky_ft_view (scores)"),
-    "uncapped_backoff": (False, "FINDINGS.md #1: no scenario where backoff_max binds"),
-    "device_held_during_backoff": (False, "FINDINGS.md #2: backoff never overlaps service"),
-    "function_probe_unbounded": (False, "FINDINGS.md #3: scenarios cannot hold function probes"),
-}
-"""Mutants the library does not catch yet, and why."""
 
 
 def mutant_order() -> list[Scenario]:
@@ -78,8 +70,8 @@ def _mutant_params() -> list[Any]:
     params = []
     for name in MUTANTS:
         marks = []
-        if name in MISSING:
-            with_engine, why = MISSING[name]
+        if name in UNCAUGHT:
+            with_engine, why = UNCAUGHT[name]
             if not (with_engine and ENGINE):
                 reason = f"needs {ENGINE_PENDING}: {why}" if with_engine else why
                 marks.append(pytest.mark.xfail(reason=reason, strict=True))
@@ -130,3 +122,46 @@ def test_correct_runners_pass_the_library(runner: str, scenario: Scenario) -> No
             failures = tuple(o for o in failures if o.key not in PRE_ENGINE_EXACT)
         problems += [f"{check.loop}: {o.line()}" for o in failures]
     assert not problems, f"{runner} fails {scenario.name}:\n" + "\n".join(problems)
+
+
+PROPOSED: Final = Path(__file__).resolve().parents[1] / "runners" / "proposed"
+PROPOSED_TARGETS: Final = {
+    "answers_follow_requests": ("completion_order_pairing",),
+    "backoff_cap": ("uncapped_backoff",),
+    "backoff_overlap": ("device_held_during_backoff",),
+    "retry_within_op_timeout": ("one_timeout_around_retries",),
+    "view_entry_cost": ("entry_per_request",),
+}
+"""The scenarios tests/runners/FINDINGS.md proposes for the library, and what each catches."""
+
+
+@pytest.mark.parametrize("name", sorted(PROPOSED_TARGETS))
+def test_a_proposed_scenario_catches_its_mutants_and_passes_correct_runners(name: str) -> None:
+    scenario = load_scenario(PROPOSED / f"{name}.toml")
+    for runner, function in CORRECT.items():
+        for check in check_with(scenario, function, LOOPS):
+            assert check.ok, f"{runner}: {check.failure_report()}"
+    for target in PROPOSED_TARGETS[name]:
+        caught = catches(check_with(scenario, MUTANTS[target].runner, LOOPS))
+        assert set(caught) == set(LOOPS), f"{name} misses {target} on {set(LOOPS) - set(caught)}"
+
+
+def test_every_proposed_scenario_has_its_targets() -> None:
+    assert sorted(path.stem for path in PROPOSED.glob("*.toml")) == sorted(PROPOSED_TARGETS)
+
+
+def test_docs_mutants_md_lists_the_corpus() -> None:
+    """docs/mutants.md (written by tests/runners/mutant_table.py) names every mutant and its bug."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "mutants.md").read_text("utf-8")
+    rows = [line for line in doc.splitlines() if line.startswith("| `")]
+    listed = {row.split("`")[1]: row.split(" | ")[1] for row in rows}
+    assert listed == {name: m.bug for name, m in MUTANTS.items()}, (
+        "docs/mutants.md is out of step with tests/runners/mutants.py: "
+        "run python tests/runners/mutant_table.py"
+    )
+
+
+def test_every_mutant_says_how_its_bug_is_made() -> None:
+    for mutant in MUTANTS.values():
+        assert len(mutant.how) > 40, f"{mutant.name}: the docstring must say how the bug is made"
+        assert mutant.run_class.__mro__[1] is correct.Run, f"{mutant.name}: one override deep"
