@@ -315,7 +315,7 @@ class Run:
             if not self.may_retry(attempt, failure):
                 break
             try:
-                await self.in_flight(live, anyio.sleep, self.delay(attempt))
+                await self.back_off(live, attempt)
             except Cutoff as cut:
                 request.failure = WorkFailedError(view, ask, str(cut))
                 return
@@ -325,6 +325,10 @@ class Run:
         """One attempt on the device (one op at a time on an exclusive backend)."""
         async with self.device:
             return await self.in_flight(live, self.attempt, request, handle)
+
+    async def back_off(self, live: list[Budget], attempt: int) -> None:
+        """The pause before retrying: in-flight time of the probes waiting for the request."""
+        await self.in_flight(live, anyio.sleep, self.delay(attempt))
 
     async def attempt(self, request: Request, handle: ScoringModel) -> object:
         """One attempt, cut off after ``op_timeout``."""
