@@ -346,18 +346,18 @@ class Run:
     ) -> _T:
         """``func(*args)`` as in-flight time of ``live``; cut off when all their budgets run out."""
         now = anyio.current_time()
-        deadline = max(budget.deadline(now) for budget in live)
+        deadlines = [(budget, budget.deadline(now)) for budget in live]
         for budget in live:
             budget.start(now)
         try:
-            with anyio.CancelScope(deadline=deadline):
+            with anyio.CancelScope(deadline=max(deadline for _, deadline in deadlines)):
                 return await func(*args, **kwargs)
         finally:
             end = anyio.current_time()
             for budget in live:
                 budget.stop(end)
-        for budget in live:
-            budget.spent(end)
+        for budget, deadline in deadlines:  # deadlines, not used >= seconds: no rounding
+            budget.timed_out = budget.timed_out or deadline <= end
         raise Cutoff(f"probe timed out after {self.probe_timeout} s (probe_timeout)")
 
     def may_retry(self, attempt: int, exc: BaseException) -> bool:
