@@ -75,7 +75,9 @@ EXPECTED: dict[str, str] = {
     "range_window_reversed": "rules[0].window: FaultRule.window=(5.0, 1.0) must have start < end",
     "range_lams_without_one": "probes[1].lams: lams=[0.0, 0.5] must include 1.0",
     "range_one_null_seed": "probes[1].seeds: [0] is not allowed: must have at least 2 item(s)",
-    "range_max_views_on_exclusive": "backend.max_concurrent_views: max_concurrent_views=4 needs safe_for_concurrent_views",
+    "range_max_views_on_exclusive": (
+        "backend.max_concurrent_views: max_concurrent_views=4 needs safe_for_concurrent_views"
+    ),
     # huge numbers
     "huge_seed": "seed: 100000000000... (81 digits) is not allowed: must be <= 922337203685",
     "huge_float_overflows_to_inf": "runner.op_timeout: inf is not allowed: must be finite",

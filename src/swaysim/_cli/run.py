@@ -33,9 +33,11 @@ from swaysim._cli.run_output import json_document, junit_tree, print_results
 from swaysim._scenario.check import check_scenario
 from swaysim._scenario.run import results_document
 from swaysim._scenario.schema import MAX_SEED
+from swaysim._scenario.under_test import RunnerUnderTest, resolve_runner
 from swaysim._time.clock import LOOPS
 from swaysim._trace.schema import RESULTS_FILE, TRACE_FILE
 from swaysim._trace.sinks import JsonlTraceWriter
+from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -59,6 +61,7 @@ class _RunOptions:
     loops: tuple[str, ...]
     seed: int | None
     jitter: int | None
+    runner: RunnerUnderTest
 
 
 class _RunDirs:
@@ -97,6 +100,8 @@ class _RunDirs:
             writer = self.writers.pop(f"{folder}/{check.loop}", None)
             if writer is not None:
                 writer.close()
+            if check.ran is None:
+                continue
             results = folder / check.loop / RESULTS_FILE
             results.write_text(json.dumps(results_document(check.run), indent=2, default=str))
 
@@ -149,7 +154,8 @@ class _ProgressReport:
         probes = len(scenario.probe_plan) * loops
         self.bar.update(self.task, completed=self.done_before + probes)
         if self.log_lines:
-            state = "ok" if all(c.ok for c in outcome) else "FAILED"
+            skipped = all(c.skipped for c in outcome)
+            state = "skipped" if skipped else "ok" if all(c.ok for c in outcome) else "FAILED"
             click.echo(f"[{index}/{self.scenarios}] {scenario.name}: {state}", err=True)
 
 
@@ -188,6 +194,7 @@ def _run_scenarios(
                 trace_for=trace_for,
                 on_progress=report.probe_done,
                 schedule_jitter=options.jitter,
+                runner=options.runner,
             )
             report.finish(index, scenario, len(options.loops), outcome)
             if run_dirs is not None and folder is not None:
@@ -249,6 +256,15 @@ def _write_reports(
     help="Chaos scheduling: run with this schedule_jitter seed (overrides the scenario's).",
 )
 @click.option(
+    "--runner",
+    "runner_spec",
+    default=None,
+    metavar="SPEC",
+    help="The runner under test: package.module:function or path/to/file.py:function, "
+    "awaited as function(backend, probes, **options) (a plain def runs on a worker thread "
+    "through the blocking bridge). Default: the reference runner, run_suite.",
+)
+@click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False),
@@ -280,19 +296,27 @@ def run(
     backend: str,
     seed: int | None,
     jitter: int | None,
+    runner_spec: str | None,
     json_path: str | None,
     junit_path: str | None,
     trace_dir: str | None,
     progress: bool | None,
 ) -> None:
-    """Run scenario files (or every *.toml in folders) and check their expectations.
+    """Run scenario files (or every *.toml in folders) against a runner and check them.
 
-    Exit status: 0 when every expectation holds, 1 when any fails, 2 on invalid
+    The runner under test is --runner SPEC (default: the reference runner);
+    scenarios that apply only to the runner they configure are skipped for
+    others, with the reason. Exit status: 0 when every invariant and
+    expectation holds, 1 when any fails or could not be checked, 2 on invalid
     input (nothing runs then). A failure prints its seed and a replay command.
     """
     scenarios = load_scenarios(paths)
     _prepare_outputs(json_path, junit_path, trace_dir)
-    options = _RunOptions(LOOPS if backend == "both" else (backend,), seed, jitter)
+    try:
+        runner = resolve_runner(runner_spec)
+    except InvalidArgumentError as exc:
+        fail(f"--runner: {exc}")
+    options = _RunOptions(LOOPS if backend == "both" else (backend,), seed, jitter, runner)
     started = time.perf_counter()
     checks = _run_scenarios(scenarios, options, trace_dir, progress)
     wall = time.perf_counter() - started

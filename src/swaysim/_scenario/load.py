@@ -34,7 +34,13 @@ from swaysim._scenario.messages import (
     show_value,
     validation_problems,
 )
-from swaysim._scenario.schema import NUMERIC_KINDS, RunnerSpec, ScenarioSpec
+from swaysim._scenario.schema import (
+    EXPECTATION_KEYS,
+    NUMERIC_KINDS,
+    ExpectKeys,
+    RunnerSpec,
+    ScenarioSpec,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -165,16 +171,18 @@ def _probe_problems(probes: Sequence[ExpandedProbe]) -> list[Problem]:
     return problems
 
 
-def _expectation_problems(spec: ScenarioSpec, names: Sequence[str]) -> list[Problem]:
-    """``[expect]`` names probes and fault rules the scenario has."""
+def _table_problems(
+    expect: ExpectKeys, table: str, spec: ScenarioSpec, names: Sequence[str]
+) -> list[Problem]:
+    """One expectation table (``[expect]`` or ``[expect.reference]``) names real things."""
     problems: list[Problem] = []
-    for pattern in spec.expect.verdicts:
+    for pattern in expect.verdicts:
         # The preflight result is matched only by a pattern that asks for it ("__...").
         candidates = [*names, "__preflight__"] if pattern.startswith("__") else names
         if not any(fnmatch.fnmatchcase(name, pattern) for name in candidates):
             problems.append(
                 Problem(
-                    join_key("expect.verdicts", pattern),
+                    join_key(f"{table}.verdicts", pattern),
                     f"matches no probe in the suite{did_you_mean(pattern, names)}",
                 )
             )
@@ -183,26 +191,45 @@ def _expectation_problems(spec: ScenarioSpec, names: Sequence[str]) -> list[Prob
         [rule.name or f"{rule.kind}#{i}" for i, rule in enumerate(faults.rules)] if faults else []
     )
     known = f" (rules: {', '.join(rules)})" if rules else " (the scenario has no fault rules)"
-    for rule_name in spec.expect.faults_fired:
+    for rule_name in expect.faults_fired:
         if rule_name not in rules:
             problems.append(
                 Problem(
-                    join_key("expect.faults_fired", rule_name),
+                    join_key(f"{table}.faults_fired", rule_name),
                     f"names no fault rule{did_you_mean(rule_name, rules) or known}",
                 )
             )
+    if expect.cancelled is not None and spec.runner.cancel_after is None:
+        message = "needs runner.cancel_after (when to cancel the suite)"
+        problems.append(Problem(f"{table}.cancelled", message))
+    return problems
+
+
+def _expectation_problems(spec: ScenarioSpec, names: Sequence[str]) -> list[Problem]:
+    """``[expect]`` names probes, fault rules and expectation keys the scenario has."""
+    expect = spec.expect
+    problems = _table_problems(expect, "expect", spec, names)
+    if expect.reference is not None:
+        problems += _table_problems(expect.reference, "expect.reference", spec, names)
+    stated = {key for key in expect.model_fields_set if key in EXPECTATION_KEYS}
+    if expect.reference is not None:
+        stated |= {key for key in expect.reference.model_fields_set if key in EXPECTATION_KEYS}
+    for index, key in enumerate(expect.optional):
+        if key not in EXPECTATION_KEYS:
+            reason = f"is not an expectation key{did_you_mean(key, EXPECTATION_KEYS)}"
+            problems.append(Problem(f"expect.optional[{index}]", f"{show_value(key)} {reason}"))
+        elif key not in stated:
+            reason = "is not stated in [expect] or [expect.reference]: nothing to make optional"
+            problems.append(Problem(f"expect.optional[{index}]", f"{show_value(key)} {reason}"))
     return problems
 
 
 def _runner_problems(spec: ScenarioSpec) -> list[Problem]:
-    """Runner options need a custom runner; ``expect.cancelled`` needs a deadline."""
+    """Runner options need a custom runner."""
     problems = []
     if spec.runner.options and spec.runner.runner is None:
         message = 'only a custom runner (runner = "module:function") takes options'
         problems.append(Problem("runner.options", message))
-    if spec.expect.cancelled is not None and spec.runner.cancel_after is None:
-        message = "needs runner.cancel_after (when to cancel the suite)"
-        problems.append(Problem("expect.cancelled", message))
     return problems
 
 
@@ -247,7 +274,9 @@ def _import_runner(target: str, folder: Path | None) -> Callable[..., object] | 
 # -- the scenario -----------------------------------------------------------------------
 
 _RUN_SUITE_KEYS: Final = tuple(
-    key for key in RunnerSpec.model_fields if key not in {"runner", "cancel_after", "options"}
+    key
+    for key in RunnerSpec.model_fields
+    if key not in {"runner", "cancel_after", "options", "reference_only"}
 )
 """The ``[runner]`` keys that are ``run_suite`` keyword arguments."""
 
