@@ -64,16 +64,10 @@ class Mutant:
 
 MUTANTS: Final[dict[str, Mutant]] = {}
 
-UNCAUGHT: Final[dict[str, tuple[bool, str]]] = {
-    "leaked_task": (True, "invariant.leaked_task"),
-    "late_prefetch": (True, "invariant.late_op / invariant.leaked_task"),
-    "uncapped_backoff": (False, "FINDINGS.md #1: no scenario where backoff_max binds"),
-    "device_held_during_backoff": (False, "FINDINGS.md #2: backoff never overlaps service"),
-    "function_probe_unbounded": (False, "FINDINGS.md #3: scenarios cannot hold function probes"),
-    "completion_order_pairing": (False, "FINDINGS.md #4: no reordering with answers that differ"),
+UNCAUGHT: Final[dict[str, str]] = {
+    "function_probe_unbounded": "FINDINGS.md #1: a scenario cannot hold a function probe",
 }
-"""Mutants the scenario library does not catch yet: (caught once the issue 11 engine lands,
-what catches them then or what is missing). tests/runners/FINDINGS.md has the details."""
+"""Mutants no library scenario catches yet, and what is missing (tests/runners/FINDINGS.md)."""
 
 
 def mutant(name: str, bug: str) -> Callable[[type[Run]], type[Run]]:
