@@ -3,88 +3,65 @@
 A runner of one's own is what swaysim tests (DESIGN.md, "The runner under test"), so the
 library is only as good as the bugs it catches in runners that are not the reference one.
 tests/runners/mutants.py holds realistic buggy variants of the correct runner
-tests/runners/correct.py, one bug each. Here:
+tests/runners/correct.py, one bug each. Here, with ``check_scenario(..., runner=...)``:
 
-- each mutant, checked against the library scenario by scenario (cheap ones first, until one
-  catches it), must fail at least one expectation or invariant on each event loop;
-- the two correct runners, and ``run_suite`` passed as a runner, must pass every scenario that
-  applies to them, on both loops.
+- each mutant, checked against the library scenario by scenario (in a fixed order, until
+  it is caught on both loops), must break at least one invariant or expectation on each
+  event loop;
+- the two correct runners, and ``run_suite`` itself, must pass every scenario that applies
+  to them, on both loops.
 
-Mutants that nothing in the library catches yet are strict xfails that say what is missing
-(tests/runners/FINDINGS.md): the engine's invariants and differential checks (issue 11), or a
-scenario the library does not have. When the missing piece lands the xfail turns into a
-failure, and the entry must go. ``python tests/runners/mutant_table.py`` writes the full
-"mutant -> catching scenarios and keys" table (docs/mutants.md).
+A mutant that nothing in the library catches yet is a strict xfail naming what is missing
+(``runners.mutants.UNCAUGHT``, tests/runners/FINDINGS.md): when the library learns to
+catch it, the xfail fails and the entry must go. ``python tests/runners/mutant_table.py``
+writes the full "mutant -> catching scenarios and keys" table, docs/mutants.md.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
 from runners import correct, correct_base_first
-from runners.harness import ENGINE, check_with, library, reference_only, skipped
-from runners.mutants import MUTANTS
+from runners.harness import failed_keys, library
+from runners.mutants import MUTANTS, UNCAUGHT
 from swaysim import run_suite
+from swaysim.scenario import check_scenario
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from swaysim.scenario import Scenario, ScenarioCheck
+    from swaysim.scenario import Scenario
 
 LOOPS: Final = ("asyncio", "trio")
 SCENARIOS: Final = library()
-BY_NAME: Final = {scenario.name: scenario for scenario in SCENARIOS}
-
-LAST: Final = ("lognormal_tail_latency",)
-"""Scenarios tried last: they take a few hundred milliseconds, the others tens."""
 NOT_FOR_MUTANTS: Final = {
     "large_suite_1000": "5 s a run, and it catches no mutant that a cheaper scenario misses "
     "(tests/runners/mutant_table.py runs the whole matrix)",
 }
-
-ENGINE_PENDING: Final = "the issue 11 engine (runner= everywhere, invariants, matches_reference)"
-MISSING: Final[dict[str, tuple[bool, str]]] = {
-    # name: (caught once the engine lands, what catches it / what is missing)
-    "leaked_task": (True, "invariant.leaked_task"),
-    "late_prefetch": (True, "invariant.late_op / invariant.leaked_task"),
-    "completion_order_pairing": (True, "expect.matches_reference on flaky_ft_view (scores)"),
-    "uncapped_backoff": (False, "FINDINGS.md #1: no scenario where backoff_max binds"),
-    "device_held_during_backoff": (False, "FINDINGS.md #2: backoff never overlaps service"),
-    "function_probe_unbounded": (False, "FINDINGS.md #3: scenarios cannot hold function probes"),
-}
-"""Mutants the library does not catch yet, and why."""
+LAST: Final = ("lognormal_tail_latency",)
+"""Tried last: a few hundred milliseconds a run, where the others take tens."""
 
 
 def mutant_order() -> list[Scenario]:
-    """Every scenario that may catch a mutant, cheap ones first, in a fixed order."""
+    """The scenarios a mutant is checked against, cheap ones first, in a fixed order."""
     usable = [s for s in SCENARIOS if s.name not in NOT_FOR_MUTANTS]
-    if not ENGINE:
-        usable = [s for s in usable if reference_only(s) is None]
     return sorted(usable, key=lambda s: (s.name in LAST, s.name))
 
 
-def catches(checks: list[ScenarioCheck]) -> dict[str, list[str]]:
-    """Per loop, the expectation and invariant keys that failed."""
-    return {
-        check.loop: [o.key for o in check.failures]
-        for check in checks
-        if not check.ok and not skipped(check)
-    }
-
-
 def _mutant_params() -> list[Any]:
-    params = []
-    for name in MUTANTS:
-        marks = []
-        if name in MISSING:
-            with_engine, why = MISSING[name]
-            if not (with_engine and ENGINE):
-                reason = f"needs {ENGINE_PENDING}: {why}" if with_engine else why
-                marks.append(pytest.mark.xfail(reason=reason, strict=True))
-        params.append(pytest.param(name, marks=marks, id=name))
-    return params
+    return [
+        pytest.param(
+            name,
+            id=name,
+            marks=[pytest.mark.xfail(reason=UNCAUGHT[name], strict=True)]
+            if name in UNCAUGHT
+            else [],
+        )
+        for name in MUTANTS
+    ]
 
 
 @pytest.mark.parametrize("name", _mutant_params())
@@ -93,7 +70,8 @@ def test_the_library_catches_the_mutant(name: str) -> None:
     uncaught = set(LOOPS)
     found: list[str] = []
     for scenario in mutant_order():
-        for loop, keys in catches(check_with(scenario, mutant.runner, LOOPS)).items():
+        checks = check_scenario(scenario, LOOPS, runner=mutant.runner)
+        for loop, keys in failed_keys(checks).items():
             if loop in uncaught:
                 uncaught.discard(loop)
                 found.append(f"{scenario.name} on {loop}: {', '.join(keys)}")
@@ -110,23 +88,30 @@ CORRECT: Final[dict[str, Callable[..., Any]]] = {
     "correct_base_first": correct_base_first.run,
     "run_suite": run_suite,
 }
-PRE_ENGINE_EXACT: Final = frozenset({"expect.view_switches", "expect.makespan"})
-"""Exact counts that hold only for the reference runner's visit order (ft first) until the
-engine turns them into bounds (SPEC-11, "Runner-agnostic library expectations")."""
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 @pytest.mark.parametrize("runner", list(CORRECT))
 def test_correct_runners_pass_the_library(runner: str, scenario: Scenario) -> None:
-    why = reference_only(scenario)
-    if not ENGINE and runner != "run_suite" and why and scenario.runner_function is None:
-        pytest.skip(f"{scenario.name} tests the reference runner: {why}")
-    problems = []
-    for check in check_with(scenario, CORRECT[runner], LOOPS):
-        if skipped(check):
-            continue
-        failures = check.failures
-        if not ENGINE and runner == "correct_base_first":
-            failures = tuple(o for o in failures if o.key not in PRE_ENGINE_EXACT)
-        problems += [f"{check.loop}: {o.line()}" for o in failures]
+    checks = check_scenario(scenario, LOOPS, runner=CORRECT[runner])
+    if all(check.skipped for check in checks):
+        pytest.skip(f"{scenario.name} does not apply to {runner}: {checks[0].skipped}")
+    problems = [f"{c.loop}: {o.line()}" for c in checks if c.skipped is None for o in c.failures]
     assert not problems, f"{runner} fails {scenario.name}:\n" + "\n".join(problems)
+
+
+def test_docs_mutants_md_lists_the_corpus() -> None:
+    """docs/mutants.md (written by tests/runners/mutant_table.py) names every mutant and its bug."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "mutants.md").read_text("utf-8")
+    rows = [line for line in doc.splitlines() if line.startswith("| `")]
+    listed = {row.split("`")[1]: row.split(" | ")[1] for row in rows}
+    assert listed == {name: m.bug for name, m in MUTANTS.items()}, (
+        "docs/mutants.md is out of step with tests/runners/mutants.py: "
+        "run python tests/runners/mutant_table.py"
+    )
+
+
+def test_every_mutant_is_one_override_of_the_correct_runner_and_says_how() -> None:
+    for mutant in MUTANTS.values():
+        assert len(mutant.how) > 40, f"{mutant.name}: the docstring must say how the bug is made"
+        assert mutant.run_class.__mro__[1] is correct.Run, f"{mutant.name}: one override deep"

@@ -315,7 +315,7 @@ class Run:
             if not self.may_retry(attempt, failure):
                 break
             try:
-                await self.in_flight(live, anyio.sleep, self.delay(attempt))
+                await self.back_off(live, attempt)
             except Cutoff as cut:
                 request.failure = WorkFailedError(view, ask, str(cut))
                 return
@@ -325,6 +325,10 @@ class Run:
         """One attempt on the device (one op at a time on an exclusive backend)."""
         async with self.device:
             return await self.in_flight(live, self.attempt, request, handle)
+
+    async def back_off(self, live: list[Budget], attempt: int) -> None:
+        """The pause before retrying: in-flight time of the probes waiting for the request."""
+        await self.in_flight(live, anyio.sleep, self.delay(attempt))
 
     async def attempt(self, request: Request, handle: ScoringModel) -> object:
         """One attempt, cut off after ``op_timeout``."""
@@ -342,18 +346,18 @@ class Run:
     ) -> _T:
         """``func(*args)`` as in-flight time of ``live``; cut off when all their budgets run out."""
         now = anyio.current_time()
-        deadline = max(budget.deadline(now) for budget in live)
+        deadlines = [(budget, budget.deadline(now)) for budget in live]
         for budget in live:
             budget.start(now)
         try:
-            with anyio.CancelScope(deadline=deadline):
+            with anyio.CancelScope(deadline=max(deadline for _, deadline in deadlines)):
                 return await func(*args, **kwargs)
         finally:
             end = anyio.current_time()
             for budget in live:
                 budget.stop(end)
-        for budget in live:
-            budget.spent(end)
+        for budget, deadline in deadlines:  # deadlines, not used >= seconds: no rounding
+            budget.timed_out = budget.timed_out or deadline <= end
         raise Cutoff(f"probe timed out after {self.probe_timeout} s (probe_timeout)")
 
     def may_retry(self, attempt: int, exc: BaseException) -> bool:

@@ -324,7 +324,8 @@ class _Suite:
             if not meter.busy:
                 meter.since = now
             meter.busy += 1
-        with anyio.CancelScope(deadline=now + max(m.left(now) for m in meters)):
+        deadlines = {id(meter): now + meter.left(now) for meter in meters}
+        with anyio.CancelScope(deadline=max(deadlines.values())):
             try:
                 return await func(*a, **k)
             finally:
@@ -334,7 +335,7 @@ class _Suite:
                     if not meter.busy:
                         meter.spent += end - meter.since
         for meter in meters:
-            if not meter.expired and meter.left(end) <= 0:
+            if not meter.expired and deadlines[id(meter)] <= end:
                 self.expire(meter)
         raise TimedOut(f"probe timed out after {self.opts[2]} s (probe_timeout)")
 
