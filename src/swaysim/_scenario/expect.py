@@ -383,10 +383,9 @@ def _optional(outcome: Outcome, optional: frozenset[str]) -> Outcome:
     """An ``n/a`` on a key the scenario marked optional is ``skipped``."""
     if outcome.status != "n/a":
         return outcome
+    # expect.<key>..., or expect.reference.<key>...
     parts = outcome.key.split(".")
-    name = parts[2] if parts[:2] == ["expect", "reference"] and len(parts) > 2 else parts[-1]
-    if parts[0] == "expect" and len(parts) > 1 and parts[1] != "reference":
-        name = parts[1]
+    name = parts[2] if parts[1:2] == ["reference"] and len(parts) > 2 else "".join(parts[1:2])
     return replace(outcome, status="skipped") if name in optional else outcome
 
 

@@ -1,10 +1,10 @@
 """Driving the runner under test on the loop, and what must hold the moment it returns.
 
-:class:`Harness` calls the runner (an async one in the harness's task, a
-synchronous one on a worker thread through the blocking bridge) under the
-scenario's ``cancel_after`` and the stall guard, with a
-:class:`~swaysim._backend.ledger.CallLedger` attached to the backend. The
-moment the runner returns or raises, still in the loop and before any other
+:class:`Harness` calls the runner in a task of its own, named after it (an
+async runner awaited there, a synchronous one on a worker thread through the
+blocking bridge), under the scenario's ``cancel_after`` and the stall guard,
+with a :class:`~swaysim._backend.ledger.CallLedger` attached to the backend.
+The moment the runner returns or raises, in that task and before any other
 task runs, it checks the **invariants** every runner must keep, whatever the
 scenario says; each broken one is a named :class:`Violation`:
 
