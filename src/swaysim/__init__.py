@@ -11,6 +11,7 @@ import typing as _typing
 
 from swaysim import errors as errors
 from swaysim import trace as trace
+from swaysim._backend.attribution import attribute
 from swaysim._backend.backend import AsyncDummyDifferentialBackend
 from swaysim._backend.statistics import BackendStatistics
 from swaysim._backend.views import DummyView
@@ -181,6 +182,7 @@ __all__ = [
     "WorkFailedError",
     "ZScore",
     "__version__",
+    "attribute",
     "blocking_backend",
     "check_scenario",
     "divergence",

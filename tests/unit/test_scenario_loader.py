@@ -308,7 +308,7 @@ MAPPINGS: list[tuple[type[Any], Any, set[str], set[str]]] = [
     (
         RunnerSpec,
         run_suite,
-        {"runner", "cancel_after", "options"},
+        {"runner", "cancel_after", "options", "reference_only"},
         {"backend", "probes", "retry_on", "on_progress", "trace"},
     ),
     *[
@@ -363,7 +363,12 @@ def test_every_run_suite_key_reaches_run_suite() -> None:
     }
     lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in keys.items())
     scenario = parse_scenario(with_section(f"[runner]\n{lines}\ncancel_after = 1.0"))
-    assert set(keys) == set(RunnerSpec.model_fields) - {"runner", "cancel_after", "options"}
+    assert set(keys) == set(RunnerSpec.model_fields) - {
+        "runner",
+        "cancel_after",
+        "options",
+        "reference_only",
+    }
     assert scenario.runner_options() == keys
 
 

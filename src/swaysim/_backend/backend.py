@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from swaysim._backend.gate import ExclusivityPolicy
+    from swaysim._backend.ledger import CallLedger
     from swaysim._chaos.latency import LatencyModel
 
 __all__ = ["AsyncDummyDifferentialBackend"]
@@ -180,6 +181,17 @@ class AsyncDummyDifferentialBackend:
         self._loaded: set[str] = set()
         self._switches = 0
         self._sleep: Callable[[float], Awaitable[object]] = anyio.sleep
+        self._ledger: CallLedger | None = None
+
+    def _observe(self, ledger: CallLedger) -> None:
+        """Report every view entry and op to ``ledger`` (a scenario harness's observations).
+
+        Before the first use: views entered from now on take the op pipeline,
+        whatever is configured, so that every call is seen.
+        """
+        self._ledger = ledger
+        self._pipeline.observe(ledger)
+        self._view_pipeline = self._pipeline
 
     # -- public surface -------------------------------------------------------------
 
@@ -436,6 +448,9 @@ class AsyncDummyDifferentialBackend:
         sleep = self._sleep = loop_sleep()
         tracer = self._tracer
         started = clock.now() if tracer is not None else 0.0
+        ledger = self._ledger
+        if ledger is not None:
+            ledger.entering(model.id)
         holding = await self._gate.enter(model.id)
         try:
             if tracer is not None:
@@ -453,13 +468,18 @@ class AsyncDummyDifferentialBackend:
                 firing = self._pipeline.select_fault("enter", model, "", entry, clock.now())
                 if firing is not None:
                     raise EXCEPTION_FOR_KIND[firing.kind](firing)
-        except BaseException:
+        except BaseException as exc:
             self._gate.exit(holding)
             if tracer is not None:
                 duration = anyio.current_time() - holding.since
                 tracer.emit("view_exit", model.id, duration=duration, detail={"aborted": True})
+            if ledger is not None:
+                ledger.enter_failed(model.id, exc)
             raise
-        return holding, DummyView(model, self._cache, self._view_pipeline, sleep)
+        view = DummyView(model, self._cache, self._view_pipeline, sleep)
+        if ledger is not None:
+            ledger.entered(view, model.id)
+        return holding, view
 
     async def _enter_latency(
         self, latency: LatencyPlan, model: ViewModel, entry: int, *, switched: bool
@@ -481,6 +501,8 @@ class AsyncDummyDifferentialBackend:
         """
         view._live = False
         model = view._model
+        if self._ledger is not None:
+            self._ledger.exited(view)
         exit_index = self._pipeline.next_index("exit", model.id, "")
         try:
             latency = self._latency

@@ -16,7 +16,10 @@ One op goes through, in order:
 6. an output fault **corrupts** a copy of the value (the cache keeps it clean);
 7. **jitter** after the op;
 8. **trace**: the op is a span, ``op_start`` before stage 1 and ``op_end``
-   (hit or error) after stage 7.
+   (hit or error) after stage 7;
+9. **observe** (only when a scenario harness attached a
+   :class:`~swaysim._backend.ledger.CallLedger`): the op is also a record of
+   the ledger, started before stage 1 and ended like the span.
 
 A batch goes through the same stages. Fault rules are evaluated per item,
 with the item's prompt and the per-key index of (batch op, view, prompt): a
@@ -36,17 +39,19 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 import anyio
 
 from swaysim._backend.cache import MISSING
+from swaysim._backend.ledger import BATCH_SEPARATOR
 from swaysim._chaos.corrupt import corrupt
 from swaysim._chaos.faults import ERROR_KINDS, EXCEPTION_FOR_KIND, OUTPUT_KINDS
-from swaysim._vocab import NEXT_TOKEN_DIST_BATCH_OP, NEXT_TOKEN_DIST_OP, OP_SLOTS
+from swaysim._vocab import GENERATE_OP, NEXT_TOKEN_DIST_BATCH_OP, NEXT_TOKEN_DIST_OP, OP_SLOTS
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Hashable
+    from collections.abc import Awaitable, Hashable, Mapping
 
     from swaysim._backend.cache import ForwardCache, SingleFlight
     from swaysim._backend.gate import FifoSlots
+    from swaysim._backend.ledger import CallLedger, ObservedCall
     from swaysim._backend.models import ViewModel
-    from swaysim._backend.tracing import BackendTracer, LoopClock, OpSpan
+    from swaysim._backend.tracing import BackendTracer, LoopClock
     from swaysim._backend.views import DummyView
     from swaysim._chaos.faults import FaultFiring, FaultState
     from swaysim._chaos.jitter import ScheduleJitter
@@ -59,6 +64,14 @@ _BATCH = NEXT_TOKEN_DIST_BATCH_OP
 _BATCH_SLOT = OP_SLOTS[_BATCH]
 _CallIdentity = tuple[str, str, str, int]
 """(op, view id, key, per-key call index): what an op's draws are keyed by."""
+
+
+class OpRecord(Protocol):
+    """What an op reports its end to: a trace span, or a ledger's record (which may wrap one)."""
+
+    def end(self, hit: bool, detail: Mapping[str, object]) -> None: ...
+
+    def corrupted(self, kind: str, item: int | None = None) -> None: ...
 
 
 class RunOp(Protocol):
@@ -99,6 +112,7 @@ class OpPipeline:
         "_jitter",
         "_keyed",
         "_latency",
+        "_ledger",
         "_tracer",
         "key_calls",
         "latency_draws",
@@ -134,8 +148,15 @@ class OpPipeline:
         self.key_calls: dict[tuple[str, str, str], int] = {}
         self.latency_draws = 0
         self.latency_seconds = 0.0
+        self._ledger: CallLedger | None = None
         self.run: RunOp = self._serve if tracer is None else self._traced
         self.run_batch: RunBatch = self._serve_batch if tracer is None else self._traced_batch
+
+    def observe(self, ledger: CallLedger) -> None:
+        """Report every op to ``ledger`` from now on (a scenario harness's observations)."""
+        self._ledger = ledger
+        self.run = self._observed
+        self.run_batch = self._observed_batch
 
     def __repr__(self) -> str:
         parts = [
@@ -143,6 +164,7 @@ class OpPipeline:
             f"faults={'on' if self._faults is not None else 'off'}",
             f"jitter={'on' if self._jitter is not None else 'off'}",
             f"trace={'on' if self._tracer is not None else 'off'}",
+            f"observed={'yes' if self._ledger is not None else 'no'}",
         ]
         return f"<OpPipeline {' '.join(parts)} in_flight={len(self._flights)}>"
 
@@ -245,6 +267,36 @@ class OpPipeline:
             span.fail(exc)
             raise
 
+    async def _observed(
+        self,
+        view: DummyView,
+        op: str,
+        key_text: str,
+        cache_key: Hashable | None,
+        args: tuple[Any, ...],
+        units: int = 0,
+    ) -> Any:
+        """:meth:`_serve` as a ledger record (and a trace span when tracing)."""
+        assert self._ledger is not None
+        size = units if op == GENERATE_OP else args[1] if op == NEXT_TOKEN_DIST_OP else 0
+        key = (view._model.id, op, key_text, size)
+        record = self._start_record(view, key)
+        try:
+            return await self._serve(view, op, key_text, cache_key, args, units, record)
+        except BaseException as exc:
+            record.fail(exc)
+            raise
+
+    def _start_record(
+        self, view: DummyView, key: tuple[str, str, str, int], items: tuple[str, ...] = ()
+    ) -> ObservedCall:
+        assert self._ledger is not None
+        tracer = self._tracer
+        span = None
+        if tracer is not None:
+            span = tracer.start_op(key[0], key[1], key[2], {"items": len(items)} if items else None)
+        return self._ledger.start(view, key, self._clock.now(), span, items)
+
     async def _serve(
         self,
         view: DummyView,
@@ -253,7 +305,7 @@ class OpPipeline:
         cache_key: Hashable | None,
         args: tuple[Any, ...],
         units: int = 0,
-        span: OpSpan | None = None,
+        span: OpRecord | None = None,
     ) -> Any:
         """One op through the stages of the module docstring.
 
@@ -306,6 +358,8 @@ class OpPipeline:
                     self._flights.release(cache_key)
         if firing is not None and firing.kind in OUTPUT_KINDS:
             value = corrupt(firing.kind, value)
+            if span is not None:
+                span.corrupted(firing.kind)
         if jitter is not None:
             await jitter.pause(view._checkpoint, view._sleep, "after", *identity)
         if span is not None:
@@ -319,12 +373,24 @@ class OpPipeline:
     ) -> list[TokenDist]:
         """:meth:`_serve_batch` as a trace span."""
         assert self._tracer is not None
-        key_text = "\x1e".join(prompts)
+        key_text = BATCH_SEPARATOR.join(prompts)
         span = self._tracer.start_op(view._model.id, _BATCH, key_text, {"items": len(prompts)})
         try:
             return await self._serve_batch(view, prompts, top_k, span)
         except BaseException as exc:
             span.fail(exc)
+            raise
+
+    async def _observed_batch(
+        self, view: DummyView, prompts: tuple[str, ...], top_k: int
+    ) -> list[TokenDist]:
+        """:meth:`_serve_batch` as a ledger record (and a trace span when tracing)."""
+        key = (view._model.id, _BATCH, BATCH_SEPARATOR.join(prompts), top_k)
+        record = self._start_record(view, key, prompts)
+        try:
+            return await self._serve_batch(view, prompts, top_k, record)
+        except BaseException as exc:
+            record.fail(exc)
             raise
 
     def _item_firings(self, model: ViewModel, prompts: tuple[str, ...]) -> list[FaultFiring | None]:
@@ -337,13 +403,13 @@ class OpPipeline:
         return firings
 
     async def _serve_batch(
-        self, view: DummyView, prompts: tuple[str, ...], top_k: int, span: OpSpan | None = None
+        self, view: DummyView, prompts: tuple[str, ...], top_k: int, span: OpRecord | None = None
     ) -> list[TokenDist]:
         """``next_token_dist_batch`` through the stages of the module docstring."""
         model = view._model
         model.calls[_BATCH_SLOT] += 1
         firings = self._item_firings(model, prompts)
-        batch_key = "\x1e".join(prompts)
+        batch_key = BATCH_SEPARATOR.join(prompts)
         batch_index = self.next_index(_BATCH, model.id, "\x1ebatch\x1e" + batch_key)
         identity = (_BATCH, model.id, batch_key, batch_index)
         if any(firing is not None and firing.kind == "hang" for firing in firings):
@@ -382,6 +448,8 @@ class OpPipeline:
         for item, firing in enumerate(firings):
             if firing is not None and firing.kind in OUTPUT_KINDS:
                 values[item] = corrupt(firing.kind, values[item])
+                if span is not None:
+                    span.corrupted(firing.kind, item)
         if jitter is not None:
             await jitter.pause(view._checkpoint, view._sleep, "after", *identity)
         if span is not None:

@@ -180,6 +180,9 @@ class OpSpan:
         """The op returned: whether the cache served it all, and what it did."""
         self._close(hit, detail)
 
+    def corrupted(self, kind: str, item: int | None = None) -> None:
+        """An output fault changed the answer: already traced as its firing."""
+
     def fail(self, exc: BaseException) -> None:
         """The op raised (or was cancelled): ``op_end`` names the error."""
         cancelled = isinstance(exc, anyio.get_cancelled_exc_class())

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, ClassVar, TypeAlias
 import anyio
 from anyio.lowlevel import current_token
 
+from swaysim._backend.attribution import ATTRIBUTION
 from swaysim._time.clock import hold_virtual_time
 from swaysim.errors import BridgeCancelled, BridgeError
 
@@ -100,11 +101,21 @@ Payload: TypeAlias = Enter | Exit | Await
 class Request:
     """One blocking call from a thread, answered through a thread-safe future.
 
-    Made on the calling thread: it records which thread asks, and whether
-    that thread's synchronous work holds virtual time (``accounted``).
+    Made on the calling thread: it records which thread asks, whether that
+    thread's synchronous work holds virtual time (``accounted``), and which
+    probes the thread's calls are attributed to (``swaysim.attribute``), so the
+    loop task that serves an op carries the same attribution.
     """
 
-    __slots__ = ("accounted", "future", "payload", "released_hold", "thread_key", "thread_name")
+    __slots__ = (
+        "accounted",
+        "attribution",
+        "future",
+        "payload",
+        "released_hold",
+        "thread_key",
+        "thread_name",
+    )
 
     def __init__(self, payload: Payload, accounted: bool) -> None:
         self.payload = payload
@@ -113,6 +124,7 @@ class Request:
         thread = threading.current_thread()
         self.thread_key = threading.get_ident()
         self.thread_name = f"sync {thread.name}#{thread.native_id}"
+        self.attribution = ATTRIBUTION.get()
         self.future: concurrent.futures.Future[object] = concurrent.futures.Future()
 
     @property
@@ -386,6 +398,8 @@ class Host:
 
     async def _run_op(self, request: Request, payload: Await) -> None:
         self._thread_blocked(request)
+        if request.attribution:
+            ATTRIBUTION.set(request.attribution)
         try:
             if self._op_timeout is None:
                 value = await payload.call()

@@ -27,6 +27,8 @@ __all__ = ["json_document", "junit_tree", "print_results", "summary_table"]
 
 
 def _verdict_summary(check: ScenarioCheck) -> str:
+    if check.ran is None:
+        return "-"
     counts: dict[str, int] = {}
     for result in check.run.results:
         counts[result.verdict.value] = counts.get(result.verdict.value, 0) + 1
@@ -36,8 +38,27 @@ def _verdict_summary(check: ScenarioCheck) -> str:
     return summary or "-"
 
 
+def _row(check: ScenarioCheck) -> tuple[str, str, str, Text]:
+    """The expect, virtual s, wall s and result cells of one check."""
+    if check.ran is None:
+        return "-", "-", "-", Text("SKIP", style="yellow")
+    outcomes = check.outcomes
+    held = sum(1 for o in outcomes if o.status == "ok")
+    checked = sum(1 for o in outcomes if o.status != "skipped")
+    result = Text("ok", style="green") if check.ok else Text("FAILED", style="bold red")
+    if check.ok and checked < len(outcomes):
+        result = Text(f"ok ({len(outcomes) - checked} optional skipped)", style="green")
+    run = check.run
+    return f"{held}/{checked}", f"{run.makespan:.3f}", f"{run.wall_seconds:.3f}", result
+
+
 def summary_table(checks: Sequence[ScenarioCheck]) -> Table:
-    """One row per scenario and loop: verdicts, expectations held, virtual and wall time."""
+    """One row per scenario and loop: verdicts, outcomes held, virtual and wall time.
+
+    "expect" counts the outcomes that hold over those that count (an optional
+    expectation that could not be checked does not; one that is not optional
+    counts, and fails). A scenario skipped for the runner under test is a SKIP row.
+    """
     table = Table(
         title="swaysim scenarios",
         title_justify="left",
@@ -54,17 +75,11 @@ def summary_table(checks: Sequence[ScenarioCheck]) -> Table:
     table.add_column("wall s", justify="right", no_wrap=True)
     table.add_column("result", no_wrap=True)
     for check in checks:
-        applicable = [o for o in check.outcomes if o.status != "n/a"]
-        held = sum(1 for o in applicable if o.status == "ok")
-        result = Text("ok", style="green") if check.ok else Text("FAILED", style="bold red")
         table.add_row(
             Text(printable(check.scenario.name)),
             check.loop,
             Text(printable(_verdict_summary(check))),
-            f"{held}/{len(applicable)}",
-            f"{check.run.makespan:.3f}",
-            f"{check.run.wall_seconds:.3f}",
-            result,
+            *_row(check),
         )
     return table
 
@@ -72,20 +87,32 @@ def summary_table(checks: Sequence[ScenarioCheck]) -> Table:
 def print_results(
     console: Console, checks: Sequence[ScenarioCheck], scenarios: int, loops: int, wall: float
 ) -> None:
-    """The summary table, every failure's report, and one line of totals."""
+    """The summary table, every skip's reason and failure's report, and one line of totals."""
     console.print(summary_table(checks))
     failed = [c for c in checks if not c.ok]
+    skipped = [c for c in checks if c.ran is None]
+    for check in skipped:
+        if check.loop == skipped[0].loop:
+            line = printable(f"SKIP {check.scenario.name}: {check.skipped}")
+            console.print(Text(line), soft_wrap=True)
     for check in failed:
         console.print()
         console.print(Text(printable(check.failure_report(), multiline=True)), soft_wrap=True)
     console.print()
+    ran = [c for c in checks if c.ran is not None]
+    passed = len(ran) - len(failed)
     verdict = "all expectations hold" if not failed else f"{len(failed)} FAILED"
+    skips = f", {len(skipped)} skipped for this runner" if skipped else ""
+    outside = next((c.run.runner for c in ran if not c.run.configured), None)
+    if outside is None and skipped:
+        outside = skipped[0].runner
+    if outside is not None:
+        console.print(Text(printable(f"runner under test: {outside}")))
     console.print(
         Text(
             f"{scenarios} scenario{'s' if scenarios != 1 else ''} x "
-            f"{loops} loop{'s' if loops != 1 else ''}: {len(checks) - len(failed)} "
-            f"passed, {verdict}; {sum(c.run.makespan for c in checks):.2f} virtual s in "
-            f"{wall:.2f} wall s"
+            f"{loops} loop{'s' if loops != 1 else ''}: {passed} passed{skips}, "
+            f"{verdict}; {sum(c.run.makespan for c in ran):.2f} virtual s in {wall:.2f} wall s"
         )
     )
 
@@ -106,6 +133,7 @@ def json_document(
         "swaysim": __version__,
         "ok": all(c.ok for c in checks),
         "exit_code": exit_code,
+        "runner": checks[0].runner if checks else None,
         "loops": list(loops),
         "seed": seed,
         "schedule_jitter": jitter,
@@ -121,8 +149,11 @@ def _junit_case(suite: ET.Element, check: ScenarioCheck) -> None:
         classname=printable(f"scenarios.{check.scenario.name}"),
         name=check.loop,
         file=printable(check.scenario.source),
-        time=f"{check.run.wall_seconds:.3f}",
+        time=f"{check.run.wall_seconds:.3f}" if check.ran is not None else "0.000",
     )
+    if check.ran is None:
+        ET.SubElement(case, "skipped", message=printable(check.skipped or "skipped"))
+        return
     properties = ET.SubElement(case, "properties")
     for name, value in (
         ("seed", str(check.run.seed)),
@@ -147,6 +178,7 @@ def _junit_case(suite: ET.Element, check: ScenarioCheck) -> None:
 def junit_tree(checks: Sequence[ScenarioCheck], wall: float) -> ET.ElementTree[ET.Element]:
     """The ``--junit`` report: one test case per scenario and loop, indented."""
     failures = sum(1 for c in checks if not c.ok)
+    skipped = sum(1 for c in checks if c.ran is None)
     suites = ET.Element(
         "testsuites", name="swaysim", tests=str(len(checks)), failures=str(failures)
     )
@@ -158,8 +190,8 @@ def junit_tree(checks: Sequence[ScenarioCheck], wall: float) -> ET.ElementTree[E
         tests=str(len(checks)),
         failures=str(failures),
         errors="0",
-        skipped="0",
-        time=f"{sum(c.run.wall_seconds for c in checks):.3f}",
+        skipped=str(skipped),
+        time=f"{sum(c.run.wall_seconds for c in checks if c.ran is not None):.3f}",
     )
     for check in checks:
         _junit_case(suite, check)

@@ -51,20 +51,24 @@ from swaysim._pytest.other_plugins import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Sequence
+    from collections.abc import Callable, Generator, Sequence
 
     from swaysim._backend.backend import AsyncDummyDifferentialBackend
+    from swaysim._scenario.under_test import RunnerUnderTest
 
 # Scenario files as test items.
 pytest_plugins = ["swaysim._pytest.scenarios"]
 
 _LOOPS: Final = ("asyncio", "trio")
 INI_DIRS: Final = "swaysim_scenario_dirs"
+INI_RUNNER: Final = "swaysim_runner"
 INI_SYS_PATH_RUNNERS: Final = "swaysim_allow_sys_path_runners"
 SEED_OPTION: Final = "--swaysim-seed"
 JITTER_OPTION: Final = "--swaysim-jitter"
+RUNNER_OPTION: Final = "--swaysim-runner"
 # The item whose run protocol is under way: its fixtures are set up inside it.
 _RUNNING: Final = pytest.StashKey[pytest.Item]()
+_RUNNER: Final = pytest.StashKey["RunnerUnderTest"]()
 
 
 class _LoopOptions(dict[str, Any]):
@@ -91,14 +95,21 @@ class _LoopOptions(dict[str, Any]):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Every swaysim option: scenario folders and the runner opt-in (ini), seed and
-    jitter-seed overrides."""
+    """Every swaysim option: scenario folders, the runner under test and the runner opt-in
+    (ini), the runner under test, seed and jitter-seed overrides."""
     parser.addini(
         INI_DIRS,
         type="linelist",
         default=["scenarios"],
         help="folders (relative to the ini file) whose *.toml files are swaysim scenarios; "
         "a file there that mentions neither probes nor expect is not collected",
+    )
+    parser.addini(
+        INI_RUNNER,
+        type="string",
+        default="",
+        help="the runner under test for swaysim scenarios: package.module:function or "
+        "path/to/file.py:function (relative to the ini file); default: run_suite",
     )
     parser.addini(
         INI_SYS_PATH_RUNNERS,
@@ -123,6 +134,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="chaos scheduling: run every collected swaysim scenario with this "
         "schedule_jitter seed (extra checkpoints and tiny sleeps at op boundaries)",
     )
+    group.addoption(
+        RUNNER_OPTION,
+        default=None,
+        metavar="SPEC",
+        help="the runner under test for every collected swaysim scenario (and the "
+        "swaysim_runner fixture): package.module:function or path/to/file.py:function; "
+        "overrides the swaysim_runner ini option; default: the reference runner run_suite",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -138,6 +157,33 @@ def pytest_configure(config: pytest.Config) -> None:
         value = config.getoption(option, default=None)
         if value is not None and value < 0:
             raise pytest.UsageError(f"{option}={value} must be an integer >= 0")
+
+
+def runner_under_test(config: pytest.Config) -> RunnerUnderTest:
+    """The runner under test this session names (``--swaysim-runner``, else the ini option).
+
+    Resolved once per session, on first use (importing it runs the user's code, so a
+    session that runs no scenario never does); a bad spec is a usage error.
+    """
+    found = config.stash.get(_RUNNER, None)
+    if found is not None:
+        return found
+    from swaysim._scenario.under_test import resolve_runner
+    from swaysim.errors import InvalidArgumentError
+
+    spec: str | None = config.getoption(RUNNER_OPTION, default=None)
+    where = RUNNER_OPTION
+    if not spec:
+        spec = str(config.getini(INI_RUNNER) or "").strip() or None
+        where = f"ini option {INI_RUNNER}"
+        if spec is not None and config.inipath is not None and ".py:" in spec:
+            location, _, function = spec.rpartition(":")
+            spec = f"{(config.inipath.parent / location)}:{function}"
+    try:
+        found = config.stash[_RUNNER] = resolve_runner(spec)
+    except InvalidArgumentError as exc:
+        raise pytest.UsageError(f"{where}: {exc}") from None
+    return found
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -353,3 +399,17 @@ def swaysim_backend(request: pytest.FixtureRequest) -> AsyncDummyDifferentialBac
         return backend_from_table(table, source=f"@pytest.mark.{MARKER}(backend=...)")
     except ScenarioError as exc:
         pytest.fail("\n".join(exc.problems), pytrace=False)
+
+
+@pytest.fixture
+def swaysim_runner(request: pytest.FixtureRequest) -> Callable[..., object]:
+    """The runner under test: what ``--swaysim-runner`` (or the ``swaysim_runner`` ini
+    option) names, else the reference runner :func:`~swaysim.run_suite`.
+
+    For tests that drive the scenario library from Python::
+
+        def test_library(swaysim_runner):
+            for check in check_scenario(load_scenario("scenarios/x.toml"), runner=swaysim_runner):
+                assert check.ok, check.failure_report()
+    """
+    return runner_under_test(request.config).function

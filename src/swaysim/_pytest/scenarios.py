@@ -9,8 +9,12 @@ file in those folders that mentions neither ``probes`` nor ``expect`` (which
 every scenario has): a project with a ``scenarios`` folder of its own keeps
 working when swaysim is installed.
 
-A failing item shows every expectation that does not hold (expected vs
-observed), the seed and the command that replays it; an invalid file is a
+Each item runs its scenario against the runner under test
+(``--swaysim-runner SPEC`` or the ``swaysim_runner`` ini option; default
+``run_suite``); a scenario that applies only to the runner it configures is
+skipped for any other, with the reason. A failing item shows every invariant
+and expectation that does not hold (expected vs observed), the seed and the
+command that replays it (with ``--runner SPEC``); an invalid file is a
 collection error with the loader's one-line message, never a traceback.
 Each item is self-contained (an ``identical_across_loops`` expectation runs
 the other loop itself), so ``pytest -n auto`` works. Items are not
@@ -31,7 +35,13 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from swaysim._printable import printable
-from swaysim._pytest.plugin import INI_DIRS, INI_SYS_PATH_RUNNERS, JITTER_OPTION, SEED_OPTION
+from swaysim._pytest.plugin import (
+    INI_DIRS,
+    INI_SYS_PATH_RUNNERS,
+    JITTER_OPTION,
+    SEED_OPTION,
+    runner_under_test,
+)
 from swaysim._time.clock import LOOPS
 from swaysim.errors import ScenarioFailedError
 
@@ -172,13 +182,21 @@ class ScenarioItem(pytest.Item):
         cache = self.config.stash.setdefault(_RUNS, {})
         done = self.config.stash.setdefault(_DONE, set())
         source = self.scenario.source
+        runner = runner_under_test(self.config)
         (check,) = check_scenario(
-            self.scenario, (self.loop,), seed=seed, cache=cache, schedule_jitter=jitter
+            self.scenario,
+            (self.loop,),
+            seed=seed,
+            cache=cache,
+            schedule_jitter=jitter,
+            runner=runner,
         )
         done.add((source, self.loop))
         if all((source, loop) in done for loop in LOOPS):
             for key in [k for k in cache if k[0] == source]:
                 del cache[key]
+        if check.skipped is not None:
+            pytest.skip(check.skipped)
         self.user_properties.append(("seed", check.run.seed))
         if check.run.schedule_jitter is not None:
             self.user_properties.append(("schedule_jitter", check.run.schedule_jitter))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, cast
 
 import anyio
 
+from swaysim._backend.attribution import attribute
 from swaysim._bridge.bridge import run_sync_probe
 from swaysim._runner.planning import error_result
 from swaysim._runner.probes import FunctionProbe, Probe
@@ -104,9 +105,12 @@ class Completion:
         # move_on_after, not fail_after: a TimeoutError the function raises
         # itself (an op timeout) is the function's error, not the probe budget.
         try:
-            with anyio.CancelScope(
-                deadline=start + (math.inf if budget is None else budget)
-            ) as scope:
+            with (
+                anyio.CancelScope(
+                    deadline=start + (math.inf if budget is None else budget)
+                ) as scope,
+                attribute(probe.name),  # the function's own calls are made for it
+            ):
                 raw = await self._call_function(probe)
             if scope.cancelled_caught:
                 execution.timeouts += 1

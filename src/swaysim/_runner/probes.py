@@ -52,6 +52,7 @@ __all__ = [
     "ProbeContext",
     "ResultFields",
     "SyncProbeFunction",
+    "is_async_callable",
 ]
 
 _P = ParamSpec("_P")
@@ -191,7 +192,9 @@ SyncProbeFunction: TypeAlias = "Callable[[BlockingBackend, ProbeContext], ProbeR
 """A plain ``def`` function probe: it runs in a worker thread on a blocking backend."""
 
 
-def _is_async_callable(func: object) -> bool:
+def is_async_callable(func: object) -> bool:
+    """Whether calling ``func`` returns a coroutine: an ``async def`` (through partials) or an
+    object whose ``__call__`` is one."""
     while isinstance(func, functools.partial):
         func = func.func
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
@@ -232,7 +235,7 @@ class FunctionProbe:
                 value=func,
             )
         self.func = func
-        self.is_async = _is_async_callable(func)
+        self.is_async = is_async_callable(func)
         self.requires: tuple[str, ...] = _requirements(requires)
 
     def bind(self, probes: Mapping[str, Probe | FunctionProbe]) -> None:

@@ -1,8 +1,12 @@
-"""Checking a scenario's ``[expect]`` keys against what a run recorded.
+"""Checking what a run observed: the invariants, then each ``[expect]`` key.
 
-:func:`evaluate` turns each key into an :class:`Outcome`: what was expected,
-what was observed, and whether it holds (``ok``), does not (``failed``) or
-cannot be judged from this run (``n/a``). It only reads a
+:func:`evaluate` turns each into an :class:`Outcome`: what was expected, what
+was observed, and a status: ``ok``, ``failed``, ``n/a`` (it could not be
+checked on this run, which fails the scenario too) or ``skipped`` (an ``n/a``
+the scenario lists under ``[expect] optional``). Broken invariants
+(:mod:`swaysim._scenario.harness`) come first, named ``invariant.<name>``;
+``[expect.reference]`` keys are checked only when the runner the scenario
+configures ran. It only reads a
 :class:`~swaysim._scenario.run.ScenarioRun`; it never runs anything.
 """
 
@@ -10,30 +14,37 @@ from __future__ import annotations
 
 import fnmatch
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final, Literal
 
-from swaysim._chaos.faults import OUTPUT_KINDS
-from swaysim._runner.results import ProbeResult, Verdict
 from swaysim._runner.suite import PREFLIGHT_NAME
+from swaysim._scenario.harness import INVARIANTS
 from swaysim._scenario.messages import join_key
+from swaysim._scenario.oracles import false_passes, reference_mismatches
 from swaysim._scenario.schema import VerdictCounts
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from swaysim._scenario.run import RequestKey, ScenarioRun
-    from swaysim._scenario.schema import CountBounds, ExpectSpec, SecondsBounds
+    from swaysim._backend.ledger import Tally
+    from swaysim._runner.results import ProbeResult
+    from swaysim._scenario.run import ScenarioRun
+    from swaysim._scenario.schema import CountBounds, ExpectKeys, SecondsBounds
 
 __all__ = ["Outcome", "Status", "evaluate"]
 
-Status = Literal["ok", "failed", "n/a"]
+Status = Literal["ok", "failed", "n/a", "skipped"]
 _SECONDS_TOLERANCE: Final = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One expectation checked: what was expected, what was observed, and the status."""
+    """One expectation (or invariant) checked: what was expected, what was observed, the status.
+
+    ``n/a`` (could not be checked) counts as a failure: a check that did not
+    happen never passes a scenario. ``skipped`` is an ``n/a`` the scenario
+    marked optional.
+    """
 
     key: str
     expected: str
@@ -42,11 +53,13 @@ class Outcome:
 
     @property
     def failed(self) -> bool:
-        """Whether the expectation does not hold."""
-        return self.status == "failed"
+        """Whether the outcome fails the scenario: it does not hold, or it could not be checked."""
+        return self.status in ("failed", "n/a")
 
     def line(self) -> str:
         """``expect.retries: expected at least 1, observed 0``."""
+        if self.status == "n/a":
+            return f"{self.key}: expected {self.expected}, could not be checked: {self.observed}"
         return f"{self.key}: expected {self.expected}, observed {self.observed}"
 
     def to_dict(self) -> dict[str, str]:
@@ -57,6 +70,19 @@ class Outcome:
             "observed": self.observed,
             "status": self.status,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    """A run, the runs it is compared with, and the key prefix its outcomes carry."""
+
+    run: ScenarioRun
+    other_loop: ScenarioRun | None
+    reference: ScenarioRun | None
+    prefix: str = "expect"
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}"
 
 
 def _ok(key: str, expected: str, observed: str, holds: bool) -> Outcome:
@@ -96,11 +122,15 @@ def _within(value: float, bounds: CountBounds | SecondsBounds, tolerance: float 
     return not (bounds.at_most is not None and value > bounds.at_most + slack)
 
 
-def _count(key: str, value: int | None, bounds: CountBounds, why_missing: str = "") -> Outcome:
-    expected = _bounds_text(bounds)
-    if value is None:
-        return Outcome(key, expected, f"not applicable: {why_missing}", "n/a")
-    return _ok(key, expected, str(value), _within(value, bounds))
+def _count(key: str, value: int, bounds: CountBounds, shown: str | None = None) -> Outcome:
+    observed = str(value) if shown is None else shown
+    return _ok(key, _bounds_text(bounds), observed, _within(value, bounds))
+
+
+def _tally(key: str, tally: Tally, bounds: CountBounds) -> Outcome:
+    """A count the backend observed; a failure shows the first few of what it counted."""
+    outcome = _count(key, tally.count, bounds)
+    return replace(outcome, observed=tally.describe()) if outcome.failed else outcome
 
 
 # -- verdicts ---------------------------------------------------------------------------
@@ -115,7 +145,8 @@ def _describe_result(result: ProbeResult | None) -> str:
     return f"{result.verdict.value}{message}"
 
 
-def _verdicts(run: ScenarioRun, pattern: str, allowed: Sequence[str]) -> Outcome:
+def _verdicts(ev: _Evidence, pattern: str, allowed: Sequence[str]) -> Outcome:
+    run = ev.run
     by_name = {r.name: r for r in run.results}
     candidates = run.scenario.probe_names
     if pattern.startswith("__"):
@@ -129,7 +160,7 @@ def _verdicts(run: ScenarioRun, pattern: str, allowed: Sequence[str]) -> Outcome
         result = by_name.get(name)
         if result is None or result.verdict.value not in allowed:
             wrong.append(f"{name!r}: {_describe_result(result)}")
-    key = join_key("expect.verdicts", pattern)
+    key = join_key(ev.key("verdicts"), pattern)
     if not wrong:
         observed = Counter(by_name[n].verdict.value for n in names)
         return Outcome(key, expected, ", ".join(f"{v} x{c}" for v, c in observed.items()), "ok")
@@ -139,27 +170,6 @@ def _verdicts(run: ScenarioRun, pattern: str, allowed: Sequence[str]) -> Outcome
     elif run.cancelled:
         shown += " [the suite was cancelled]"
     return Outcome(key, expected, shown, "failed")
-
-
-def _false_passes(run: ScenarioRun) -> list[str] | None:
-    passes = [r for r in run.results if r.verdict is Verdict.PASS]
-    if run.aborted:
-        return [f"{r.name!r} passed although preflight aborted" for r in passes]
-    if run.requests is None:
-        return None
-    corrupted: dict[RequestKey, str] = {}
-    for firing in run.fault_log:
-        if firing.kind in OUTPUT_KINDS:
-            corrupted.setdefault((firing.view_id, firing.op, firing.prompt), firing.kind)
-    offenders = []
-    for result in passes:
-        for key in run.requests.get(result.name, ()):
-            kind = corrupted.get(key)
-            if kind is not None:
-                view, op, prompt = key
-                offenders.append(f"{result.name!r} passed on a {kind} {op}({prompt!r}) on {view}")
-                break
-    return offenders
 
 
 def _first_difference(run: ScenarioRun, other: ScenarioRun) -> str:
@@ -178,66 +188,118 @@ def _first_difference(run: ScenarioRun, other: ScenarioRun) -> str:
     return f"suite-level fields differ between {run.loop} and {other.loop}"
 
 
-# -- one check per [expect] key, in the order the outcomes are listed -------------------
+# -- what every run must satisfy --------------------------------------------------------
 
 
-def _runner_completed(run: ScenarioRun, expect: ExpectSpec) -> Iterator[Outcome]:
-    if run.error is not None:
+def _invariants(run: ScenarioRun) -> Iterator[Outcome]:
+    for violation in run.violations:
+        yield Outcome(violation.key, INVARIANTS[violation.name], violation.observed, "failed")
+
+
+def _runner_completed(run: ScenarioRun) -> Iterator[Outcome]:
+    crashed = any(v.name == "fault_crash" for v in run.violations)
+    if run.error is not None and not crashed:
         observed = f"it was {run.error}" if run.stalled else f"it raised {run.error}"
         yield Outcome("runner", "to complete", observed, "failed")
 
 
-def _verdict_expectations(run: ScenarioRun, expect: ExpectSpec) -> Iterator[Outcome]:
+def _one_result_per_probe(run: ScenarioRun) -> Iterator[Outcome]:
+    """A finished run has one result per probe (or preflight's one ERROR), nothing else."""
+    if run.error is not None or run.cancelled or run.aborted:
+        return
+    counts = Counter(r.name for r in run.results)
+    names = run.scenario.probe_names
+    problems = [f"no result for {n!r}" for n in names if n not in counts]
+    problems += [f"{c} results for {n!r}" for n, c in counts.items() if c > 1]
+    problems += [f"a result for unknown probe {n!r}" for n in counts if n not in set(names)]
+    if problems:
+        shown = "; ".join(problems[:3]) + (
+            f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        )
+        yield Outcome("results", "one result per probe", shown, "failed")
+
+
+# -- one check per [expect] key, in the order the outcomes are listed -------------------
+
+
+def _verdict_expectations(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
     for pattern, allowed in expect.verdicts.items():
-        yield _verdicts(run, pattern, allowed)
+        yield _verdicts(ev, pattern, allowed)
 
 
-def _verdict_counts(run: ScenarioRun, expect: ExpectSpec) -> Iterator[Outcome]:
+def _verdict_counts(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
     if expect.verdict_counts is None:
         return
-    counts = Counter(r.verdict.value for r in run.results)
+    counts = Counter(r.verdict.value for r in ev.run.results)
     for verdict in VerdictCounts.model_fields:
         bounds = getattr(expect.verdict_counts, verdict)
         if bounds is not None:
-            yield _count(f"expect.verdict_counts.{verdict}", counts[verdict], bounds)
+            yield _count(ev.key(f"verdict_counts.{verdict}"), counts[verdict], bounds)
 
 
-def _no_false_pass(run: ScenarioRun, expect: ExpectSpec) -> Iterator[Outcome]:
+def _no_false_pass(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
     if expect.no_false_pass is None:
         return
-    key = "expect.no_false_pass"
-    offenders = _false_passes(run)
+    offenders = false_passes(ev.run)
     wanted = "no false PASS" if expect.no_false_pass else "a false PASS"
-    if offenders is None:
-        yield Outcome(key, wanted, "not applicable: no request map", "n/a")
+    observed = "; ".join(offenders[:3]) if offenders else "none"
+    yield _ok(ev.key("no_false_pass"), wanted, observed, (not offenders) == expect.no_false_pass)
+
+
+def _matches_reference(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
+    if expect.matches_reference is None:
+        return
+    key = ev.key("matches_reference")
+    wanted = expect.matches_reference
+    expected = "the fault-free reference results" if wanted else "a difference from them"
+    reference = ev.reference
+    if reference is None or reference.error is not None:
+        why = (
+            "no reference run"
+            if reference is None
+            else f"the reference run failed: {reference.error}"
+        )
+        yield Outcome(key, expected, why, "n/a")
+        return
+    mismatches, compared = reference_mismatches(ev.run, reference)
+    if mismatches:
+        observed = "; ".join(mismatches[:3])
+        if len(mismatches) > 3:
+            observed += f"; and {len(mismatches) - 3} more"
     else:
-        observed = "; ".join(offenders[:3]) if offenders else "none"
-        yield _ok(key, wanted, observed, (not offenders) == expect.no_false_pass)
+        observed = f"{compared} comparable probe(s) identical"
+    yield _ok(key, expected, observed, (not mismatches) == wanted)
 
 
-def _aborted_and_cancelled(run: ScenarioRun, expect: ExpectSpec) -> Iterator[Outcome]:
+def _aborted_and_cancelled(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
+    run = ev.run
     if expect.aborted is not None:
-        reason = run.suite.preflight[1] if run.suite and run.suite.preflight else ""
+        reason = next((r.message for r in run.results if r.name == PREFLIGHT_NAME), "")
+        reason = reason.partition("suite aborted before any probe ran. ")[2] or reason
         observed = f"aborted ({reason})" if run.aborted else "not aborted"
         meanings = ("aborted", "not aborted")
-        yield _flag("expect.aborted", expect.aborted, run.aborted, meanings, observed)
+        yield _flag(ev.key("aborted"), expect.aborted, run.aborted, meanings, observed)
     if expect.cancelled is not None:
         observed = f"cancelled at {run.makespan:.6g} s" if run.cancelled else "finished"
         meanings = ("cancelled", "to finish before cancel_after")
-        yield _flag("expect.cancelled", expect.cancelled, run.cancelled, meanings, observed)
+        yield _flag(ev.key("cancelled"), expect.cancelled, run.cancelled, meanings, observed)
 
 
-def _views(run: ScenarioRun, expect: ExpectSpec) -> Iterator[Outcome]:
+def _views(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
+    stats = ev.run.statistics
     if expect.peak_live_views is not None:
-        peak = run.statistics.peak_live_views
-        yield _count("expect.peak_live_views", peak, expect.peak_live_views)
+        yield _count(ev.key("peak_live_views"), stats.peak_live_views, expect.peak_live_views)
     if expect.view_switches is not None:
-        yield _count("expect.view_switches", run.view_switches, expect.view_switches)
+        yield _count(ev.key("view_switches"), ev.run.view_switches, expect.view_switches)
+    for view_id, bounds in expect.calls_per_view.items():
+        calls = stats.calls_per_view.get(view_id, 0)
+        yield _count(join_key(ev.key("calls_per_view"), view_id), calls, bounds)
 
 
-def _makespan(run: ScenarioRun, expect: ExpectSpec) -> Iterator[Outcome]:
+def _makespan(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
     if expect.makespan is None:
         return
+    run = ev.run
     # Schedule jitter adds tiny sleeps: the upper bound widens by exactly what they added.
     bounds, widened = expect.makespan, run.statistics.jitter_seconds
     expected = _bounds_text(bounds, " s")
@@ -245,26 +307,37 @@ def _makespan(run: ScenarioRun, expect: ExpectSpec) -> Iterator[Outcome]:
         bounds = bounds.model_copy(update={"at_most": bounds.at_most + widened})
         expected += f" (at most +{widened:.3g} s of schedule jitter)"
     holds = _within(run.makespan, bounds, _SECONDS_TOLERANCE)
-    yield _ok("expect.makespan", expected, f"{run.makespan:.6g} s", holds)
+    yield _ok(ev.key("makespan"), expected, f"{run.makespan:.6g} s", holds)
 
 
-def _faults_fired(run: ScenarioRun, expect: ExpectSpec) -> Iterator[Outcome]:
+def _faults_fired(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
     for rule, bounds in expect.faults_fired.items():
-        fired = run.statistics.faults_fired.get(rule, 0)
-        yield _count(join_key("expect.faults_fired", rule), fired, bounds)
+        fired = ev.run.statistics.faults_fired.get(rule, 0)
+        yield _count(join_key(ev.key("faults_fired"), rule), fired, bounds)
 
 
-def _runner_counters(run: ScenarioRun, expect: ExpectSpec) -> Iterator[Outcome]:
-    plain = "the custom runner returned plain results"
-    if expect.retries is not None:
-        yield _count("expect.retries", run.retries, expect.retries, plain)
-    if expect.timeouts is not None:
-        yield _count("expect.timeouts", run.timeouts, expect.timeouts, plain)
+def _observed_counters(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
+    ledger = ev.run.ledger
+    wanted = (
+        ("duplicate_requests", expect.duplicate_requests),
+        ("retries", expect.retries),
+        ("timeouts", expect.timeouts),
+        ("cancelled_ops", expect.cancelled_ops),
+    )
+    for name, bounds in wanted:
+        if bounds is None:
+            continue
+        if ledger is None:
+            yield Outcome(ev.key(name), _bounds_text(bounds), "the backend was not observed", "n/a")
+            continue
+        tally = ledger.duplicates if name == "duplicate_requests" else getattr(ledger, name)
+        yield _tally(ev.key(name), tally, bounds)
 
 
-def _gate_free(run: ScenarioRun, expect: ExpectSpec) -> Iterator[Outcome]:
+def _gate_free(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
     if expect.gate_free is None:
         return
+    run = ev.run
     stats = run.statistics
     observed = (
         "free"
@@ -272,41 +345,68 @@ def _gate_free(run: ScenarioRun, expect: ExpectSpec) -> Iterator[Outcome]:
         else f"{stats.live_views} live ({dict(stats.holders)}), {stats.waiting} waiting"
     )
     meanings = ("free", "not free")
-    yield _flag("expect.gate_free", expect.gate_free, run.gate_free, meanings, observed)
+    yield _flag(ev.key("gate_free"), expect.gate_free, run.gate_free, meanings, observed)
 
 
-def _identical(run: ScenarioRun, reference: ScenarioRun | None, wanted: bool) -> Outcome:
-    key = "expect.identical_across_loops"
+def _identical(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
+    wanted = expect.identical_across_loops
+    if wanted is None:
+        return
+    key = ev.key("identical_across_loops")
     expected = "identical" if wanted else "different"
-    if reference is None:
-        return Outcome(key, expected, "not applicable: ran on one loop only", "n/a")
-    same = run.fingerprint == reference.fingerprint
-    observed = f"identical to {reference.loop}" if same else _first_difference(run, reference)
-    return _ok(key, expected, observed, same == wanted)
+    other = ev.other_loop
+    if other is None:
+        yield Outcome(key, expected, "ran on one loop only", "n/a")
+        return
+    run = ev.run
+    same = run.fingerprint == other.fingerprint
+    observed = f"identical to {other.loop}" if same else _first_difference(run, other)
+    yield _ok(key, expected, observed, same == wanted)
 
 
-_CHECKS: Final[tuple[Callable[[ScenarioRun, ExpectSpec], Iterator[Outcome]], ...]] = (
-    _runner_completed,
+_CHECKS: Final[tuple[Callable[[_Evidence, ExpectKeys], Iterator[Outcome]], ...]] = (
     _verdict_expectations,
     _verdict_counts,
     _no_false_pass,
+    _matches_reference,
     _aborted_and_cancelled,
     _views,
     _makespan,
     _faults_fired,
-    _runner_counters,
+    _observed_counters,
     _gate_free,
+    _identical,
 )
 
 
-def evaluate(run: ScenarioRun, reference: ScenarioRun | None = None) -> list[Outcome]:
-    """Check every ``[expect]`` key against ``run``.
+def _optional(outcome: Outcome, optional: frozenset[str]) -> Outcome:
+    """An ``n/a`` on a key the scenario marked optional is ``skipped``."""
+    if outcome.status != "n/a":
+        return outcome
+    # expect.<key>..., or expect.reference.<key>...
+    parts = outcome.key.split(".")
+    name = parts[2] if parts[1:2] == ["reference"] and len(parts) > 2 else "".join(parts[1:2])
+    return replace(outcome, status="skipped") if name in optional else outcome
 
-    ``reference`` is the run on the other loop, needed by
-    ``identical_across_loops`` (not applicable without it).
+
+def evaluate(
+    run: ScenarioRun,
+    other_loop: ScenarioRun | None = None,
+    reference: ScenarioRun | None = None,
+) -> list[Outcome]:
+    """Every broken invariant, then every ``[expect]`` key checked against ``run``.
+
+    ``other_loop`` is the run on the other loop (``identical_across_loops``)
+    and ``reference`` the reference runner's fault-free run
+    (``matches_reference``); without them those keys are ``n/a``.
+    ``[expect.reference]`` keys count only when ``run.configured``.
     """
     expect = run.scenario.spec.expect
-    outcomes = [outcome for check in _CHECKS for outcome in check(run, expect)]
-    if expect.identical_across_loops is not None:
-        outcomes.append(_identical(run, reference, expect.identical_across_loops))
-    return outcomes
+    outcomes = [*_invariants(run), *_runner_completed(run), *_one_result_per_probe(run)]
+    evidence = _Evidence(run, other_loop, reference)
+    outcomes += [o for check in _CHECKS for o in check(evidence, expect)]
+    if expect.reference is not None and run.configured:
+        evidence = replace(evidence, prefix="expect.reference")
+        outcomes += [o for check in _CHECKS for o in check(evidence, expect.reference)]
+    optional = frozenset(expect.optional)
+    return [_optional(outcome, optional) for outcome in outcomes]

@@ -61,7 +61,7 @@ from swaysim._scenario.runners import (
     signature_problems,
     static_problems,
 )
-from swaysim._scenario.schema import NUMERIC_KINDS, RunnerSpec
+from swaysim._scenario.schema import EXPECTATION_KEYS, NUMERIC_KINDS, RunnerSpec
 from swaysim._scenario.sections import Sections, validate_sections
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 
     from swaysim._backend.backend import AsyncDummyDifferentialBackend
     from swaysim._runner.probes import Probe
-    from swaysim._scenario.schema import ExpectSpec, ScenarioSpec
+    from swaysim._scenario.schema import ExpectKeys, ExpectSpec, ScenarioSpec
     from swaysim._trace.events import TraceSink
 
 __all__ = [
@@ -191,10 +191,11 @@ def _matches_a_probe(pattern: str, names: Sequence[str], known: frozenset[str]) 
     return any(fnmatch.fnmatchcase(name, pattern) for name in names)
 
 
-def _expectation_problems(
-    expect: ExpectSpec, sections: Sections, names: Sequence[str]
+def _table_problems(
+    expect: ExpectKeys, table: str, sections: Sections, names: Sequence[str]
 ) -> list[Problem]:
-    """``[expect]`` names probes and fault rules the scenario has (of those that are valid)."""
+    """One expectation table (``[expect]`` or ``[expect.reference]``) names probes and fault
+    rules the scenario has (of the tables that are valid)."""
     problems: list[Problem] = []
     known = frozenset(names)
     for pattern in expect.verdicts:
@@ -205,10 +206,14 @@ def _expectation_problems(
         if not sections.may_name_a_broken_probe(pattern):
             problems.append(
                 Problem(
-                    join_key("expect.verdicts", pattern),
+                    join_key(f"{table}.verdicts", pattern),
                     f"matches no probe in the suite{did_you_mean(pattern, hint_choices(names))}",
                 )
             )
+    runner = sections.runner
+    if expect.cancelled is not None and runner is not None and runner.cancel_after is None:
+        message = "needs runner.cancel_after (when to cancel the suite)"
+        problems.append(Problem(f"{table}.cancelled", message))
     backend = sections.backend
     if backend is None:
         return problems
@@ -225,22 +230,38 @@ def _expectation_problems(
         if rule_name not in rule_set:
             problems.append(
                 Problem(
-                    join_key("expect.faults_fired", rule_name),
+                    join_key(f"{table}.faults_fired", rule_name),
                     f"names no fault rule{did_you_mean(rule_name, hint_choices(rules)) or listed}",
                 )
             )
     return problems
 
 
-def _runner_problems(runner: RunnerSpec, expect: ExpectSpec | None) -> list[Problem]:
-    """Runner options need a custom runner; ``expect.cancelled`` needs a deadline."""
+def _expectation_problems(
+    expect: ExpectSpec, sections: Sections, names: Sequence[str]
+) -> list[Problem]:
+    """``[expect]`` names probes, fault rules and expectation keys the scenario has."""
+    problems = _table_problems(expect, "expect", sections, names)
+    stated = {key for key in expect.model_fields_set if key in EXPECTATION_KEYS}
+    if expect.reference is not None:
+        problems += _table_problems(expect.reference, "expect.reference", sections, names)
+        stated |= {key for key in expect.reference.model_fields_set if key in EXPECTATION_KEYS}
+    for index, key in enumerate(expect.optional):
+        if key not in EXPECTATION_KEYS:
+            reason = f"is not an expectation key{did_you_mean(key, EXPECTATION_KEYS)}"
+            problems.append(Problem(f"expect.optional[{index}]", f"{show_value(key)} {reason}"))
+        elif key not in stated:
+            reason = "is not stated in [expect] or [expect.reference]: nothing to make optional"
+            problems.append(Problem(f"expect.optional[{index}]", f"{show_value(key)} {reason}"))
+    return problems
+
+
+def _runner_problems(runner: RunnerSpec) -> list[Problem]:
+    """Runner options need a custom runner."""
     problems = []
     if runner.options and runner.runner is None:
         message = 'only a custom runner (runner = "module:function") takes options'
         problems.append(Problem("runner.options", message))
-    if expect is not None and expect.cancelled is not None and runner.cancel_after is None:
-        message = "needs runner.cancel_after (when to cancel the suite)"
-        problems.append(Problem("expect.cancelled", message))
     return problems
 
 
@@ -251,7 +272,7 @@ def _reference_problems(sections: Sections, probes: Sequence[ExpandedProbe]) -> 
     if sections.expect is not None:
         problems += _expectation_problems(sections.expect, sections, names)
     if sections.runner is not None:
-        problems += _runner_problems(sections.runner, sections.expect)
+        problems += _runner_problems(sections.runner)
     return problems
 
 
@@ -283,7 +304,9 @@ def _located(problems: Sequence[Problem], text: str) -> list[Problem]:
 
 
 _RUN_SUITE_KEYS: Final = tuple(
-    key for key in RunnerSpec.model_fields if key not in {"runner", "cancel_after", "options"}
+    key
+    for key in RunnerSpec.model_fields
+    if key not in {"runner", "cancel_after", "options", "reference_only"}
 )
 """The ``[runner]`` keys that are ``run_suite`` keyword arguments."""
 

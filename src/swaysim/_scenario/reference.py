@@ -136,6 +136,7 @@ EXAMPLES: Final[dict[str, str]] = {
     "RunnerSpec.mode": '"naive"',
     "RunnerSpec.cancel_after": "3.0",
     "RunnerSpec.options": "{ batch_size = 8 }",
+    "RunnerSpec.reference_only": '"it measures run_suite\'s naive mode"',
     "ExpectSpec.verdicts": '{ "dkl-*" = "PASS", pref = ["PASS", "WARN"] }',
     "ExpectSpec.verdict_counts": "{ PASS = 3, ERROR = 0 }",
     "ExpectSpec.no_false_pass": "true",
@@ -149,6 +150,12 @@ EXAMPLES: Final[dict[str, str]] = {
     "ExpectSpec.timeouts": "0",
     "ExpectSpec.gate_free": "true",
     "ExpectSpec.identical_across_loops": "true",
+    "ExpectSpec.matches_reference": "true",
+    "ExpectSpec.calls_per_view": '{ ft = { at_most = 11 }, "scaled_0.50" = 4 }',
+    "ExpectSpec.duplicate_requests": "0",
+    "ExpectSpec.cancelled_ops": "{ at_least = 1 }",
+    "ExpectSpec.reference": "{ view_switches = 3 }",
+    "ExpectSpec.optional": '["identical_across_loops"]',
     "CountBounds.at_least": "1",
     "CountBounds.at_most": "15",
     "SecondsBounds.at_least": "2.0",
@@ -159,7 +166,16 @@ EXAMPLES: Final[dict[str, str]] = {
     "VerdictCounts.SKIP": "0",
     "VerdictCounts.ERROR": "1",
 }
-"""An example value (TOML) per ``Model.key``; a key not listed shows its default instead."""
+EXAMPLES.update(
+    {
+        f"ExpectKeys.{key}": value
+        for entry, value in list(EXAMPLES.items())
+        for model, _, key in [entry.partition(".")]
+        if model == "ExpectSpec" and key not in ("reference", "optional")
+    }
+)
+"""An example value (TOML) per ``Model.key``; a key not listed shows its default instead.
+``[expect.reference]`` (``ExpectKeys``) takes ``[expect]``'s keys, with the same examples."""
 
 _INTRO: Final = """\
 # Scenario reference

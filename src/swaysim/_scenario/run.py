@@ -1,88 +1,102 @@
 """Running a scenario once, on one event loop, and recording what it did.
 
 :func:`run_scenario` builds a fresh backend and probe suite from a
-:class:`~swaysim._scenario.load.Scenario`, runs the suite (``run_suite`` or
-the scenario's own runner) on a virtual clock, and keeps in a
-:class:`ScenarioRun` everything an expectation may assert on: the results,
-the runner's counters, the backend's statistics and fault log, whether the
-gate ended free. Checking those expectations is
+:class:`~swaysim._scenario.load.Scenario`, picks the runner (the scenario's
+own ``[runner] runner`` if it names one, else the runner under test, else
+``run_suite``), drives it through the :class:`~swaysim._scenario.harness.Harness`
+on a virtual clock, and keeps in a :class:`ScenarioRun` everything an
+expectation may assert on: the results, what the backend observed (its
+statistics, fault log and call ledger), the invariants the runner broke, the
+probes' declared requests. Checking expectations is
 :mod:`swaysim._scenario.expect`'s job.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-import anyio
-
-from swaysim._runner.results import ProbeResult
-from swaysim._runner.suite import PREFLIGHT_NAME, SuiteResult, run_suite
-from swaysim._scenario.schema import MAX_SECONDS
+from swaysim._runner.suite import PREFLIGHT_NAME
+from swaysim._scenario.build import build_backend
+from swaysim._scenario.harness import STALL_SECONDS, Harness, coerce_results, declared_requests
+from swaysim._scenario.under_test import REFERENCE, RUNNER_OPTIONS, RunnerUnderTest, resolve_runner
 from swaysim._time.clock import run as run_on_loop
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from swaysim._backend.backend import AsyncDummyDifferentialBackend
+    from swaysim._backend.ledger import CallLedger
     from swaysim._backend.statistics import BackendStatistics
     from swaysim._chaos.faults import FaultFiring
-    from swaysim._runner.probes import Probe
+    from swaysim._runner.planning import AnyProbe
+    from swaysim._runner.results import ProbeResult
+    from swaysim._runner.suite import SuiteResult
+    from swaysim._scenario.harness import Declared, Session, Violation
     from swaysim._scenario.load import Scenario
     from swaysim._trace.events import TraceSink
 
 __all__ = [
     "STALL_SECONDS",
-    "RequestKey",
     "ScenarioRun",
     "probe_row",
     "results_document",
+    "run_reference",
     "run_scenario",
+    "skip_reason",
 ]
 
-RequestKey = tuple[str, str, str]
-"""A request a probe made: view id, op and prompt."""
-STALL_SECONDS: Final = 10 * MAX_SECONDS
-"""A run still going after this many virtual seconds is stopped as stalled.
-
-The clock jumps whenever every task waits, so only a wait that nothing ends
-(a ``hang`` fault with no timeout to cut it off) gets this far, in a few wall
-milliseconds, instead of hanging the process."""
+_SUITE_KEYS: Final = (*(key for key in RUNNER_OPTIONS if key != "retry_on"), "mode")
+"""The ``[runner]`` keys that are ``run_suite`` keyword arguments."""
 
 
 @dataclass(frozen=True, slots=True)
 class ScenarioRun:
-    """What one run of a scenario on one event loop produced and counted."""
+    """What one run of a scenario on one event loop produced and what the backend observed."""
 
     scenario: Scenario
     loop: str
     seed: int
     results: tuple[ProbeResult, ...]
     suite: SuiteResult | None
+    """The runner's own SuiteResult, when it returned one."""
     statistics: BackendStatistics
+    """The backend's counters the moment the runner returned."""
     fault_log: tuple[FaultFiring, ...]
     gate_free: bool
+    """No view live and nobody waiting the moment the runner returned."""
     cancelled: bool
     makespan: float
     """Virtual seconds from start to finish (or to cancellation)."""
     wall_seconds: float
     view_switches: int
     """This run's switches, preflight included."""
-    retries: int | None
-    """None when a custom runner returned plain results (no counter to read)."""
-    timeouts: int | None
-    requests: Mapping[str, tuple[RequestKey, ...]] | None
+    retries: int
+    """Retries the backend saw (see :mod:`swaysim._backend.ledger`), whatever the runner reports."""
+    timeouts: int
+    """Ops abandoned by a cancellation that was not the harness's own."""
     error: str | None
     """Why the runner did not complete (it raised, or it stalled), else None."""
     schedule_jitter: int | None = None
     """The backend's chaos-scheduling seed, if any (part of the replay command)."""
     stalled: bool = False
     """Whether the run was stopped after :data:`STALL_SECONDS` with every task waiting."""
+    runner: str = REFERENCE.label
+    """The runner that ran, as messages name it."""
+    runner_spec: str | None = None
+    """The runner under test as the user named it (part of the replay command)."""
+    configured: bool = True
+    """Whether the runner that ran is the one the scenario file configures (its own
+    ``runner``, or ``run_suite``): then ``[expect.reference]`` applies too."""
+    violations: tuple[Violation, ...] = ()
+    ledger: CallLedger | None = None
+    declared: Declared | None = None
+    """Each declarative probe's requests and dependencies (from a fresh copy of the suite)."""
+    options: Mapping[str, Any] | None = None
+    """The options the scenario gives its runner (``run_suite``'s names, defaults filled in)."""
 
     @property
     def aborted(self) -> bool:
@@ -110,96 +124,159 @@ class ScenarioRun:
         state = "error" if self.error else "done"
         if self.cancelled or self.stalled:
             state = "cancelled" if self.cancelled else "stalled"
+        broken = f", {len(self.violations)} invariant(s) broken" if self.violations else ""
         return (
-            f"<ScenarioRun {self.scenario.name!r} on {self.loop}, seed {self.seed}: {state}, "
-            f"{len(self.results)} results, {self.makespan:.3f} virtual s, "
-            f"{self.wall_seconds:.3f} wall s>"
+            f"<ScenarioRun {self.scenario.name!r} on {self.loop}, seed {self.seed}, "
+            f"runner {self.runner}: {state}{broken}, {len(self.results)} results, "
+            f"{self.makespan:.3f} virtual s, {self.wall_seconds:.3f} wall s>"
         )
+
+
+# -- which runner, with which options -----------------------------------------------------
+
+
+def skip_reason(scenario: Scenario, runner: RunnerUnderTest) -> str | None:
+    """Why ``scenario`` does not apply to ``runner`` (``[runner] reference_only``), or None."""
+    reason = scenario.spec.runner.reference_only
+    if reason is None or runner.reference:
+        return None
+    return f"skipped for this runner, because {reason}"
+
+
+def suite_options(scenario: Scenario, seed: int) -> dict[str, Any]:
+    """``run_suite``'s keyword arguments from ``[runner]``, defaults filled in."""
+    spec = scenario.spec.runner
+    options = {key: getattr(spec, key) for key in _SUITE_KEYS}
+    if spec.seed is None:
+        options["seed"] = seed
+    return options
+
+
+def _own_runner(scenario: Scenario) -> RunnerUnderTest | None:
+    """The scenario's own ``[runner] runner``, imported now, to run (None: it names none).
+
+    The scenario's trust model decides where it may come from
+    (:meth:`~swaysim._scenario.load.Scenario.load_runner`).
+    """
+    function = scenario.load_runner()
+    return None if function is None else RunnerUnderTest(function, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    runner: RunnerUnderTest
+    options: dict[str, Any]
+    configured: bool
+
+
+def _choose(scenario: Scenario, runner: RunnerUnderTest, seed: int) -> _Choice:
+    own = _own_runner(scenario)
+    if own is not None:
+        return _Choice(own, scenario.runner_options(seed), configured=True)
+    options = suite_options(scenario, seed)
+    if runner.reference:
+        return _Choice(runner, options, configured=True)
+    offered: dict[str, Any] = {key: options[key] for key in RUNNER_OPTIONS if key in options}
+    offered["retry_on"] = ()
+    return _Choice(runner, runner.accepted(offered), configured=False)
 
 
 # -- running ----------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Session:
-    """How the suite ended on the loop: its results, and whether it was cut short."""
+@dataclass(frozen=True, slots=True)
+class _Ran:
+    """One finished session and what surrounds it."""
 
-    suite: SuiteResult | None = None
-    results: tuple[ProbeResult, ...] = ()
-    cancelled: bool = False
-    stalled: bool = False
-    makespan: float = 0.0
+    scenario: Scenario
+    loop: str
+    seed: int
+    choice: _Choice
+    harness: Harness
+    session: Session
+    collected: tuple[ProbeResult, ...]
+    wall_seconds: float
+
+
+def _record(ran: _Ran, declared: Declared) -> ScenarioRun:
+    session, harness, choice = ran.session, ran.harness, ran.choice
     error: str | None = None
-
-
-def _coerce_results(value: object) -> tuple[SuiteResult | None, tuple[ProbeResult, ...]]:
-    if isinstance(value, SuiteResult):
-        return value, value.results
-    if isinstance(value, list | tuple) and all(isinstance(r, ProbeResult) for r in value):
-        return None, tuple(value)
-    raise TypeError(
-        f"the runner returned {type(value).__name__}; it must return a SuiteResult "
-        "or a sequence of ProbeResult"
+    suite: SuiteResult | None = None
+    results: tuple[ProbeResult, ...] = ran.collected
+    if session.stalled:
+        error = (
+            f"still waiting after {STALL_SECONDS:g} virtual seconds, with nothing left "
+            "to wake it (a hang that no op_timeout, probe_timeout or cancel_after cuts off?)"
+        )
+    elif session.error is not None:
+        error = f"{type(session.error).__name__}: {session.error}"
+    elif not session.cancelled:
+        try:
+            suite, results = coerce_results(session.value)
+        except TypeError as exc:
+            error = f"TypeError: {exc}"
+    backend, ledger = harness.backend, harness.ledger
+    statistics = session.statistics if session.statistics is not None else backend.statistics()
+    return ScenarioRun(
+        scenario=ran.scenario,
+        loop=ran.loop,
+        seed=ran.seed,
+        results=results,
+        suite=suite,
+        statistics=statistics,
+        fault_log=backend.fault_log,
+        gate_free=statistics.live_views == 0 and statistics.waiting == 0,
+        cancelled=session.cancelled,
+        makespan=session.makespan,
+        wall_seconds=ran.wall_seconds,
+        view_switches=statistics.switches,
+        retries=ledger.retries.count,
+        timeouts=ledger.timeouts.count,
+        error=error,
+        schedule_jitter=backend.schedule_jitter,
+        stalled=session.stalled,
+        runner=choice.runner.label,
+        runner_spec=None if choice.configured else choice.runner.spec,
+        configured=choice.configured,
+        violations=tuple(session.violations),
+        ledger=ledger,
+        declared=declared,
+        options=suite_options(ran.scenario, ran.seed),
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    """One run's fresh backend and probes, and how to drive them on the loop."""
+def _drive(
+    scenario: Scenario,
+    loop: str,
+    seed: int,
+    backend: AsyncDummyDifferentialBackend,
+    choice: _Choice,
+    *,
+    cancel_after: float | None,
+    on_progress: Callable[[ProbeResult, int, int], object] | None,
+) -> ScenarioRun:
+    collected: list[ProbeResult] = []
 
-    scenario: Scenario
-    backend: AsyncDummyDifferentialBackend
-    probes: list[Probe]
-    options: dict[str, Any]
-    """Keyword arguments for ``run_suite`` or the custom runner."""
-    progress: Callable[[ProbeResult, int, int], None]
-    runner: Callable[..., object] | None
-    """The scenario's own runner, imported; None for ``run_suite``."""
+    def progress(result: ProbeResult, done: int, total: int) -> None:
+        collected.append(result)
+        if on_progress is not None:
+            on_progress(result, done, total)
 
-    async def suite(self) -> tuple[SuiteResult | None, tuple[ProbeResult, ...]]:
-        """The suite through ``run_suite``, or through the scenario's own runner."""
-        runner = self.runner
-        if runner is None:
-            suite = await run_suite(
-                self.backend, self.probes, on_progress=self.progress, **self.options
-            )
-            return suite, suite.results
-        outcome = runner(self.backend, self.probes, **self.options)
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        return _coerce_results(outcome)
-
-    @property
-    def task_name(self) -> str:
-        """``runner``, or ``runner module:function`` for a custom one."""
-        custom = self.scenario.spec.runner.runner
-        return "runner" if custom is None else f"runner {custom}"
-
-    async def _suite_into(self, session: _Session) -> None:
-        try:
-            session.suite, session.results = await self.suite()
-        except Exception as exc:
-            session.error = f"{type(exc).__name__}: {exc}"
-
-    async def session(self) -> _Session:
-        """The suite under ``cancel_after`` and the stall guard; never raises."""
-        session = _Session()
-        start = anyio.current_time()
-        cancel_after = self.scenario.spec.runner.cancel_after
-        scope = anyio.move_on_after(cancel_after) if cancel_after is not None else nullcontext()
-        with anyio.move_on_after(STALL_SECONDS) as stall, scope:
-            # In a task of its own, so traces name it after its job, not this method.
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._suite_into, session, name=self.task_name)
-        session.cancelled = isinstance(scope, anyio.CancelScope) and scope.cancelled_caught
-        session.stalled = stall.cancelled_caught
-        if session.stalled:
-            session.error = (
-                f"still waiting after {STALL_SECONDS:g} virtual seconds, with nothing left "
-                "to wake it (a hang that no op_timeout, probe_timeout or cancel_after cuts off?)"
-            )
-        session.makespan = anyio.current_time() - start
-        return session
+    probes: list[AnyProbe] = list(scenario.build_probes())
+    harness = Harness(
+        choice.runner,
+        backend,
+        probes,
+        choice.options,
+        cancel_after=cancel_after,
+        op_timeout=scenario.spec.runner.op_timeout,
+        progress=progress,
+    )
+    wall = time.perf_counter()
+    session = run_on_loop(harness.session, backend=loop)
+    wall_seconds = time.perf_counter() - wall
+    ran = _Ran(scenario, loop, seed, choice, harness, session, tuple(collected), wall_seconds)
+    return _record(ran, declared_requests(scenario.build_probes(), backend, seed))
 
 
 def run_scenario(
@@ -210,51 +287,41 @@ def run_scenario(
     trace: TraceSink | None = None,
     on_progress: Callable[[ProbeResult, int, int], object] | None = None,
     schedule_jitter: int | None = None,
+    runner: str | Callable[..., object] | RunnerUnderTest | None = None,
 ) -> ScenarioRun:
     """Run ``scenario`` once on ``loop`` ("asyncio" or "trio") on a virtual clock.
 
+    ``runner`` is the runner under test (a callable, a ``module:function`` or
+    ``file.py:function`` spec, or None for ``run_suite``); the scenario's own
+    ``[runner] runner`` wins over it. It runs even where ``[runner]
+    reference_only`` says the scenario does not apply (see :func:`skip_reason`).
     ``schedule_jitter`` overrides the scenario's ``[backend] schedule_jitter``.
-    A custom runner is imported here (:meth:`Scenario.load_runner`); a
+    A scenario's own runner is imported here (:meth:`Scenario.load_runner`); a
     :class:`~swaysim.errors.ScenarioError` says why it cannot be, before anything runs.
     """
     seed = scenario.seed if seed is None else seed
     backend = scenario.build_backend(seed, trace=trace, schedule_jitter=schedule_jitter)
-    collected: list[ProbeResult] = []
-
-    def progress(result: ProbeResult, done: int, total: int) -> None:
-        collected.append(result)
-        if on_progress is not None:
-            on_progress(result, done, total)
-
-    runner = scenario.load_runner()
-    attempt = _Attempt(
-        scenario, backend, scenario.build_probes(), scenario.runner_options(seed), progress, runner
+    choice = _choose(scenario, resolve_runner(runner), seed)
+    cancel_after = scenario.spec.runner.cancel_after
+    return _drive(
+        scenario, loop, seed, backend, choice, cancel_after=cancel_after, on_progress=on_progress
     )
-    wall = time.perf_counter()
-    session = run_on_loop(attempt.session, backend=loop)
-    wall_seconds = time.perf_counter() - wall
-    suite, cut_short = session.suite, session.cancelled or session.stalled
-    statistics = backend.statistics()
-    return ScenarioRun(
-        scenario=scenario,
-        loop=loop,
-        seed=seed,
-        results=tuple(collected) if cut_short else session.results,
-        suite=suite,
-        statistics=statistics,
-        fault_log=backend.fault_log,
-        gate_free=backend.is_free() and statistics.live_views == 0 and statistics.waiting == 0,
-        cancelled=session.cancelled,
-        makespan=suite.makespan if suite is not None else session.makespan,
-        wall_seconds=wall_seconds,
-        view_switches=statistics.switches,
-        retries=suite.retries if suite is not None else None,
-        timeouts=suite.timeouts if suite is not None else None,
-        requests=suite.requests if suite is not None and not session.cancelled else None,
-        error=session.error,
-        schedule_jitter=backend.schedule_jitter,
-        stalled=session.stalled,
-    )
+
+
+def run_reference(scenario: Scenario, loop: str, *, seed: int | None = None) -> ScenarioRun:
+    """The reference runner's fault-free run of ``scenario``: what ``matches_reference`` compares.
+
+    The same backend, latency and options without the fault rules and
+    ``cancel_after``, run by ``run_suite`` (pooled) whatever the scenario's
+    own runner.
+    """
+    seed = scenario.seed if seed is None else seed
+    spec = scenario.spec.backend.model_copy(update={"faults": None})
+    backend = build_backend(spec, seed, source=scenario.source)
+    options = suite_options(scenario, seed)
+    options["mode"] = "pooled"
+    choice = _Choice(REFERENCE, options, configured=False)
+    return _drive(scenario, loop, seed, backend, choice, cancel_after=None, on_progress=None)
 
 
 # -- documents --------------------------------------------------------------------------

@@ -55,6 +55,8 @@ __all__ = [
     "BackendSpec",
     "ConstantSpec",
     "CountBounds",
+    "EXPECTATION_KEYS",
+    "ExpectKeys",
     "ExpectSpec",
     "FaultPlanSpec",
     "FaultRuleSpec",
@@ -455,6 +457,10 @@ class RunnerSpec(_Spec):
     """Cancel the suite after this many loop seconds (``anyio.move_on_after``)."""
     options: dict[str, Any] = {}
     """Extra keyword arguments for a custom ``runner`` (only with ``runner``)."""
+    reference_only: Annotated[str, Field(min_length=1)] | None = None
+    """This scenario tests something only the runner it configures has (``run_suite``'s
+    naive mode, its own ``runner``): the reason. With another runner under test it is
+    reported as skipped for that runner, because of this reason."""
 
 
 def _exact_count(value: object) -> object:
@@ -545,8 +551,8 @@ class VerdictCounts(_Spec):
     """Probes that end in ERROR (the preflight's included)."""
 
 
-class ExpectSpec(_Spec):
-    """What must hold after the run; every key is optional, at least one is required."""
+class ExpectKeys(_Spec):
+    """The expectations a scenario can state (in ``[expect]`` and ``[expect.reference]``)."""
 
     verdicts: dict[str, VerdictExpectation] = {}
     """Probe name or glob (``"dkl-*"``) to the allowed verdict(s); ``"__preflight__"`` names
@@ -554,7 +560,12 @@ class ExpectSpec(_Spec):
     verdict_counts: VerdictCounts | None = None
     """Number of probes per verdict."""
     no_false_pass: bool | None = None
-    """No PASS rests on an answer an output-corrupting fault changed; no PASS after abort."""
+    """No PASS rests on an answer an output-corrupting fault changed (calls are attributed to
+    probes: declared requests, or ``swaysim.attribute``); no PASS after preflight aborted."""
+    matches_reference: bool | None = None
+    """Each probe whose requests met no fault, or only retryable ones within the retry budget,
+    and were never cut off, has the verdict and scores of the reference runner's fault-free
+    run of this scenario (``run_suite``, no fault rules, no ``cancel_after``)."""
     aborted: bool | None = None
     """Whether preflight aborted the suite."""
     cancelled: bool | None = None
@@ -564,26 +575,51 @@ class ExpectSpec(_Spec):
     view_switches: CountExpectation | None = None
     """Adapter switches (preflight included): entries into a view other than the previous one
     on an exclusive backend, first entries of each view on a concurrent-safe one."""
+    calls_per_view: dict[str, CountExpectation] = {}
+    """View id (``ft``, ``scaled_0.50``, ``null_3``) to the op calls made on it, preflight's
+    and cache hits included (a batch is one call)."""
+    duplicate_requests: CountExpectation | None = None
+    """Requests sent again within one view entry after they had succeeded there (observed by
+    the backend; a cache hit counts as sent)."""
     makespan: SecondsExpectation | None = None
     """Virtual seconds from start to finish (or to cancellation)."""
     faults_fired: dict[str, CountExpectation] = {}
     """Firings per fault rule name."""
     retries: CountExpectation | None = None
-    """Retries the runner made."""
+    """Retries the backend saw: a request sent again on a view after it failed there (an
+    injected error, or cut off), and a view entered again after an injected enter error."""
     timeouts: CountExpectation | None = None
-    """Op and probe timeouts the runner counted."""
+    """Ops the backend saw abandoned by a cancellation other than ``cancel_after``'s (an
+    ``op_timeout``, a ``probe_timeout``, a runner cancelling its own work)."""
+    cancelled_ops: CountExpectation | None = None
+    """Ops the backend saw abandoned by ``runner.cancel_after``'s cancellation."""
     gate_free: bool | None = None
-    """No view live and nobody waiting at the end."""
+    """No view live and nobody waiting the moment the runner returned."""
     identical_across_loops: bool | None = None
     """Results (without timing) identical on asyncio and trio."""
 
     @model_validator(mode="after")
-    def _something(self) -> ExpectSpec:
-        if not self.model_fields_set - {"verdicts", "faults_fired"} and not (
-            self.verdicts or self.faults_fired
+    def _something(self) -> ExpectKeys:
+        stated = self.model_fields_set - {"optional"}
+        if not stated - {"verdicts", "faults_fired", "calls_per_view"} and not (
+            self.verdicts or self.faults_fired or self.calls_per_view
         ):
             raise ValueError("no expectations: a scenario must say what must hold afterwards")
         return self
+
+
+EXPECTATION_KEYS: Final = tuple(ExpectKeys.model_fields)
+
+
+class ExpectSpec(ExpectKeys):
+    """What must hold after the run; every key is optional, at least one is required."""
+
+    reference: ExpectKeys | None = None
+    """Expectations that state the configured runner's own choices (``run_suite``'s exact
+    switch count, say): checked only when that runner runs, not a runner under test."""
+    optional: list[str] = []
+    """Expectation keys that may be impossible to check for some runner: reported as
+    skipped, not failed, when they cannot be checked (an unchecked key fails otherwise)."""
 
 
 class ScenarioSpec(_Spec):

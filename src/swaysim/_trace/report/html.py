@@ -84,11 +84,12 @@ def verdict_badge(verdict: object) -> str:
     return f'<span class="verdict {css}">{escape(text)}</span>'
 
 
-_STATUS_CLASSES: Final = {"ok": "pass", "failed": "fail", "n/a": "skip"}
+_STATUS_CLASSES: Final = {"ok": "pass", "failed": "fail", "n/a": "fail", "skipped": "skip"}
 
 
 def status_badge(status: object) -> str:
-    """A badge for an expectation's status: ``ok`` (green), ``failed`` (red), ``n/a``."""
+    """A badge for an expectation's status: ``ok`` (green); ``failed`` and ``n/a`` (not
+    checked, which fails too) red; ``skipped`` (an optional one not checked)."""
     text = str(status)
     return f'<span class="verdict {_STATUS_CLASSES.get(text, "other")}">{escape(text)}</span>'
 

@@ -74,6 +74,9 @@ def facts_section(scenario: str, results: RunResults | None, digest: TraceDigest
     )
 
 
+_FAILING: Final = ("failed", "n/a")
+
+
 def question_section(results: RunResults | None) -> str:
     """The question the scenario answers, and whether every expectation held."""
     run = results or RunResults()
@@ -81,7 +84,8 @@ def question_section(results: RunResults | None) -> str:
     if run.description:
         parts.append(f'<p class="question">{escape(run.description)}</p>')
     if run.expectations:
-        failed = sum(1 for e in run.expectations if e.get("status") == "failed")
+        # Not checked is not held: an "n/a" expectation fails the scenario too.
+        failed = sum(1 for e in run.expectations if e.get("status") in _FAILING)
         held = sum(1 for e in run.expectations if e.get("status") == "ok")
         badge = (
             '<span class="verdict fail">FAILED</span>'
@@ -92,12 +96,12 @@ def question_section(results: RunResults | None) -> str:
         if failed:
             text += f", {failed} failed (first in the table below)"
         parts.append(f'<p class="outcome">{badge} {escape(text)}</p>')
-    if run.replay and any(e.get("status") == "failed" for e in run.expectations):
+    if run.replay and any(e.get("status") in _FAILING for e in run.expectations):
         parts.append(f'<p class="note">Replay: <code>{escape(run.replay)}</code></p>')
     return "".join(parts)
 
 
-_STATUS_ORDER: Final = {"failed": 0, "ok": 1}
+_STATUS_ORDER: Final = {"failed": 0, "n/a": 0, "ok": 1}
 
 
 def expectations_section(results: RunResults | None, digest: TraceDigest) -> str:

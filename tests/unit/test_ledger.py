@@ -1,0 +1,175 @@
+"""What a backend observes of any runner: retries, timeouts, duplicates, attribution, corruption.
+
+A :class:`CallLedger` attached to a backend counts what the backend saw, whatever the
+runner reports; these tests drive the backend by hand on both loops and check each count
+against what the calls plainly did.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+import swaysim
+from swaysim import (
+    AsyncDummyDifferentialBackend,
+    Constant,
+    FaultPlan,
+    FaultRule,
+    InjectedTransientError,
+    InjectedViewEnterError,
+    LatencyPlan,
+)
+from swaysim._backend.ledger import CallLedger, describe_key
+from swaysim.errors import InvalidArgumentError
+
+pytestmark = pytest.mark.anyio
+
+
+def observed(backend: AsyncDummyDifferentialBackend) -> CallLedger:
+    ledger = CallLedger()
+    backend._observe(ledger)
+    return ledger
+
+
+@pytest.fixture
+def ledger_and_backend() -> tuple[CallLedger, AsyncDummyDifferentialBackend]:
+    backend = AsyncDummyDifferentialBackend(
+        latency=LatencyPlan(default=Constant(0.1)),
+        faults=FaultPlan(
+            (
+                FaultRule("transient", name="once", prompt="flaky", nth=1),
+                FaultRule("nan", name="nan", prompt="nan*"),
+            )
+        ),
+    )
+    return observed(backend), backend
+
+
+async def test_a_call_after_a_failed_one_is_a_retry(
+    ledger_and_backend: tuple[CallLedger, AsyncDummyDifferentialBackend],
+) -> None:
+    ledger, backend = ledger_and_backend
+    async with backend.as_finetuned() as ft:
+        with pytest.raises(InjectedTransientError):
+            await ft.next_token_dist("flaky")
+        await ft.next_token_dist("flaky")  # the retry succeeds
+        await ft.next_token_dist("flaky", top_k=8)  # another request: not a retry
+    assert ledger.retries.count == 1
+    assert ledger.retries.examples == ["next_token_dist('flaky') on ft"]
+    assert [call.outcome for call in ledger.calls] == ["failed", "ok", "ok"]
+    assert ledger.duplicates.count == 0
+
+
+async def test_equal_requests_twice_in_one_entry_are_a_duplicate_but_not_across_entries(
+    ledger_and_backend: tuple[CallLedger, AsyncDummyDifferentialBackend],
+) -> None:
+    ledger, backend = ledger_and_backend
+    async with backend.as_base() as base:
+        await base.logprob_of("p", " c")
+        await base.logprob_of("p", " c")  # a cache hit: still sent again
+        await base.logprob_of("p", " other")
+    async with backend.as_base() as base:
+        await base.logprob_of("p", " c")  # a new entry
+    assert ledger.duplicates.count == 1
+    assert ledger.duplicates.examples == ["logprob_of('p', ' c') on base sent again in one entry"]
+
+
+@pytest.mark.parametrize("harness", [False, True], ids=["own-timeout", "harness-cancel"])
+async def test_an_abandoned_op_is_a_timeout_unless_the_harness_cancelled_it(
+    ledger_and_backend: tuple[CallLedger, AsyncDummyDifferentialBackend], harness: bool
+) -> None:
+    ledger, backend = ledger_and_backend
+    ledger.harness_cancelling = lambda: harness
+    async with backend.as_finetuned() as ft:
+        with anyio.move_on_after(0.05):
+            await ft.next_token_dist("slow")
+        await ft.next_token_dist("slow")  # sent again after being cut off: a retry
+    assert (ledger.timeouts.count, ledger.cancelled_ops.count) == ((0, 1) if harness else (1, 0))
+    assert ledger.retries.count == 1
+    counted = ledger.cancelled_ops if harness else ledger.timeouts
+    assert counted.describe().startswith("1 (next_token_dist('slow') on ft (task ")
+
+
+async def test_in_flight_and_late_calls(
+    ledger_and_backend: tuple[CallLedger, AsyncDummyDifferentialBackend],
+) -> None:
+    ledger, backend = ledger_and_backend
+    seen: list[int] = []
+    async with backend.as_finetuned() as ft, anyio.create_task_group() as group:
+
+        async def ask() -> None:
+            await ft.next_token_dist("q")
+
+        group.start_soon(ask)
+        await anyio.sleep(0.05)
+        seen.append(len(ledger.in_flight))
+    assert seen == [1]
+    assert not ledger.in_flight
+    ledger.returned = True
+    async with backend.as_base() as base:
+        await base.next_token_dist("after")
+    assert ledger.late.count == 2  # the entry and the op
+    assert ledger.late.examples[0].startswith("an entry of view 'base'")
+
+
+async def test_an_entry_after_an_injected_enter_failure_is_a_retry() -> None:
+    backend = AsyncDummyDifferentialBackend(
+        faults=FaultPlan((FaultRule("enter_error", views=("ft",), nth=1),))
+    )
+    ledger = observed(backend)
+    with pytest.raises(InjectedViewEnterError):
+        async with backend.as_finetuned():
+            pass
+    async with backend.as_finetuned():
+        pass
+    async with backend.as_finetuned():
+        pass
+    assert ledger.retries.count == 1
+    assert ledger.retries.examples == ["entry of view 'ft' after an injected enter failure"]
+
+
+async def test_corrupted_answers_are_recorded_per_request_and_per_batch_item(
+    ledger_and_backend: tuple[CallLedger, AsyncDummyDifferentialBackend],
+) -> None:
+    ledger, backend = ledger_and_backend
+    async with backend.as_finetuned() as ft:
+        await ft.logprob_of("nan 1", " c")
+        await ft.next_token_dist_batch(["ok", "nan 2"], top_k=8)
+    single, batch = ledger.calls
+    assert single.answer_keys() == [(("ft", "logprob_of", "nan 1\x00 c", 0), "nan")]
+    assert batch.answer_keys() == [
+        (("ft", "next_token_dist", "ok", 8), None),
+        (("ft", "next_token_dist", "nan 2", 8), "nan"),
+    ]
+    assert describe_key(batch.key) == "next_token_dist_batch(2 prompts) on ft"
+
+
+async def test_calls_carry_the_attribution_of_the_code_that_makes_them(
+    ledger_and_backend: tuple[CallLedger, AsyncDummyDifferentialBackend],
+) -> None:
+    ledger, backend = ledger_and_backend
+    async with backend.as_finetuned() as ft:
+        with swaysim.attribute("dkl", "ppl"):
+            await ft.next_token_dist("shared")
+            async with anyio.create_task_group() as group:
+                group.start_soon(ft.next_token_dist, "child task")
+        await ft.next_token_dist("nobody's")
+    assert [call.attribution for call in ledger.calls] == [("dkl", "ppl"), ("dkl", "ppl"), ()]
+
+
+async def test_attribution_crosses_the_blocking_bridge() -> None:
+    backend = AsyncDummyDifferentialBackend()
+    ledger = observed(backend)
+
+    def probe(sync_backend: swaysim.BlockingBackend, name: str) -> None:
+        with swaysim.attribute(name), sync_backend.as_finetuned() as ft:
+            ft.next_token_dist("from a thread")
+
+    await swaysim.run_sync_probe(backend, probe, "sync-probe")
+    assert [call.attribution for call in ledger.calls] == [("sync-probe",)]
+
+
+def test_attribution_names_must_be_probe_names() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"probe_names\[1\]=''"):
+        swaysim.attribute("dkl", "").__enter__()
