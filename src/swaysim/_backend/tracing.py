@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
+import time
 from asyncio import _get_running_loop
 from typing import TYPE_CHECKING, Any, Final
 
@@ -66,24 +67,50 @@ def _native_current_task() -> object:
     return asyncio.current_task()
 
 
-def _task_name_of(
-    current_task: Callable[[], Any], name_of: Callable[[Any], str]
-) -> Callable[[], str]:
+def _asyncio_current_task(loop: asyncio.AbstractEventLoop) -> Callable[[], object]:
+    """``asyncio.current_task`` for ``loop``, without the running-loop lookup (a getpid()).
+
+    On Python 3.11 ``current_task`` is a Python function over the dictionary
+    of current tasks by loop; that dictionary's own lookup is a third of it.
+    """
+    current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
+    if type(current_tasks) is dict:
+        return functools.partial(current_tasks.get, loop)
+    return functools.partial(asyncio.current_task, loop)  # pragma: no cover - Python 3.14+
+
+
+def _asyncio_task_namer(current_task: Callable[[], Any]) -> Callable[[], str]:
+    """``"name#id"`` of the current asyncio task, formatted again only when task or name changes."""
+    last_id, last_name, last_label = 0, None, ""
+
     def task_name() -> str:
+        nonlocal last_id, last_name, last_label
         task = current_task()
         if task is None:  # pragma: no cover - backend code always runs in a task
             return current_task_name()
-        return f"{name_of(task)}#{id(task)}"
+        name = task.get_name()
+        ident = id(task)
+        if ident != last_id or name is not last_name:
+            last_id, last_name, last_label = ident, name, f"{name}#{ident}"
+        return last_label
 
     return task_name
 
 
-def _asyncio_name(task: asyncio.Task[Any]) -> str:
-    return task.get_name()
+def _trio_task_namer(current_task: Callable[[], Any]) -> Callable[[], str]:
+    """``"name#id"`` of the current trio task, formatted again only when task or name changes."""
+    last_id, last_name, last_label = 0, None, ""
 
+    def task_name() -> str:
+        nonlocal last_id, last_name, last_label
+        task = current_task()
+        name = task.name
+        ident = id(task)
+        if ident != last_id or name is not last_name:
+            last_id, last_name, last_label = ident, name, f"{name}#{ident}"
+        return last_label
 
-def _trio_name(task: Any) -> str:
-    return str(task.name)
+    return task_name
 
 
 class LoopClock:
@@ -136,20 +163,21 @@ class LoopClock:
 
     def _bind(self, loop: object) -> None:
         if isinstance(loop, asyncio.AbstractEventLoop):
-            self.time = loop.time
+            # The base loop's time() is time.monotonic() behind a Python frame.
+            plain = type(loop).time is asyncio.BaseEventLoop.time
+            self.time = time.monotonic if plain else loop.time
             self.checkpoint = _ASYNCIO_CHECKPOINT
             self.sleep = asyncio.sleep
-            # Given the loop, current_task() skips the running-loop lookup (a getpid()).
-            self.current_task = functools.partial(asyncio.current_task, loop)
-            self.task_name = _task_name_of(self.current_task, _asyncio_name)
+            self.current_task = _asyncio_current_task(loop)
+            self.task_name = _asyncio_task_namer(self.current_task)
             self.create_future = loop.create_future
         else:
             trio = sys.modules["trio"]
-            self.time = trio.current_time
+            self.time = trio.lowlevel.current_clock().current_time  # trio.current_time's own call
             self.checkpoint = trio.lowlevel.checkpoint
             self.sleep = trio.sleep
             self.current_task = trio.lowlevel.current_task
-            self.task_name = _task_name_of(trio.lowlevel.current_task, _trio_name)
+            self.task_name = _trio_task_namer(trio.lowlevel.current_task)
             self.create_future = None
         self._loop = loop
         self._epoch = self.time()
@@ -179,7 +207,7 @@ class BackendTracer:
     and later events are dropped, so the run goes on and its results stand.
     """
 
-    __slots__ = ("_send", "clock", "error", "prompts", "sink")
+    __slots__ = ("_known_hash", "_send", "clock", "error", "prompts", "sink")
 
     def __init__(self, sink: TraceSink, clock: LoopClock) -> None:
         self.sink = sink
@@ -188,6 +216,7 @@ class BackendTracer:
         emit_fields = getattr(sink, "emit_fields", None)
         self._send: Callable[..., None] = emit_fields if callable(emit_fields) else self._as_event
         self.prompts = PromptTable(self._prompt)
+        self._known_hash = self.prompts.known
 
     def _as_event(self, *fields: Any) -> None:
         """For a sink without ``emit_fields``: one :class:`TraceEvent`, to its ``emit``."""
@@ -210,8 +239,12 @@ class BackendTracer:
                 kind, time, self.clock.task_name(), view, op, prompt_hash, hit, duration, detail
             )
         except Exception as exc:
-            self.error = exc
-            self._send = _discard
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """The sink raised: keep the error, drop every later event."""
+        self.error = exc
+        self._send = _discard
 
     def _prompt(self, prompt_hash: str, text: str) -> None:
         self._fields(
@@ -249,17 +282,27 @@ class BackendTracer:
     def start_op(
         self, view_id: str, op: str, key_text: str, detail: Mapping[str, object] | None
     ) -> OpSpan:
-        """Emit ``op_start`` for one op on ``view_id`` and return the span that ends it."""
-        prompt_hash = self.prompts.hash_of(key_text)
-        started = self.clock.now()
-        self._fields("op_start", started, view_id, op, prompt_hash, None, None, detail)
-        return OpSpan(self, view_id, op, prompt_hash, started, detail)
+        """Emit ``op_start`` for one op on ``view_id`` and return the span that ends it.
+
+        The two events of an op, the hottest of a trace, are sent without
+        :meth:`emit`'s frames; the task is named once for both (an op runs
+        in one task).
+        """
+        prompt_hash = self._known_hash(key_text) or self.prompts.hash_of(key_text)
+        clock = self.clock
+        started = clock.time() - clock._epoch
+        task = clock.task_name()
+        try:
+            self._send("op_start", started, task, view_id, op, prompt_hash, None, None, detail)
+        except Exception as exc:
+            self._failed(exc)
+        return OpSpan(self, view_id, op, prompt_hash, started, detail, task)
 
 
 class OpSpan:
     """One traced op in progress: ends with ``op_end``, carrying a hit or an error."""
 
-    __slots__ = ("_tracer", "detail", "op", "prompt_hash", "started", "view_id")
+    __slots__ = ("_tracer", "detail", "op", "prompt_hash", "started", "task", "view_id")
 
     def __init__(
         self,
@@ -269,6 +312,7 @@ class OpSpan:
         prompt_hash: str,
         started: float,
         detail: Mapping[str, object] | None,
+        task: str,
     ) -> None:
         self._tracer = tracer
         self.view_id = view_id
@@ -276,23 +320,36 @@ class OpSpan:
         self.prompt_hash = prompt_hash
         self.started = started
         self.detail = detail
+        self.task = task
 
-    def end(self, hit: bool, detail: Mapping[str, object]) -> None:
-        """The op returned: whether the cache served it all, and what it did."""
-        self._close(hit, detail)
+    def end(self, hit: bool | None, detail: Mapping[str, object]) -> None:
+        """The op returned (``hit``: whether the cache served it all) and what it did.
+
+        ``hit`` None: it failed (see :meth:`fail`).
+        """
+        tracer = self._tracer
+        clock = tracer.clock
+        now = clock.time() - clock._epoch
+        try:
+            tracer._send(
+                "op_end",
+                now,
+                self.task,
+                self.view_id,
+                self.op,
+                self.prompt_hash,
+                hit,
+                now - self.started,
+                detail,
+            )
+        except Exception as exc:
+            tracer._failed(exc)
 
     def fail(self, exc: BaseException) -> None:
         """The op raised (or was cancelled): ``op_end`` names the error."""
         cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
         error = "cancelled" if cancelled else type(exc).__name__
-        self._close(None, {**(self.detail or {}), "error": error})
-
-    def _close(self, hit: bool | None, detail: Mapping[str, object]) -> None:
-        tracer = self._tracer
-        now = tracer.clock.now()
-        tracer._fields(
-            "op_end", now, self.view_id, self.op, self.prompt_hash, hit, now - self.started, detail
-        )
+        self.end(None, {**(self.detail or {}), "error": error})
 
     def __repr__(self) -> str:
         return f"<OpSpan {self.op} on {self.view_id!r} since {self.started:.6g}>"

@@ -10,30 +10,44 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
-from swaysim._trace.encode import encode_event
+from swaysim._trace.encode import encode_event, encode_fields
+from swaysim._trace.events import TraceEvent
 from swaysim._trace.schema import open_trace_text
 from swaysim._validation import require_int
 from swaysim.errors import SwaysimError
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
     from types import TracebackType
 
-    from swaysim._trace.events import TraceEvent
-
 __all__ = ["JsonlTraceWriter", "TraceRecorder"]
+
+_Fields = tuple[
+    str,
+    float,
+    str,
+    "str | None",
+    "str | None",
+    "str | None",
+    "bool | None",
+    "float | None",
+    "Mapping[str, Any] | None",
+]
+"""An event as the nine fields of :class:`TraceEvent`, in order (what ``emit_fields`` takes)."""
 
 
 class JsonlTraceWriter:
     """A trace sink that streams events to a JSON-lines file.
 
-    At most ``flush_every`` encoded lines are held in memory; then they are
+    At most ``flush_every`` events are held in memory; then they are
     written and flushed to the operating system, so a run of any length
     writes its trace in constant memory and a crash loses at most that
-    many events. A path ending in ``.gz`` is gzip-compressed. Use it as a
+    many events. What a backend emits (through :meth:`emit_fields`) is kept
+    as its fields and encoded when the buffer is written, in one pass;
+    :meth:`emit` encodes its event at once. A path ending in ``.gz`` is gzip-compressed. Use it as a
     context manager, or call :meth:`close`.
 
     ``stream``: write to this binary stream (which the writer then owns and
@@ -70,7 +84,7 @@ class JsonlTraceWriter:
         require_int("flush_every", flush_every, minimum=1)
         self._path = Path(path)
         self._flush_every = flush_every
-        self._buffer: list[str] = []
+        self._buffer: list[str | _Fields] = []
         self._written = 0
         self._dropped = 0
         self._error: OSError | None = None
@@ -111,33 +125,83 @@ class JsonlTraceWriter:
     def emit(self, event: TraceEvent) -> None:
         """Encode ``event`` into the buffer, writing the buffer out when it is full."""
         if self._file is None:
-            if self._closed:
-                raise self._closed_error()
-            self._dropped += 1
+            self._refuse()
             return
         buffer = self._buffer
         buffer.append(encode_event(event))
         if len(buffer) >= self._flush_every:
             self.flush()
 
+    def emit_fields(
+        self,
+        kind: str,
+        time: float,
+        task: str,
+        view: str | None = None,
+        op: str | None = None,
+        prompt_hash: str | None = None,
+        hit: bool | None = None,
+        duration: float | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``emit(TraceEvent(kind, time, ...))`` without building the event (see TraceSink).
+
+        The fields are kept as given until the buffer is written, so ``detail``
+        must not change afterwards (a backend's never does).
+        """
+        if self._file is None:
+            self._refuse()
+            return
+        buffer = self._buffer
+        buffer.append((kind, time, task, view, op, prompt_hash, hit, duration, detail))
+        if len(buffer) >= self._flush_every:
+            self.flush()
+
+    def _refuse(self) -> None:
+        """An event after close() raises; after a write error it is counted as dropped."""
+        if self._closed:
+            raise self._closed_error()
+        self._dropped += 1
+
     def flush(self) -> None:
-        """Write buffered lines and flush them to the operating system."""
+        """Encode and write buffered events, and flush them to the operating system.
+
+        An event whose fields cannot be encoded (a detail with a cycle) is
+        dropped and its error raised once the others are written.
+        """
         stream = self._file
         if stream is None:
             if self._closed:
                 raise self._closed_error()
             return
-        buffer = self._buffer
+        lines, unencodable = self._encoded()
         try:
-            if buffer:
-                stream.write("\n".join(buffer))
+            if lines:
+                stream.write("\n".join(lines))
                 stream.write("\n")
             stream.flush()
         except OSError as exc:
             self._fail(exc)  # the lines of this write count as lost: some may be on disk
             return
-        self._written += len(buffer)
-        buffer.clear()
+        self._written += len(lines)
+        self._dropped += len(self._buffer) - len(lines)
+        self._buffer.clear()
+        if unencodable is not None:
+            raise unencodable
+
+    def _encoded(self) -> tuple[list[str], Exception | None]:
+        """The buffer's lines, encoded in one pass, and the first encoding error (if any)."""
+        buffer = self._buffer
+        try:
+            return [item if type(item) is str else encode_fields(*item) for item in buffer], None
+        except Exception as first:
+            lines = []
+            for item in buffer:
+                try:
+                    lines.append(item if type(item) is str else encode_fields(*item))
+                except Exception:  # dropped; the first error is raised after the write
+                    continue
+            return lines, first
 
     def _fail(self, error: OSError) -> None:
         """Stop writing after ``error``: what is buffered is lost, later events are counted."""
@@ -174,10 +238,12 @@ class JsonlTraceWriter:
         """
         if self._closed:
             return
-        if self._file is not None:
-            self.flush()
-        self._release()
-        self._closed = True
+        try:
+            if self._file is not None:
+                self.flush()
+        finally:
+            self._release()
+            self._closed = True
 
     def __enter__(self) -> JsonlTraceWriter:
         return self
@@ -233,6 +299,21 @@ class TraceRecorder:
         if len(events) == self._max_events:
             self.dropped += 1
         events.append(event)
+
+    def emit_fields(
+        self,
+        kind: str,
+        time: float,
+        task: str,
+        view: str | None = None,
+        op: str | None = None,
+        prompt_hash: str | None = None,
+        hit: bool | None = None,
+        duration: float | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``emit(TraceEvent(kind, time, ...))``: the event is what a recorder keeps."""
+        self.emit(TraceEvent(kind, time, task, view, op, prompt_hash, hit, duration, detail))
 
     def kinds(self) -> list[str]:
         """The kind of every kept event, in order."""
