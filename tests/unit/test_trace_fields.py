@@ -33,7 +33,13 @@ from swaysim import (
     TraceEvent,
     TraceRecorder,
 )
-from swaysim._trace.encode import encode_event, encode_fields, event_record, finite_or_name
+from swaysim._trace.encode import (
+    encode_event,
+    encode_fields,
+    event_fields,
+    event_record,
+    finite_or_name,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -112,20 +118,6 @@ async def test_the_writer_writes_what_encode_event_writes_for_each_event(tmp_pat
     assert {"prompt", "view_wait", "fault", "latency", "op_start", "op_end"} <= kinds
     assert '"duration":1e-05' in path.read_text(encoding="utf-8")  # repr's exponent form
     assert "\\u00e9 \\u2603" in path.read_text(encoding="utf-8")  # ASCII-only, as json writes
-
-
-def event_fields(event: TraceEvent) -> tuple[Any, ...]:
-    return (
-        event.kind,
-        event.time,
-        event.task,
-        event.view,
-        event.op,
-        event.prompt_hash,
-        event.hit,
-        event.duration,
-        event.detail,
-    )
 
 
 async def test_a_renamed_task_is_traced_under_its_new_name() -> None:

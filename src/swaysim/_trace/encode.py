@@ -21,14 +21,14 @@ import json
 import math
 from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from swaysim._trace.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from swaysim._trace.events import TraceEvent
 
-__all__ = ["encode_event", "encode_fields", "event_record", "finite_or_name"]
+__all__ = ["encode_event", "encode_fields", "event_fields", "event_record", "finite_or_name"]
 
 
 def _json_default(value: object) -> object:
@@ -59,7 +59,12 @@ def finite_or_name(value: object) -> object:
 
 def event_record(event: TraceEvent) -> dict[str, object]:
     """The event as the JSON object of one trace line (absent fields left out)."""
-    return _record(
+    return _record(*event_fields(event))
+
+
+def event_fields(event: TraceEvent) -> tuple[Any, ...]:
+    """The nine fields of ``event``, in the order ``emit_fields`` and :func:`encode_fields` take."""
+    return (
         event.kind,
         event.time,
         event.task,
@@ -271,14 +276,4 @@ def encode_fields(
 
 def encode_event(event: TraceEvent) -> str:
     """One trace line for ``event``, without the newline."""
-    return encode_fields(
-        event.kind,
-        event.time,
-        event.task,
-        event.view,
-        event.op,
-        event.prompt_hash,
-        event.hit,
-        event.duration,
-        event.detail,
-    )
+    return encode_fields(*event_fields(event))
