@@ -187,11 +187,14 @@ def test_zero_and_negative_zero_are_kept_apart(first: float, second: float) -> N
 
 def test_the_text_caches_start_over_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(encode_module, "_CACHE_CAP", 8)
+    for kept in (encode_module._QUOTED, encode_module._FLOAT_TEXT, encode_module._SHAPES):
+        kept.clear()  # what earlier tests left; the lookups are bound to these very dicts
     for index in range(100):
         event = TraceEvent(f"k{index}", 1.0 + index, "t#1", detail={f"d{index}": 0.5 + index})
         assert encode_fields(*event_fields(event)) == reference_line(event)
         assert len(encode_module._QUOTED) <= 8
         assert len(encode_module._FLOAT_TEXT) <= 8
+        assert len(encode_module._SHAPES) <= 8
 
 
 def test_long_strings_are_quoted_every_time_not_kept() -> None:
