@@ -206,23 +206,20 @@ def test_long_strings_are_quoted_every_time_not_kept() -> None:
     assert len(encode_module._QUOTED) <= before + 1
 
 
-def test_an_event_that_cannot_be_encoded_is_dropped_and_its_error_raised(tmp_path: Path) -> None:
+def test_an_event_that_cannot_be_encoded_raises_where_it_is_emitted(tmp_path: Path) -> None:
+    """As ``emit`` does: the line is encoded on the spot, and the writer goes on."""
     path = tmp_path / "t.jsonl"
     cyclic: dict[str, Any] = {}
     cyclic["self"] = cyclic
-    writer = JsonlTraceWriter(path, flush_every=100)
-    writer.emit_fields("probe_start", 0.0, "t#1", detail={"probe": "a"})
-    writer.emit_fields("probe_start", 0.5, "t#1", detail=cyclic)
-    writer.emit(TraceEvent("probe_end", 1.0, "t#1", detail={"probe": "a"}))
-    with pytest.raises((ValueError, RecursionError)):
-        writer.flush()
+    with JsonlTraceWriter(path) as writer:
+        writer.emit_fields("probe_start", 0.0, "t#1", detail={"probe": "a"})
+        with pytest.raises((ValueError, RecursionError)):
+            writer.emit_fields("probe_start", 0.5, "t#1", detail=cyclic)
+        writer.emit(TraceEvent("probe_end", 1.0, "t#1", detail={"probe": "a"}))
     assert writer.events_written == 2
-    assert writer.events_dropped == 1
-    writer.emit_fields("probe_start", 2.0, "t#1")
-    writer.close()
-    assert writer.closed
+    assert writer.complete
     times = [line.split('"time":')[1].split(",")[0] for line in path.read_text().splitlines()]
-    assert times == ["0.0", "1.0", "2.0"]
+    assert times == ["0.0", "1.0"]
 
 
 def test_events_from_emit_and_emit_fields_keep_their_order_and_the_buffer_bound(

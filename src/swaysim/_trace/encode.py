@@ -7,12 +7,14 @@ and float texts that recur kept in bounded caches; anything unusual falls
 back to the standard encoder over :func:`event_record`, and a test checks
 both give the same bytes. See :mod:`swaysim._trace.schema` for the format.
 
-Pure Python on purpose: orjson encodes a line in about half the
-instructions, but writes some floats (``1e-05`` as ``1e-5``) and all
-non-ASCII text differently, so byte-identical traces would need a check
-and a second path per line; measured against this encoder, the difference
-per traced op is within the noise of a cache-hit op on a virtual clock
-(benchmarks/bench_trace.py; the numbers are in the issue 18 report).
+Pure Python on purpose. orjson writes a bare line in about half the
+instructions of the standard encoder, but writes some floats (``1e-05`` as
+``1e-5``), non-finite ones (as ``null``) and all non-ASCII text differently;
+with the checks that keep traces byte-identical (float ranges, flat details,
+ASCII lines) and the dict it needs built, it measured dearer per line than
+this encoder (about 11,600 against 9,900 instructions per event; 7,200
+unchecked), so it would be a compiled dependency with two paths to keep
+identical, for nothing.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ _CACHED_CHARS: Final = 128
 # empty): a call to a Python function only for what is not kept yet.
 _QUOTED: dict[str, str] = {}
 _FLOAT_TEXT: dict[float, str] = {}
-_SHAPES: dict[tuple[object, ...], tuple[str, str]] = {}
+_SHAPES: dict[tuple[object, ...], tuple[str, str, str]] = {}
 _quoted: Final = _QUOTED.get
 _float_text: Final = _FLOAT_TEXT.get
 _shape: Final = _SHAPES.get
@@ -136,31 +138,24 @@ def _quote(text: str) -> str:
 
 
 def _new_shape(
-    kind: str,
-    task: str,
-    view: str | None,
-    op: str | None,
-    prompt_hash: str | None,
-    hit: bool | None,
-) -> tuple[str, str]:
-    """A line's text before its time, and from the time to its duration: kept for repeats.
+    kind: str, view: str | None, op: str | None, hit: bool | None
+) -> tuple[str, str, str]:
+    """The texts of an event's kind, view and op, and hit, which recur together: kept.
 
-    An event's kind, task, view, op, prompt hash and hit come from small sets
-    together too: an op's events differ in their numbers and detail alone.
+    Returned as the line's start up to its time, the view and op after the
+    task, and the hit after the prompt hash. Tasks and prompt hashes, which
+    can number in the thousands, are kept one by one instead.
     """
     head = f'{_LINE_START}{_quoted(kind) or _quote(kind)},"time":'
-    tail = f',"task":{_quoted(task) or _quote(task)}'
+    middle = ""
     if view is not None:
-        tail += f',"view":{_quoted(view) or _quote(view)}'
+        middle += f',"view":{_quoted(view) or _quote(view)}'
     if op is not None:
-        tail += f',"op":{_quoted(op) or _quote(op)}'
-    if prompt_hash is not None:
-        tail += f',"prompt_hash":{_quoted(prompt_hash) or _quote(prompt_hash)}'
-    if hit is not None:
-        tail += ',"hit":true' if hit else ',"hit":false'
+        middle += f',"op":{_quoted(op) or _quote(op)}'
+    tail = "" if hit is None else ',"hit":true' if hit else ',"hit":false'
     if len(_SHAPES) >= _CACHE_CAP:
         _SHAPES.clear()
-    shape = _SHAPES[(kind, task, view, op, prompt_hash, hit)] = (head, tail)
+    shape = _SHAPES[(kind, view, op, hit)] = (head, middle, tail)
     return shape
 
 
@@ -246,14 +241,15 @@ def encode_fields(
     try:
         if type(time) is not float or (hit is not None and type(hit) is not bool):
             raise TypeError(time, hit)
-        # Everything but the numbers and the detail, as the two texts around the time.
-        shape = _shape((kind, task, view, op, prompt_hash, hit)) or _new_shape(
-            kind, task, view, op, prompt_hash, hit
-        )
+        shape = _shape((kind, view, op, hit)) or _new_shape(kind, view, op, hit)
         stamp = _float_text(time) or _format_float(time)
         if stamp is _ZERO and math.copysign(1.0, time) < 0:
             stamp = "-0.0"
-        line = f"{shape[0]}{stamp}{shape[1]}"
+        line = f'{shape[0]}{stamp},"task":{_quoted(task) or _quote(task)}{shape[1]}'
+        if prompt_hash is not None:
+            line = f'{line},"prompt_hash":{_quoted(prompt_hash) or _quote(prompt_hash)}{shape[2]}'
+        elif shape[2]:
+            line += shape[2]
         if duration is not None:
             if type(duration) is not float:
                 raise TypeError(duration)

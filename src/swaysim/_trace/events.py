@@ -45,10 +45,9 @@ class TraceSink(Protocol):
     prompt_hash, hit, duration, detail)``: the nine fields of a
     :class:`TraceEvent`, positionally, in that order. A backend then calls it
     instead of ``emit``, so that tracing builds no event object a sink does
-    not keep (:class:`~swaysim.JsonlTraceWriter` keeps the fields and encodes
-    them in batches; :class:`~swaysim.TraceRecorder` builds the event it
-    keeps). The sink owns ``detail`` from then on; the backend never changes
-    it. Both methods must receive the same events in the same order.
+    not keep (:class:`~swaysim.JsonlTraceWriter` encodes the fields into its
+    line; :class:`~swaysim.TraceRecorder` builds the event it keeps). The
+    sink owns ``detail`` from then on; the backend never changes it.
     """
 
     def emit(self, event: TraceEvent) -> None:
