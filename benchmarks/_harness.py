@@ -251,3 +251,39 @@ def print_figures(report: Report) -> None:
             line += f"; target {figure.target}: " + ("met" if figure.met else "MISSED")
         print(line)
     sys.stdout.flush()
+
+
+BEFORE_ISSUE_18 = "9cc1b00"
+"""main before issue 18 (hand-offs and tracing at their floor): bench_handoff and
+bench_trace measure its code too, in the same run, for their before/after rows."""
+
+
+def source_at(commit: str, scratch: Path) -> Path | None:
+    """``src/`` of ``commit``, extracted under ``scratch``; None without git or the commit."""
+    target = scratch / f"src-{commit}"
+    if (target / "src" / "swaysim").is_dir():
+        return target / "src"
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        archive = subprocess.run(
+            ["git", "archive", commit, "src"], cwd=ROOT, capture_output=True, check=True, timeout=60
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return target / "src" if (target / "src" / "swaysim").is_dir() else None
+
+
+def run_with_source(script: Path, source: Path, args: Sequence[str]) -> Any:
+    """Run ``script args`` with ``source`` first on sys.path; returns its last line's JSON."""
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    done = subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -27,8 +27,9 @@ seconds, ops/s, wall microseconds per op, peak RSS and its growth over the
 process's RSS before the run, RSS sampled at each quarter of the run, and the
 sizes of what could grow with ops (the per-key call counter, the fault log,
 the trace writer's buffer, the forward cache, the in-flight table).
-Targets: peak RSS < 300 MB at 1,000,000 ops; cost per op at 1,000,000 within
-1.2x of the cost at 10,000.
+Targets: peak RSS < 300 MB at 1,000,000 ops, and flat while writing them
+(at most +2 MB from a quarter of the ops to the end); cost per op at
+1,000,000 within 1.2x of the cost at 10,000.
 
 Two memory checks follow (one run each, at two sizes): with every prompt
 distinct, how the per-key call counter grows; with a ``nan`` fault rule at
@@ -69,6 +70,7 @@ OPS_PER_TASK = 100
 LATENCY = 0.001
 PROMPTS = 10_000  # with 3 op kinds: 30,000 distinct keys, cycled in service order
 RSS_TARGET_MB = 300.0
+FLAT_RSS_MB = 2.0
 COST_RATIO_TARGET = 1.2
 MB = 1e6
 
@@ -336,6 +338,23 @@ def report_scale(report: Report, loop: str, runs: dict[int, list[Outcome]]) -> N
                 f"{last.trace_bytes / MB:,.0f} MB of trace"
             ),
         )
+        if size == largest and len(last.rss_samples_mb) >= 2:
+            (first_ops, first_mb), (last_ops, last_mb) = (
+                last.rss_samples_mb[0],
+                last.rss_samples_mb[-1],
+            )
+            report.add(
+                group,
+                f"{name}: RSS after all {last_ops:,} ops, traced to a file",
+                "MB",
+                [last_mb],
+                reference_name=f"RSS after {first_ops:,} ops",
+                reference=[first_mb],
+                compare="difference",
+                target=f"<= +{FLAT_RSS_MB:g} MB (flat)",
+                met=last_mb - first_mb <= FLAT_RSS_MB,
+                cause="memory grows with the ops written (see the memory checks)",
+            )
 
 
 def memory_checks(report: Report, sizes: tuple[int, int]) -> None:

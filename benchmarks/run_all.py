@@ -35,9 +35,9 @@ RESULTS = HERE / "RESULTS.md"
 PARTIAL = HERE / "_work" / "RESULTS-partial.md"
 """Where smoke and partial runs write (gitignored): only a full run may replace RESULTS.md."""
 
-# Arguments for the full run. bench_scale streams the 1,000,000-op trace, so
-# bench_trace's streaming part is cut to 200,000 ops to keep `make bench` near
-# six minutes on two cores.
+# Arguments for the full run. bench_scale streams the 1,000,000-op trace (and holds
+# RSS flat while writing it), so bench_trace's streaming part is cut to 200,000 ops
+# to keep `make bench` near seven minutes on two cores.
 FULL_ARGS: dict[str, list[str]] = {
     "bench_trace.py": ["--ops", "200000"],
 }

@@ -5,8 +5,9 @@ Everything a trace user reaches for, in one namespace::
     from swaysim.trace import JsonlTraceWriter, read_trace, digest_trace, write_report
 
 - write: :class:`JsonlTraceWriter` (a file, streaming), :class:`TraceRecorder`
-  (memory, for tests), or any :class:`TraceSink`; :func:`encode_event` is the
-  line format for a sink of your own;
+  (memory, for tests), or any :class:`TraceSink`; :func:`encode_event` (and
+  :func:`encode_fields`, for a sink with ``emit_fields``) is the line format
+  for a sink of your own;
 - read: :func:`read_trace` (streaming, validated), :func:`decode_event`;
 - summarise: :func:`digest_trace` / :func:`digest_events` fold a trace into a
   :class:`TraceDigest`; :func:`summarize_trace` prints it as tables;
@@ -34,7 +35,7 @@ from swaysim._trace.digest import (
     digest_events,
     digest_trace,
 )
-from swaysim._trace.encode import encode_event
+from swaysim._trace.encode import encode_event, encode_fields
 from swaysim._trace.events import TraceEvent, TraceSink
 from swaysim._trace.read import decode_event, read_trace
 from swaysim._trace.schema import EVENT_KINDS, RESULTS_FILE, SCHEMA_VERSION, TRACE_FILE
@@ -85,6 +86,7 @@ __all__ = [
     "digest_events",
     "digest_trace",
     "encode_event",
+    "encode_fields",
     "export_chrome",
     "read_trace",
     "summarize_trace",

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import pytest
+import sniffio
+import trio
 
 import swaysim
 from swaysim import (
@@ -120,6 +124,60 @@ async def test_a_holder_that_reenters_queues_behind_the_waiters() -> None:
         tg.start_soon(polite, "first", 0.01)
         tg.start_soon(polite, "second", 0.02)
     assert order == ["greedy", "first", "second", "greedy", "greedy"]
+
+
+async def test_a_waiter_cancelled_after_the_hand_over_passes_the_view_on() -> None:
+    """The view was handed to the first waiter, which is cancelled before it resumes."""
+    backend = AsyncDummyDifferentialBackend()
+    scopes: dict[str, anyio.CancelScope] = {}
+    bodies: list[str] = []
+
+    async def holder() -> None:
+        async with backend.as_base():
+            await anyio.sleep(1.0)
+        scopes["first"].cancel()  # the exit above already handed the view to "first"
+
+    async def waiter(name: str, delay: float) -> None:
+        with anyio.CancelScope() as scopes[name]:
+            await anyio.sleep(delay)
+            async with backend.as_finetuned():
+                await anyio.lowlevel.checkpoint()
+                bodies.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(holder)
+        tg.start_soon(waiter, "first", 0.1)
+        tg.start_soon(waiter, "second", 0.2)
+    assert bodies == ["second"]
+    stats = backend.statistics()
+    assert stats.entries == stats.exits
+    assert stats.entries_per_view.get("ft", 0) in (1, 2)  # trio admits it, then cancels its body
+    assert backend.is_free()
+
+
+async def test_a_holder_without_a_name_is_named_by_its_id() -> None:
+    backend = AsyncDummyDifferentialBackend()
+    seen: dict[str, str] = {}
+
+    async with backend.as_base():
+        task = rename_current_task("")
+        seen.update(backend.statistics().holders)
+        with pytest.raises(NestedViewError, match=rf"task 'task-{id(task)}' already holds"):
+            async with backend.as_finetuned():
+                pass
+    assert seen == {"base": f"task-{id(task)}"}
+
+
+def rename_current_task(name: str) -> object:
+    """Rename the running task through its loop's own API; returns the native task."""
+    if sniffio.current_async_library() == "asyncio":
+        task = asyncio.current_task()
+        assert task is not None
+        task.set_name(name)
+        return task
+    current = trio.lowlevel.current_task()
+    current.name = name
+    return current
 
 
 async def test_bodies_never_overlap_under_wait() -> None:

@@ -21,7 +21,7 @@ from swaysim._backend.models import ModeModel, NullModel, ScaledModel, ViewModel
 from swaysim._backend.pipeline import OpPipeline
 from swaysim._backend.statistics import BackendStatistics, snapshot_mapping
 from swaysim._backend.tracing import BackendTracer, LoopClock
-from swaysim._backend.views import DummyView, ViewContext, loop_sleep
+from swaysim._backend.views import DummyView, ViewContext
 from swaysim._chaos.faults import EXCEPTION_FOR_KIND, FaultFiring, FaultPlan, FaultState
 from swaysim._chaos.jitter import ScheduleJitter
 from swaysim._chaos.latency import LatencyPlan
@@ -419,49 +419,55 @@ class AsyncDummyDifferentialBackend:
 
     # -- entering and exiting ----------------------------------------------------
 
-    def _is_switch(self, cache_id: str) -> bool:
-        if self._safe:
-            if cache_id in self._loaded:
-                return False
-            self._loaded.add(cache_id)
-            return True
-        if self._last_entered == cache_id:
-            return False
-        self._last_entered = cache_id
-        return True
-
-    async def _enter(self, model: ViewModel) -> tuple[Holding, DummyView]:
-        """Take the gate, then pay the switch and enter latency, then maybe fail.
+    def _count_entry(self, model: ViewModel) -> tuple[int, bool]:
+        """Count an entry of ``model``'s view: its number (per view id), and whether it switched.
 
         On an exclusive backend a switch is an entry of a view other than the
         one entered last (the first entry counts): the adapter is swapped. On
         a concurrent-safe backend views are resident side by side, so only a
         view's first entry is a switch (it is loaded once); this also keeps
         the count independent of the order concurrent entries happen in.
+        """
+        entry = self._entries_per_view[model.id] = self._entries_per_view.get(model.id, 0) + 1
+        cache_id = model.cache_id
+        if self._safe:
+            if cache_id in self._loaded:
+                return entry, False
+            self._loaded.add(cache_id)
+        elif self._last_entered == cache_id:
+            return entry, False
+        else:
+            self._last_entered = cache_id
+        self._switches += 1
+        return entry, True
 
-        An enter fault fires after those latencies and, like a cancellation
-        during them, releases the gate before raising.
+    async def _enter(self, model: ViewModel) -> tuple[Holding, DummyView]:
+        """Take the gate, then pay the switch and enter latency, then maybe fail.
+
+        (A plain backend's entries take the fast path of
+        :meth:`~swaysim._backend.views.ViewContext.__aenter__` instead.)
+        A switch is as :meth:`_count_entry` says. An enter fault fires after
+        those latencies and, like a cancellation during them, releases the
+        gate before raising.
         Entries are counted per view (1-based) for ``nth``/``after``/``every``.
         """
         clock = self._clock
         clock.refresh()
-        sleep = self._sleep = loop_sleep()
+        self._sleep = clock.sleep
         tracer = self._tracer
         started = clock.now() if tracer is not None else 0.0
         ledger = self._ledger
         if ledger is not None:
             ledger.entering(model.id)
-        holding = await self._gate.enter(model.id)
+        holding = await self._gate.enter(model.id, clock)
         try:
             if tracer is not None:
+                holding.since = clock.time()
                 waited = clock.now() - started
                 if waited > 0:
                     tracer.emit("view_wait", model.id, duration=waited)
                 tracer.emit("view_enter", model.id)
-            entry = self._entries_per_view[model.id] = self._entries_per_view.get(model.id, 0) + 1
-            switched = self._is_switch(model.cache_id)
-            if switched:
-                self._switches += 1
+            entry, switched = self._count_entry(model)
             if self._latency is not None:
                 await self._enter_latency(self._latency, model, entry, switched=switched)
             if self._faults is not None:
@@ -471,12 +477,12 @@ class AsyncDummyDifferentialBackend:
         except BaseException as exc:
             self._gate.exit(holding)
             if tracer is not None:
-                duration = anyio.current_time() - holding.since
+                duration = clock.time() - holding.since
                 tracer.emit("view_exit", model.id, duration=duration, detail={"aborted": True})
             if ledger is not None:
                 ledger.enter_failed(model.id, exc)
             raise
-        view = DummyView(model, self._cache, self._view_pipeline, sleep)
+        view = DummyView(model, self._cache, self._view_pipeline, clock)
         if ledger is not None:
             ledger.entered(view, model.id)
         return holding, view
@@ -503,17 +509,19 @@ class AsyncDummyDifferentialBackend:
         model = view._model
         if self._ledger is not None:
             self._ledger.exited(view)
-        exit_index = self._pipeline.next_index("exit", model.id, "")
+        latency, faults = self._latency, self._faults
+        exit_index = 0
+        if latency is not None or faults is not None:
+            exit_index = self._pipeline.next_index("exit", model.id, "")
         try:
-            latency = self._latency
             if latency is not None and latency.view_exit is not None:
                 await self._sleep_drawn(latency.view_exit, "exit", model, exit_index)
         finally:
             self._gate.exit(holding)
             if self._tracer is not None:
-                duration = anyio.current_time() - holding.since
+                duration = self._clock.time() - holding.since
                 self._tracer.emit("view_exit", model.id, duration=duration)
-        if clean and self._faults is not None:
+        if clean and faults is not None:
             now = self._clock.now()
             firing = self._pipeline.select_fault("exit", model, "", exit_index, now)
             if firing is not None:

@@ -319,7 +319,8 @@ class OpPipeline:
         model.calls[OP_SLOTS[op]] += 1
         started, call_index = 0.0, 0
         if self._keyed:
-            started = self._clock.now()
+            if self._faults is not None:  # a rule's time window reads it
+                started = self._clock.now()
             call_index = self.next_index(op, model.id, key_text)
         identity = (op, model.id, key_text, call_index)
         firing = None

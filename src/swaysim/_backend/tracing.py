@@ -5,53 +5,39 @@ A backend with no sink builds no event: every caller holds a
 span: :meth:`BackendTracer.start_op` emits ``op_start``; the op ends it with
 :meth:`OpSpan.end` (knowing whether the cache hit) or, if it raises,
 :meth:`OpSpan.fail`.
+
+Events go to the sink as their nine fields, positionally: to the sink's
+``emit_fields`` when it has one (:class:`~swaysim.JsonlTraceWriter` and
+:class:`~swaysim.TraceRecorder` do), so nothing is built per event beyond
+what the sink keeps; to ``emit(TraceEvent(...))`` otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
-from typing import TYPE_CHECKING
+import time
+from asyncio import _get_running_loop
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import sniffio
-from anyio.lowlevel import current_token
+from anyio.lowlevel import checkpoint, current_token
 
 from swaysim._trace.events import TraceEvent
 from swaysim._trace.prompts import PromptTable, prompt_detail
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from swaysim._chaos.faults import FaultFiring
     from swaysim._trace.events import TraceSink
 
 __all__ = ["BackendTracer", "LoopClock", "OpSpan", "current_task_name"]
 
-
-class LoopClock:
-    """Loop seconds since the backend's first use in the current event loop.
-
-    Restarted (by :meth:`refresh`, on every view entry) when the backend is
-    used in another event loop, so every run's trace starts near zero.
-    """
-
-    __slots__ = ("_epoch", "_loop")
-
-    def __init__(self) -> None:
-        self._epoch = 0.0
-        self._loop: object = None
-
-    def refresh(self) -> None:
-        """Restart the epoch if this is a different event loop than last time."""
-        loop = current_token().native_token
-        if loop is not self._loop:
-            self._loop = loop
-            self._epoch = anyio.current_time()
-
-    def now(self) -> float:
-        """Loop seconds since the epoch."""
-        return anyio.current_time() - self._epoch
+_ASYNCIO_CHECKPOINT: Final = functools.partial(asyncio.sleep, 0)
+"""What ``anyio.lowlevel.checkpoint()`` awaits on asyncio, without its two frames."""
 
 
 def current_task_name() -> str:
@@ -59,7 +45,8 @@ def current_task_name() -> str:
 
     Read from the loop's own task: ``anyio.get_current_task()`` builds a
     ``TaskInfo`` (and looks up the parent) per call, a microsecond per trace
-    event. Not cached per task: the lookup would cost as much.
+    event. Inside a backend, :meth:`LoopClock.task_name` skips the library
+    lookup too.
     """
     library = sniffio.current_async_library()
     if library == "asyncio":
@@ -73,7 +60,138 @@ def current_task_name() -> str:
     return f"{info.name}#{info.id}"  # pragma: no cover
 
 
-def _discard(event: TraceEvent) -> None:
+def _native_current_task() -> object:
+    """The running loop's own task object (before a clock is bound to a loop)."""
+    if sniffio.current_async_library() == "trio":
+        return sys.modules["trio"].lowlevel.current_task()
+    return asyncio.current_task()
+
+
+def _asyncio_current_task(loop: asyncio.AbstractEventLoop) -> Callable[[], object]:
+    """``asyncio.current_task`` for ``loop``, without the running-loop lookup (a getpid()).
+
+    On Python 3.11 ``current_task`` is a Python function over the dictionary
+    of current tasks by loop; that dictionary's own lookup is a third of it.
+    """
+    current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
+    if type(current_tasks) is dict:
+        return functools.partial(current_tasks.get, loop)
+    return functools.partial(asyncio.current_task, loop)  # pragma: no cover - Python 3.14+
+
+
+def _asyncio_task_namer(current_task: Callable[[], Any]) -> Callable[[], str]:
+    """``"name#id"`` of the current asyncio task, formatted again only when task or name changes."""
+    last_id, last_name, last_label = 0, None, ""
+
+    def task_name() -> str:
+        nonlocal last_id, last_name, last_label
+        task = current_task()
+        if task is None:  # pragma: no cover - backend code always runs in a task
+            return current_task_name()
+        name = task.get_name()
+        ident = id(task)
+        if ident != last_id or name is not last_name:
+            last_id, last_name, last_label = ident, name, f"{name}#{ident}"
+        return last_label
+
+    return task_name
+
+
+def _trio_task_namer(current_task: Callable[[], Any]) -> Callable[[], str]:
+    """``"name#id"`` of the current trio task, formatted again only when task or name changes."""
+    last_id, last_name, last_label = 0, None, ""
+
+    def task_name() -> str:
+        nonlocal last_id, last_name, last_label
+        task = current_task()
+        name = task.name
+        ident = id(task)
+        if ident != last_id or name is not last_name:
+            last_id, last_name, last_label = ident, name, f"{name}#{ident}"
+        return last_label
+
+    return task_name
+
+
+class LoopClock:
+    """Loop seconds since the backend's first use in the current loop, and that loop's primitives.
+
+    :meth:`refresh` (on every view entry) restarts the epoch when the backend
+    is used in another event loop, so every run's trace starts near zero,
+    and binds the loop's own functions: :attr:`time`, :attr:`checkpoint`,
+    :attr:`sleep`, :attr:`current_task` (the native task object),
+    :attr:`task_name` (``"name#id"``) and, on asyncio, :attr:`create_future`.
+    They are what anyio's functions end up calling,
+    without anyio's library lookup and extra frames on every call: together
+    most of a view hand-off's overhead over a bare lock. Before the first
+    refresh they are anyio's own.
+    """
+
+    __slots__ = (
+        "_epoch",
+        "_loop",
+        "checkpoint",
+        "create_future",
+        "current_task",
+        "sleep",
+        "task_name",
+        "time",
+    )
+
+    def __init__(self) -> None:
+        self._epoch = 0.0
+        self._loop: object = None
+        self.time: Callable[[], float] = anyio.current_time
+        self.checkpoint: Callable[[], Awaitable[object]] = checkpoint
+        self.sleep: Callable[[float], Awaitable[object]] = anyio.sleep
+        self.current_task: Callable[[], object] = _native_current_task
+        self.task_name: Callable[[], str] = current_task_name
+        self.create_future: Callable[[], asyncio.Future[None]] | None = None
+
+    def refresh(self) -> None:
+        """Rebind (and restart the epoch) if this is a different event loop than last time."""
+        loop: object = _get_running_loop()
+        if loop is None:  # not asyncio, so trio: anyio runs on nothing else
+            trio = sys.modules.get("trio")
+            loop = (
+                trio.lowlevel.current_trio_token()
+                if trio is not None
+                else current_token().native_token  # raises the usual "no loop" error
+            )
+        if loop is not self._loop:
+            self._bind(loop)
+
+    def _bind(self, loop: object) -> None:
+        if isinstance(loop, asyncio.AbstractEventLoop):
+            # The base loop's time() is time.monotonic() behind a Python frame.
+            plain = type(loop).time is asyncio.BaseEventLoop.time
+            self.time = time.monotonic if plain else loop.time
+            self.checkpoint = _ASYNCIO_CHECKPOINT
+            self.sleep = asyncio.sleep
+            self.current_task = _asyncio_current_task(loop)
+            self.task_name = _asyncio_task_namer(self.current_task)
+            self.create_future = loop.create_future
+        else:
+            trio = sys.modules["trio"]
+            self.time = trio.lowlevel.current_clock().current_time  # trio.current_time's own call
+            self.checkpoint = trio.lowlevel.checkpoint
+            self.sleep = trio.sleep
+            self.current_task = trio.lowlevel.current_task
+            self.task_name = _trio_task_namer(trio.lowlevel.current_task)
+            self.create_future = None
+        self._loop = loop
+        self._epoch = self.time()
+
+    def now(self) -> float:
+        """Loop seconds since the epoch."""
+        return self.time() - self._epoch
+
+    def __repr__(self) -> str:
+        bound = "unbound" if self._loop is None else f"bound to {type(self._loop).__name__}"
+        return f"<LoopClock {bound} epoch={self._epoch:.6g}>"
+
+
+def _discard(*fields: object) -> None:
     """Where events go once the sink has failed."""
 
 
@@ -89,17 +207,49 @@ class BackendTracer:
     and later events are dropped, so the run goes on and its results stand.
     """
 
-    __slots__ = ("_emit", "clock", "error", "prompts", "sink")
+    __slots__ = ("_known_hash", "_send", "clock", "error", "prompts", "sink")
 
     def __init__(self, sink: TraceSink, clock: LoopClock) -> None:
         self.sink = sink
         self.clock = clock
         self.error: Exception | None = None
-        self._emit = sink.emit
+        emit_fields = getattr(sink, "emit_fields", None)
+        self._send: Callable[..., None] = emit_fields if callable(emit_fields) else self._as_event
         self.prompts = PromptTable(self._prompt)
+        self._known_hash = self.prompts.known
+
+    def _as_event(self, *fields: Any) -> None:
+        """For a sink without ``emit_fields``: one :class:`TraceEvent`, to its ``emit``."""
+        self.sink.emit(TraceEvent(*fields))
+
+    def _fields(
+        self,
+        kind: str,
+        time: float,
+        view: str | None,
+        op: str | None,
+        prompt_hash: str | None,
+        hit: bool | None,
+        duration: float | None,
+        detail: Mapping[str, object] | None,
+    ) -> None:
+        """One event, stamped ``time``, in the current task (positional: a third cheaper)."""
+        try:
+            self._send(
+                kind, time, self.clock.task_name(), view, op, prompt_hash, hit, duration, detail
+            )
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """The sink raised: keep the error, drop every later event."""
+        self.error = exc
+        self._send = _discard
 
     def _prompt(self, prompt_hash: str, text: str) -> None:
-        self.emit("prompt", None, prompt_hash=prompt_hash, detail=prompt_detail(text))
+        self._fields(
+            "prompt", self.clock.now(), None, None, prompt_hash, None, None, prompt_detail(text)
+        )
 
     def emit(
         self,
@@ -113,28 +263,11 @@ class BackendTracer:
         detail: Mapping[str, object] | None = None,
     ) -> None:
         """One event, stamped now, in the current task."""
-        # Positional: a third cheaper than keywords, on a path taken three times per op.
-        try:
-            self._emit(
-                TraceEvent(
-                    kind,
-                    self.clock.now(),
-                    current_task_name(),
-                    view,
-                    op,
-                    prompt_hash,
-                    hit,
-                    duration,
-                    detail,
-                )
-            )
-        except Exception as exc:
-            self.error = exc
-            self._emit = _discard
+        self._fields(kind, self.clock.now(), view, op, prompt_hash, hit, duration, detail)
 
     def latency(self, view_id: str, what: str, seconds: float) -> None:
         """A latency event: an op's service time, or a view switch, enter or exit."""
-        self.emit("latency", view_id, op=what, duration=seconds)
+        self._fields("latency", self.clock.now(), view_id, what, None, None, seconds, None)
 
     def fault(self, firing: FaultFiring) -> None:
         """A fault firing, with its rule, kind and call number."""
@@ -149,16 +282,27 @@ class BackendTracer:
     def start_op(
         self, view_id: str, op: str, key_text: str, detail: Mapping[str, object] | None
     ) -> OpSpan:
-        """Emit ``op_start`` for one op on ``view_id`` and return the span that ends it."""
-        span = OpSpan(self, view_id, op, self.prompts.hash_of(key_text), self.clock.now(), detail)
-        self.emit("op_start", view_id, op=op, prompt_hash=span.prompt_hash, detail=detail)
-        return span
+        """Emit ``op_start`` for one op on ``view_id`` and return the span that ends it.
+
+        The two events of an op, the hottest of a trace, are sent without
+        :meth:`emit`'s frames; the task is named once for both (an op runs
+        in one task).
+        """
+        prompt_hash = self._known_hash(key_text) or self.prompts.hash_of(key_text)
+        clock = self.clock
+        started = clock.time() - clock._epoch
+        task = clock.task_name()
+        try:
+            self._send("op_start", started, task, view_id, op, prompt_hash, None, None, detail)
+        except Exception as exc:
+            self._failed(exc)
+        return OpSpan(self, view_id, op, prompt_hash, started, detail, task)
 
 
 class OpSpan:
     """One traced op in progress: ends with ``op_end``, carrying a hit or an error."""
 
-    __slots__ = ("_tracer", "detail", "op", "prompt_hash", "started", "view_id")
+    __slots__ = ("_tracer", "detail", "op", "prompt_hash", "started", "task", "view_id")
 
     def __init__(
         self,
@@ -168,6 +312,7 @@ class OpSpan:
         prompt_hash: str,
         started: float,
         detail: Mapping[str, object] | None,
+        task: str,
     ) -> None:
         self._tracer = tracer
         self.view_id = view_id
@@ -175,10 +320,30 @@ class OpSpan:
         self.prompt_hash = prompt_hash
         self.started = started
         self.detail = detail
+        self.task = task
 
-    def end(self, hit: bool, detail: Mapping[str, object]) -> None:
-        """The op returned: whether the cache served it all, and what it did."""
-        self._close(hit, detail)
+    def end(self, hit: bool | None, detail: Mapping[str, object]) -> None:
+        """The op returned (``hit``: whether the cache served it all) and what it did.
+
+        ``hit`` None: it failed (see :meth:`fail`).
+        """
+        tracer = self._tracer
+        clock = tracer.clock
+        now = clock.time() - clock._epoch
+        try:
+            tracer._send(
+                "op_end",
+                now,
+                self.task,
+                self.view_id,
+                self.op,
+                self.prompt_hash,
+                hit,
+                now - self.started,
+                detail,
+            )
+        except Exception as exc:
+            tracer._failed(exc)
 
     def corrupted(self, kind: str, item: int | None = None) -> None:
         """An output fault changed the answer: already traced as its firing."""
@@ -187,19 +352,7 @@ class OpSpan:
         """The op raised (or was cancelled): ``op_end`` names the error."""
         cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
         error = "cancelled" if cancelled else type(exc).__name__
-        self._close(None, {**(self.detail or {}), "error": error})
-
-    def _close(self, hit: bool | None, detail: Mapping[str, object]) -> None:
-        tracer = self._tracer
-        tracer.emit(
-            "op_end",
-            self.view_id,
-            op=self.op,
-            prompt_hash=self.prompt_hash,
-            hit=hit,
-            duration=tracer.clock.now() - self.started,
-            detail=detail,
-        )
+        self.end(None, {**(self.detail or {}), "error": error})
 
     def __repr__(self) -> str:
         return f"<OpSpan {self.op} on {self.view_id!r} since {self.started:.6g}>"

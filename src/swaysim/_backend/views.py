@@ -8,14 +8,7 @@ one checkpoint. Anything configured sends it down the backend's
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import sys
 from typing import TYPE_CHECKING, Final, cast
-
-import anyio
-import sniffio
-from anyio.lowlevel import checkpoint
 
 from swaysim._backend.cache import MISSING
 from swaysim._validation import MAX_COUNT, invalid, require_sequence
@@ -31,7 +24,7 @@ from swaysim._vocab import (
 from swaysim.errors import InvalidArgumentError, StaleViewError, ViewError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Sequence
     from types import TracebackType
 
     from swaysim._backend.backend import AsyncDummyDifferentialBackend
@@ -39,47 +32,17 @@ if TYPE_CHECKING:
     from swaysim._backend.gate import Holding
     from swaysim._backend.models import ViewModel
     from swaysim._backend.pipeline import OpPipeline
+    from swaysim._backend.tracing import LoopClock
     from swaysim._types import RollingLogprob, TokenDist
 
-__all__ = ["DummyView", "ViewContext", "loop_checkpoint", "loop_sleep"]
+__all__ = ["DummyView", "ViewContext"]
 
-_ASYNCIO_CHECKPOINT: Final = functools.partial(asyncio.sleep, 0)
 # Each op's counter in ViewModel.calls.
 _GENERATE_SLOT: Final = OP_SLOTS[GENERATE_OP]
 _LOGPROB_OF_SLOT: Final = OP_SLOTS[LOGPROB_OF_OP]
 _ROLLING_SLOT: Final = OP_SLOTS[ROLLING_LOGPROB_OP]
 _NTD_SLOT: Final = OP_SLOTS[NEXT_TOKEN_DIST_OP]
 _BATCH_SLOT: Final = OP_SLOTS[NEXT_TOKEN_DIST_BATCH_OP]
-
-
-def loop_checkpoint() -> Callable[[], Awaitable[object]]:
-    """The running loop's own checkpoint, which ``anyio.lowlevel.checkpoint()`` ends up awaiting.
-
-    anyio's checkpoint is ``asyncio.sleep(0)`` or ``trio.lowlevel.checkpoint()``
-    behind two more coroutine frames and a library lookup per call; a view
-    resolves it once, when entered (a view never outlives its event loop).
-    """
-    library = sniffio.current_async_library()
-    if library == "trio":
-        return cast("Callable[[], Awaitable[object]]", sys.modules["trio"].lowlevel.checkpoint)
-    if library == "asyncio":
-        return _ASYNCIO_CHECKPOINT
-    return checkpoint  # pragma: no cover - anyio supports asyncio and trio only
-
-
-def loop_sleep() -> Callable[[float], Awaitable[object]]:
-    """The running loop's own sleep, which ``anyio.sleep`` ends up awaiting.
-
-    ``asyncio.sleep`` or ``trio.sleep``, without anyio's two extra coroutine
-    frames and library lookup: a third of the slow path's cost per latency
-    event. Resolved on every view entry, for the entering loop.
-    """
-    library = sniffio.current_async_library()
-    if library == "trio":
-        return cast("Callable[[float], Awaitable[object]]", sys.modules["trio"].sleep)
-    if library == "asyncio":
-        return asyncio.sleep
-    return anyio.sleep  # pragma: no cover - anyio supports asyncio and trio only
 
 
 def _bad_top_k(top_k: object) -> InvalidArgumentError:
@@ -115,11 +78,13 @@ class DummyView:
         model: ViewModel,
         cache: ForwardCache,
         pipeline: OpPipeline | None,
-        sleep: Callable[[float], Awaitable[object]],
+        clock: LoopClock,
     ) -> None:
-        """A view of ``model``, entered in the loop whose ``sleep`` is given.
+        """A view of ``model``, entered in the loop ``clock`` is bound to.
 
         ``pipeline`` None means nothing is configured: every op takes the fast path.
+        The loop's own checkpoint and sleep are taken from ``clock`` (a view
+        never outlives its event loop).
         """
         self._model = model
         self._cache = cache
@@ -127,8 +92,8 @@ class DummyView:
         self._cache_id = model.cache_id
         self._calls = model.calls
         self._live = True
-        self._checkpoint = loop_checkpoint()
-        self._sleep = sleep
+        self._checkpoint = clock.checkpoint
+        self._sleep = clock.sleep
 
     @property
     def id(self) -> str:
@@ -322,8 +287,19 @@ class ViewContext:
                 f"this as_...() context for view {self._model.id!r} was already entered; "
                 "call the backend method again for a new entry"
             )
-        self._holding, self._view = await self._backend._enter(self._model)
-        return self._view
+        backend = self._backend
+        if backend._view_pipeline is not None:
+            self._holding, self._view = await backend._enter(self._model)
+            return self._view
+        # A plain backend (nothing configured): taking the gate and counting the
+        # entry is all there is, without the slow path's frame (bench_handoff.py).
+        clock = backend._clock
+        clock.refresh()
+        model = self._model
+        self._holding = await backend._gate.enter(model.id, clock)
+        backend._count_entry(model)
+        view = self._view = DummyView(model, backend._cache, None, clock)
+        return view
 
     async def __aexit__(
         self,
@@ -337,4 +313,8 @@ class ViewContext:
                 f"this as_...() context for view {self._model.id!r} was exited without being "
                 "entered; use it as 'async with backend.as_...() as view:'"
             )
+        if view._pipeline is None:  # a plain backend: releasing the gate is all there is
+            view._live = False
+            self._backend._gate.exit(holding)
+            return
         await self._backend._exit(holding, view, clean=exc_type is None)

@@ -39,7 +39,16 @@ class TraceEvent:
 
 @runtime_checkable
 class TraceSink(Protocol):
-    """Anything with ``emit(event)``; a backend with no sink pays one ``is None`` test."""
+    """Anything with ``emit(event)``; a backend with no sink pays one ``is None`` test.
+
+    A sink may also have ``emit_fields(kind, time, task, view, op,
+    prompt_hash, hit, duration, detail)``: the nine fields of a
+    :class:`TraceEvent`, positionally, in that order. A backend then calls it
+    instead of ``emit``, so that tracing builds no event object a sink does
+    not keep (:class:`~swaysim.JsonlTraceWriter` encodes the fields into its
+    line; :class:`~swaysim.TraceRecorder` builds the event it keeps). The
+    sink owns ``detail`` from then on; the backend never changes it.
+    """
 
     def emit(self, event: TraceEvent) -> None:
         """Receive one event. Must not await and should not raise."""

@@ -42,11 +42,13 @@ def prompt_detail(text: str) -> dict[str, object]:
 class PromptTable:
     """The hash of each traced key text; ``emit(hash, text)`` runs on a text's first use."""
 
-    __slots__ = ("_emit", "_hashes")
+    __slots__ = ("_emit", "_hashes", "known")
 
     def __init__(self, emit: Callable[[str, str], None]) -> None:
         self._hashes: dict[str, str] = {}
         self._emit = emit
+        self.known: Callable[[str], str | None] = self._hashes.get
+        """The hash of a text already written, else None: a lookup, with nothing emitted."""
 
     def hash_of(self, text: str) -> str:
         """The prompt hash of ``text``; the first time, its ``prompt`` event is emitted too."""
