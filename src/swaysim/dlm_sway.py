@@ -18,6 +18,9 @@ for it::
   dummy everywhere for a block (what ``pytest --swaysim-dlm-sway`` and the
   ``swaysim_dlm_sway`` fixture do); :func:`close_all_bridges` closes every
   drop-in's bridge, :func:`open_bridges` counts them.
+- :func:`runner`: dlm-sway's own suite runner as a runner under test for
+  swaysim's scenario library (``swaysim run scenarios/ --runner
+  swaysim.dlm_sway:runner``).
 
 This module stands in for ``dlm_sway.backends.dummy`` in imports: every other
 name that module defines (``DummyResponses``, even ``_DummyView``) is
@@ -55,6 +58,7 @@ _LAZY: _typing.Final = {
     "configured_drop_in": "swaysim._dlm_sway.swap",
     "open_bridges": "swaysim._dlm_sway.bridge",
     "replace_dummy": "swaysim._dlm_sway.swap",
+    "runner": "swaysim._dlm_sway.runner",
 }
 
 if _typing.TYPE_CHECKING:
@@ -62,6 +66,7 @@ if _typing.TYPE_CHECKING:
 
     from swaysim._dlm_sway.backend import BridgedDummyView, DummyDifferentialBackend
     from swaysim._dlm_sway.bridge import close_all_bridges, open_bridges
+    from swaysim._dlm_sway.runner import runner
     from swaysim._dlm_sway.swap import configured_drop_in, replace_dummy
 
 
@@ -87,4 +92,5 @@ __all__ = [
     "configured_drop_in",
     "open_bridges",
     "replace_dummy",
+    "runner",
 ]
