@@ -86,7 +86,9 @@ class TextsPerplexityProbe(Probe):
     logprob, each text's views entered one after the other), the same
     handling of a non-finite text (dropped from the mean, as dlm-sway drops
     such a chunk), the same verdict rules (z against a null calibration of
-    this kind when there is one, else ``assert_mean_delta_gte``).
+    this kind when there is one, else ``assert_mean_delta_gte``). Without a
+    calibration the 0..1 score is the reference probe's (``1 - exp(-delta)``):
+    dlm-sway has no probe over given texts to take one from.
     """
 
     kind = PERPLEXITY_KIND
@@ -128,7 +130,8 @@ class TextsPerplexityProbe(Probe):
         else:
             passed = mean_delta >= spec.assert_mean_delta_gte
             verdict = SwayVerdict.PASS if passed else SwayVerdict.FAIL
-            score = max(0.0, min(1.0, 0.5 + mean_delta))
+            # The reference's 0..1 strength: dlm-sway has no such probe to take it from.
+            score = 1.0 - math.exp(-max(mean_delta, 0.0))
             message = (
                 f"perplexity delta={mean_delta:+.3f} nats/tok "
                 f"(threshold {spec.assert_mean_delta_gte}) {no_calibration_note(spec.kind)}"
