@@ -27,7 +27,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -36,6 +35,10 @@ from typing import Final
 DLM_SWAY_VERSION: Final = "0.1.0"
 REPO: Final = Path(__file__).resolve().parents[2]
 HERE: Final = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tests/: the shared sdist helper
+
+from sdists import fetch_sdist  # noqa: E402
+
 IMPORTS: Final = (
     (
         re.compile(r"^(\s*)from dlm_sway\.backends\.dummy import ", re.M),
@@ -50,26 +53,6 @@ IMPORTS: Final = (
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-def ensure_sdist(cache: Path) -> Path:
-    """dlm-sway's sdist, fetched with pip and unpacked; its root (tests/ and pyproject.toml)."""
-    root = cache / f"dlm_sway-{DLM_SWAY_VERSION}"
-    if (root / "tests" / "conftest.py").exists():
-        return root
-    log(f"fetching the dlm-sway {DLM_SWAY_VERSION} sdist")
-    download = cache / "sdist"
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check"),
-            *("--no-deps", "--no-binary", ":all:", f"dlm-sway=={DLM_SWAY_VERSION}"),
-            *("-d", str(download)),
-        ],
-        check=True,
-    )
-    with tarfile.open(download / f"dlm_sway-{DLM_SWAY_VERSION}.tar.gz") as archive:
-        archive.extractall(cache, filter="data")
-    return root
 
 
 def rewritten_copy(root: Path, cache: Path) -> tuple[Path, int]:
@@ -116,7 +99,7 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "dlm-sway-suite")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
-    root = ensure_sdist(args.cache)
+    root = fetch_sdist(sys.executable, "dlm-sway", DLM_SWAY_VERSION, args.cache, log)
     direct, changed = rewritten_copy(root, args.cache)
     log(f"direct-import copy: {changed} imports of dlm_sway.backends.dummy now swaysim.dlm_sway")
     env = dict(os.environ)

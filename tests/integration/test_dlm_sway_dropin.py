@@ -10,7 +10,6 @@ dlm-sway's runner gets its statistics, ``--trace`` file and report cache line.
 from __future__ import annotations
 
 import json
-import random
 import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -42,6 +41,7 @@ from dlm_sway.suite.score import compute as compute_score
 from dlm_sway.suite.spec import SwaySpec
 
 import swaysim
+from dlm_sway_state import isolate_dlm_sway_global_state  # noqa: F401 (a fixture)
 from swaysim.dlm_sway import BridgedDummyView
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
     from dlm_sway.core.result import SuiteResult
 
+pytestmark = pytest.mark.usefixtures("isolate_dlm_sway_global_state")
 DUMMY: Any = sway_dummy.DummyDifferentialBackend
 """dlm-sway's own dummy: the reference (the fixture swaps the module's name, not this)."""
 SECTIONS = (
@@ -137,16 +138,6 @@ def _spec(kinds: list[str]) -> SwaySpec:
             "suite": suite,
         }
     )
-
-
-@pytest.fixture(autouse=True)
-def _isolate_dlm_sway_global_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """dlm-sway's runner seeds the global RNGs and sets an env var; undo both afterwards."""
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    yield
-    random.setstate(python_state)
-    np.random.set_state(numpy_state)
 
 
 def _comparable(result: SuiteResult) -> list[tuple[object, ...]]:

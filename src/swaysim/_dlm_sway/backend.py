@@ -32,16 +32,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 import anyio
 import numpy as np
 from dlm_sway.backends.dummy import DummyResponses as SwayResponses
+from dlm_sway.core.scoring import RollingLogprob, TokenDist
 
 from swaysim._backend.backend import AsyncDummyDifferentialBackend
 from swaysim._bridge.bridge import _check_op_timeout
 from swaysim._dlm_sway.bridge import CLOSE_TIMEOUT, BorrowedBridge, Bridge, OwnedBridge
-from swaysim._dlm_sway.convert import (
-    CannedOriginals,
-    sway_rolling,
-    sway_token_dist,
-    swaysim_responses,
-)
+from swaysim._dlm_sway.convert import CannedOriginals, sway_answer, swaysim_responses
 from swaysim._dlm_sway.instrumentation import SwaysimInstrumentation
 from swaysim._time.clock import LOOPS
 from swaysim._validation import require_bool
@@ -57,8 +53,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Mapping
     from contextlib import AbstractContextManager
     from types import TracebackType
-
-    from dlm_sway.core.scoring import RollingLogprob, TokenDist
 
     from swaysim._backend.statistics import BackendStatistics
     from swaysim._bridge.blocking import BlockingBackend, BlockingView
@@ -165,7 +159,7 @@ class BridgedDummyView:
     def rolling_logprob(self, text: str) -> RollingLogprob:
         """Per-token logprobs over ``text`` (synthesized when not canned)."""
         value = self._served("rolling_logprob", text, 0, lambda view: view.rolling_logprob(text))
-        return sway_rolling(value, self._originals)  # type: ignore[arg-type]
+        return sway_answer(value, RollingLogprob, self._originals)
 
     def next_token_dist(self, prompt: str, *, top_k: int = 256) -> TokenDist:
         """The next-token distribution after ``prompt``."""
@@ -175,7 +169,7 @@ class BridgedDummyView:
             top_k,
             lambda view: view.next_token_dist(prompt, top_k=top_k),
         )
-        return sway_token_dist(value, self._originals)  # type: ignore[arg-type]
+        return sway_answer(value, TokenDist, self._originals)
 
     def _served(
         self,

@@ -10,21 +10,23 @@ canned, anything synthesized as a new dlm-sway object over swaysim's arrays.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
-
-from dlm_sway.core import scoring as sway_scoring
 
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["CannedOriginals", "LiveTable", "swaysim_responses"]
+    from _typeshed import DataclassInstance
+
+__all__ = ["CannedOriginals", "LiveTable", "sway_answer", "swaysim_responses"]
 
 _Key = TypeVar("_Key")
 _Value = TypeVar("_Value")
+_Answer = TypeVar("_Answer", bound="DataclassInstance")
 
 
 class CannedOriginals:
@@ -98,26 +100,14 @@ class LiveTable(Mapping[_Key, _Value], Generic[_Key, _Value]):
         return f"<LiveTable of {len(self._source)} canned entries>"
 
 
-def _token_dist(originals: CannedOriginals) -> Callable[[object], Any]:
+def _converter(cls: type[_Answer], originals: CannedOriginals) -> Callable[[object], Any]:
+    """Convert a canned dlm-sway value to swaysim's ``cls`` (same fields), remembering it."""
+    names = tuple(field.name for field in dataclasses.fields(cls))
+
     def convert(value: object) -> object:
-        if isinstance(value, TokenDist) or not hasattr(value, "logprobs"):
-            return value  # swaysim's own, or not a distribution: the validator names it
-        dist = cast("sway_scoring.TokenDist", value)
-        converted = TokenDist(dist.token_ids, dist.logprobs, dist.vocab_size, dist.tail_logprob)
-        originals.remember(converted, value)
-        return converted
-
-    return convert
-
-
-def _rolling(originals: CannedOriginals) -> Callable[[object], Any]:
-    def convert(value: object) -> object:
-        if isinstance(value, RollingLogprob) or not hasattr(value, "total_logprob"):
-            return value
-        rolling = cast("sway_scoring.RollingLogprob", value)
-        converted = RollingLogprob(
-            rolling.token_ids, rolling.logprobs, rolling.num_tokens, rolling.total_logprob
-        )
+        if isinstance(value, cls) or not all(hasattr(value, name) for name in names):
+            return value  # swaysim's own, or not one at all: the validator names it
+        converted = cls(*(getattr(value, name) for name in names))
         originals.remember(converted, value)
         return converted
 
@@ -138,28 +128,20 @@ def swaysim_responses(responses: object, originals: CannedOriginals) -> DummyRes
     return DummyResponses(
         generations=source.generations,
         logprobs=source.logprobs,
-        rolling=cast("dict[str, RollingLogprob]", LiveTable(source.rolling, _rolling(originals))),
+        rolling=cast(
+            "dict[str, RollingLogprob]",
+            LiveTable(source.rolling, _converter(RollingLogprob, originals)),
+        ),
         token_dists=cast(
-            "dict[str, TokenDist]", LiveTable(source.token_dists, _token_dist(originals))
+            "dict[str, TokenDist]",
+            LiveTable(source.token_dists, _converter(TokenDist, originals)),
         ),
     )
 
 
-def sway_token_dist(value: TokenDist, originals: CannedOriginals) -> sway_scoring.TokenDist:
-    """The answer as dlm-sway's ``TokenDist`` (the canned object itself when it was one)."""
+def sway_answer(value: object, cls: type[_Answer], originals: CannedOriginals) -> _Answer:
+    """An answer as dlm-sway's ``cls`` (the caller's canned object itself when it was one)."""
     original = originals.original(value)
-    if isinstance(original, sway_scoring.TokenDist):
+    if isinstance(original, cls):
         return original
-    return sway_scoring.TokenDist(
-        value.token_ids, value.logprobs, value.vocab_size, value.tail_logprob
-    )
-
-
-def sway_rolling(value: RollingLogprob, originals: CannedOriginals) -> sway_scoring.RollingLogprob:
-    """The answer as dlm-sway's ``RollingLogprob`` (the canned object itself when it was one)."""
-    original = originals.original(value)
-    if isinstance(original, sway_scoring.RollingLogprob):
-        return original
-    return sway_scoring.RollingLogprob(
-        value.token_ids, value.logprobs, value.num_tokens, value.total_logprob
-    )
+    return cls(*(getattr(value, field.name) for field in dataclasses.fields(cls)))
