@@ -11,7 +11,8 @@ swaysim                 dlm-sway 0.1.0
 ``NullAdapter``         ``null_adapter`` (``runs`` = number of seeds, at
                         most 10, from the first seed; ``init_scale``;
                         ``rank_multipliers`` = [rank_scale]; calibrating
-                        the target's kind; no disk cache)
+                        the target's kind; no disk cache; its constant
+                        score of 1.0 left out)
 ``PreferenceFlip``      ``preference_flip`` (same triples)
 ``AdapterAblation``     ``adapter_ablation`` (same prompts; ``lambdas``)
 ``PerplexityShift``     ``swaysim_perplexity_shift``: dlm-sway's
@@ -227,17 +228,27 @@ def _plain(value: object) -> object:
 
 
 def swaysim_result(result: SwayResult, kinds: Mapping[str, str]) -> ProbeResult:
-    """dlm-sway's result as swaysim's, under the reference probe's kind."""
+    """dlm-sway's result as swaysim's, under the reference probe's kind.
+
+    A ``null_adapter``'s score is left out (kept in the evidence): dlm-sway
+    reports a constant 1.0 there, not a measurement, and swaysim's null
+    probes report none.
+    """
+    null = result.kind == "null_adapter"
     return ProbeResult(
         name=result.name,
         kind=kinds.get(result.name, result.kind),
         verdict=Verdict(result.verdict.value.upper()),
-        score=result.score,
+        score=None if null else result.score,
         raw=result.raw,
         z=result.z_score,
         base_value=result.base_value,
         ft_value=result.ft_value,
-        evidence={"dlm_sway_kind": result.kind, **dict(_plain(dict(result.evidence)))},  # type: ignore[call-overload]
+        evidence={
+            "dlm_sway_kind": result.kind,
+            **({"dlm_sway_score": result.score} if null else {}),
+            **dict(_plain(dict(result.evidence))),  # type: ignore[call-overload]
+        },
         message=result.message,
         duration=result.duration_s or 0.0,
     )
