@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit bench screenshot anyio-suite clean
+.PHONY: demo test lint typecheck unit bench screenshot anyio-suite dlm-sway-suite clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
@@ -67,6 +67,13 @@ screenshot: $(VENV)/.installed-dev
 ANYIO_SUITE_ARGS ?=
 anyio-suite: $(VENV)/.installed-dev
 	$(BIN)/python tests/anyio_suite/run_anyio_suite.py $(ANYIO_SUITE_ARGS)
+
+# dlm-sway 0.1.0's own unit tests against its dummy, then through swaysim's drop-in (the
+# --swaysim-dlm-sway switch and a copy importing swaysim.dlm_sway), on asyncio and trio: every
+# test that passes against the dummy must pass each way. Fetches dlm-sway's sdist into
+# .cache/dlm-sway-suite/ on first use. About two minutes on two cores.
+dlm-sway-suite: $(VENV)/.installed-dev
+	$(BIN)/python tests/dlm_sway_suite/run_dlm_sway_suite.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .cache

@@ -9,7 +9,11 @@ everything raised on purpose derives from :class:`SwaysimError`::
     │   └── ScenarioError                          a bad scenario file (every problem listed)
     ├── ViewError                                  misuse of the view contract
     │   ├── ViewConflictError                      a second live view under "strict"
-    │   │   └── NestedViewError                    a task holding a view entered another
+    │   │   ├── NestedViewError                    a task holding a view entered another
+    │   │   │   └── NestedViewAlreadyActiveError   the same, raised by swaysim.dlm_sway (also
+    │   │   │                                      ViewAlreadyActiveError)
+    │   │   └── ViewAlreadyActiveError             a conflict raised by swaysim.dlm_sway (also
+    │   │                                          RuntimeError, worded as dlm-sway's dummy)
     │   └── StaleViewError                         a view used after its block exited
     ├── MissingResponseError (also KeyError)       no canned response for the request
     ├── InjectedFault                              raised by a fault rule that fired
@@ -23,7 +27,8 @@ everything raised on purpose derives from :class:`SwaysimError`::
     ├── BridgeError                                the blocking bridge cannot serve a call
     ├── TraceFormatError                           a trace or results file that does not parse
     ├── OutputError                                an output that cannot be written safely
-    └── ScenarioFailedError                        a scenario's expectations did not all hold
+    ├── ScenarioFailedError                        a scenario's expectations did not all hold
+    └── MissingDependencyError (also ModuleNotFoundError)  an optional package is not installed
 
     BridgeCancelled (a BaseException, like trio.Cancelled: a signal, not an error)
 
@@ -51,7 +56,9 @@ __all__ = [
     "InjectedViewEnterError",
     "InjectedViewExitError",
     "InvalidArgumentError",
+    "MissingDependencyError",
     "MissingResponseError",
+    "NestedViewAlreadyActiveError",
     "NestedViewError",
     "OutputError",
     "ProbeMathError",
@@ -60,6 +67,7 @@ __all__ = [
     "StaleViewError",
     "SwaysimError",
     "TraceFormatError",
+    "ViewAlreadyActiveError",
     "ViewConflictError",
     "ViewError",
     "WorkFailedError",
@@ -130,6 +138,26 @@ class NestedViewError(ViewConflictError):
 
     On an exclusive backend that would deadlock (the task waits for itself),
     so it is an immediate error under every policy.
+    """
+
+
+class ViewAlreadyActiveError(ViewConflictError, RuntimeError):
+    """A view was entered while another was active, as ``swaysim.dlm_sway`` reports it.
+
+    dlm-sway's dummy raises a ``RuntimeError`` saying "DifferentialBackend view
+    already active"; code written against it catches exactly that. The
+    drop-in (:mod:`swaysim.dlm_sway`) raises this instead: a swaysim
+    :class:`ViewConflictError` for swaysim-aware callers, a ``RuntimeError``
+    with dlm-sway's wording (then swaysim's own account of both views and
+    tasks) for everyone else.
+    """
+
+
+class NestedViewAlreadyActiveError(NestedViewError, ViewAlreadyActiveError):
+    """The thread entering a view already holds one (``swaysim.dlm_sway``'s nested entry).
+
+    Both a :class:`NestedViewError` and a :class:`ViewAlreadyActiveError`
+    (so also a ``RuntimeError``), worded as dlm-sway's dummy words it.
     """
 
 
@@ -261,6 +289,16 @@ class ScenarioFailedError(SwaysimError):
     def __init__(self, check: ScenarioCheck) -> None:
         self.check = check
         super().__init__(check.failure_report())
+
+
+class MissingDependencyError(SwaysimError, ModuleNotFoundError):
+    """An optional package a swaysim module needs is not installed.
+
+    Raised on import (``import swaysim.dlm_sway`` without dlm-sway) and by
+    options that need it; a ``ModuleNotFoundError`` too, so
+    ``pytest.importorskip`` and ``except ImportError`` treat it as usual. The
+    message names the package and the command that installs it.
+    """
 
 
 # -- bridge and files ---------------------------------------------------------------

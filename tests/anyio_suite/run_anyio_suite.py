@@ -30,7 +30,6 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,10 @@ REQUIREMENTS: Final = (
 )
 REPO: Final = Path(__file__).resolve().parents[2]
 HERE: Final = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tests/: the shared sdist helper
+
+from sdists import fetch_sdist  # noqa: E402
+
 # Where virtual time used to lie (threads, worker processes, subprocesses, portals, TLS).
 SUBSET: Final = (
     "tests/test_to_process.py",
@@ -100,25 +103,6 @@ def ensure_environment(cache: Path) -> Path:
     subprocess.run([*pip, "-c", str(REPO / "constraints.txt"), "-e", str(REPO)], check=True)
     marker.write_text(wanted)
     return python
-
-
-def ensure_sdist(cache: Path, python: Path) -> Path:
-    """anyio's sdist, fetched with pip and unpacked; its root (tests/ and pyproject.toml)."""
-    root = cache / f"anyio-{ANYIO_VERSION}"
-    if (root / "tests" / "conftest.py").exists():
-        return root
-    log(f"fetching the anyio {ANYIO_VERSION} sdist")
-    download = cache / "sdist"
-    subprocess.run(
-        [
-            *(str(python), "-m", "pip", "download", "-q", "--disable-pip-version-check"),
-            *("--no-deps", "--no-binary", ":all:", f"anyio=={ANYIO_VERSION}", "-d", str(download)),
-        ],
-        check=True,
-    )
-    with tarfile.open(download / f"anyio-{ANYIO_VERSION}.tar.gz") as archive:
-        archive.extractall(cache, filter="data")
-    return root
 
 
 def run_suite(python: Path, root: Path, clock: str, work: Path, targets: list[str]) -> Results:
@@ -200,7 +184,7 @@ def main() -> int:
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     python = ensure_environment(args.cache)
-    root = ensure_sdist(args.cache, python)
+    root = fetch_sdist(python, "anyio", ANYIO_VERSION, args.cache, log)
     work = args.cache / "runs"
     work.mkdir(exist_ok=True)
     targets = list(SUBSET) if args.subset else []

@@ -8,7 +8,6 @@ exactly (no float tolerance), verdicts and evidence included.
 from __future__ import annotations
 
 import math
-import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +29,12 @@ from dlm_sway.suite.runner import run as run_sway_suite
 from dlm_sway.suite.spec import SuiteDefaults, SuiteModels, SwaySpec
 
 import swaysim
+from dlm_sway_state import isolate_dlm_sway_global_state  # noqa: F401 (a fixture)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from dlm_sway.core.result import SuiteResult
 
+pytestmark = pytest.mark.usefixtures("isolate_dlm_sway_global_state")
 LOOPS = ("asyncio", "trio")
 
 # Canned answers shared by both backends; everything else is synthesized by each.
@@ -99,16 +98,6 @@ def loop(request: pytest.FixtureRequest) -> str:
     """The event loop the blocking portal runs."""
     name: str = request.param
     return name
-
-
-@pytest.fixture(autouse=True)
-def _isolate_dlm_sway_global_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """dlm-sway's runner seeds the global RNGs and sets an env var; undo both afterwards."""
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    yield
-    random.setstate(python_state)
-    np.random.set_state(numpy_state)
 
 
 def _dist(cls: Any, token_ids: list[int], logprobs: list[float]) -> Any:

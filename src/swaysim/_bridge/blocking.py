@@ -204,6 +204,15 @@ class BlockingView:
         batch = self._view("next_token_dist_batch").next_token_dist_batch
         return self._calls.op(batch, prompts, top_k=top_k)
 
+    def run_op(self, op: str, func: Callable[[ScoringModel], Awaitable[_T]]) -> _T:
+        """``await func(async_view)`` in the loop, served as one op; its result.
+
+        For wrappers that do more around an op than call it (measure it, say):
+        ``func`` runs in a task of its own under the op timeout, as the ops
+        above do. ``op`` names the op in the error a stale view raises.
+        """
+        return self._calls.op(func, self._view(op))
+
     def close(self) -> None:
         """Nothing to release (dlm-sway's ``Model.close``); the ``with`` block owns the view."""
 

@@ -56,8 +56,8 @@ if TYPE_CHECKING:
     from swaysim._backend.backend import AsyncDummyDifferentialBackend
     from swaysim._scenario.under_test import RunnerUnderTest
 
-# Scenario files as test items.
-pytest_plugins = ["swaysim._pytest.scenarios"]
+# Scenario files as test items; dlm-sway's dummy replaced by the drop-in.
+pytest_plugins = ["swaysim._pytest.scenarios", "swaysim._pytest.dlm_sway"]
 
 _LOOPS: Final = ("asyncio", "trio")
 INI_DIRS: Final = "swaysim_scenario_dirs"
@@ -66,6 +66,13 @@ INI_SYS_PATH_RUNNERS: Final = "swaysim_allow_sys_path_runners"
 SEED_OPTION: Final = "--swaysim-seed"
 JITTER_OPTION: Final = "--swaysim-jitter"
 RUNNER_OPTION: Final = "--swaysim-runner"
+INI_DLM_SWAY: Final = "swaysim_dlm_sway"
+INI_DLM_SWAY_LOOP: Final = "swaysim_dlm_sway_loop"
+INI_DLM_SWAY_BACKEND: Final = "swaysim_dlm_sway_backend"
+DLM_SWAY_OPTION: Final = "--swaysim-dlm-sway"
+DLM_SWAY_LOOP_OPTION: Final = "--swaysim-dlm-sway-loop"
+DLM_SWAY_BACKEND_OPTION: Final = "--swaysim-dlm-sway-backend"
+DLM_SWAY_OP_TIMEOUT_OPTION: Final = "--swaysim-dlm-sway-op-timeout"
 # The item whose run protocol is under way: its fixtures are set up inside it.
 _RUNNING: Final = pytest.StashKey[pytest.Item]()
 _RUNNER: Final = pytest.StashKey["RunnerUnderTest"]()
@@ -96,7 +103,8 @@ class _LoopOptions(dict[str, Any]):
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Every swaysim option: scenario folders, the runner under test and the runner opt-in
-    (ini), the runner under test, seed and jitter-seed overrides."""
+    (ini), seed and jitter-seed overrides, and the dlm-sway switch
+    (:mod:`swaysim._pytest.dlm_sway`)."""
     parser.addini(
         INI_DIRS,
         type="linelist",
@@ -141,6 +149,62 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the runner under test for every collected swaysim scenario (and the "
         "swaysim_runner fixture): package.module:function or path/to/file.py:function; "
         "overrides the swaysim_runner ini option; default: the reference runner run_suite",
+    )
+    _add_dlm_sway_options(parser, group)
+
+
+def _add_dlm_sway_options(parser: pytest.Parser, group: pytest.OptionGroup) -> None:
+    """The switch that replaces dlm-sway's dummy with swaysim's drop-in, and its settings."""
+    parser.addini(
+        INI_DLM_SWAY,
+        type="bool",
+        default=False,
+        help="replace dlm-sway's DummyDifferentialBackend with swaysim's drop-in "
+        "(swaysim.dlm_sway) for the whole session, as --swaysim-dlm-sway does",
+    )
+    parser.addini(
+        INI_DLM_SWAY_LOOP,
+        type="string",
+        default="",
+        help="the event loop the drop-in's bridge runs: asyncio (default) or trio",
+    )
+    parser.addini(
+        INI_DLM_SWAY_BACKEND,
+        type="string",
+        default="",
+        help="the drop-in's latency, faults and other [backend] keys: a scenario file "
+        "(its [backend] table and seed) or inline TOML of [backend] keys",
+    )
+    group.addoption(
+        DLM_SWAY_OPTION,
+        action="store_true",
+        default=None,
+        help="replace dlm-sway's DummyDifferentialBackend with swaysim's drop-in for the "
+        "whole session (run dlm-sway's own tests, or yours, through swaysim)",
+    )
+    group.addoption(
+        DLM_SWAY_LOOP_OPTION,
+        choices=("asyncio", "trio"),
+        default=None,
+        help="the event loop of the drop-in's bridge (default asyncio; the "
+        "swaysim_dlm_sway fixture runs each test on both unless this is given)",
+    )
+    group.addoption(
+        DLM_SWAY_BACKEND_OPTION,
+        default=None,
+        metavar="TOML",
+        help="the drop-in's [backend] keys (latency, faults, exclusivity...): a scenario "
+        "file, whose [backend] table and seed are used, or inline TOML such as "
+        "'faults.rules = [{kind = \"transient\", probability = 0.1}]'; "
+        "--swaysim-seed and --swaysim-jitter apply too",
+    )
+    group.addoption(
+        DLM_SWAY_OP_TIMEOUT_OPTION,
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="bound every op of the drop-in to this many loop seconds (a hung op then raises "
+        "TimeoutError in the caller instead of blocking forever)",
     )
 
 

@@ -65,7 +65,9 @@ __all__ = [
     "ExpandedProbe",
     "api_key_path",
     "backend_from_table",
+    "backend_options",
     "backend_refusal",
+    "backend_spec_from_table",
     "build_backend",
     "build_probe",
     "expand_probes",
@@ -267,13 +269,7 @@ class _Builder:
             token_dists=dists,
         )
 
-    def backend(
-        self,
-        spec: BackendSpec,
-        seed: int,
-        trace: TraceSink | None,
-        schedule_jitter: int | None,
-    ) -> AsyncDummyDifferentialBackend:
+    def options(self, spec: BackendSpec, seed: int, schedule_jitter: int | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = spec.model_dump(
             exclude_unset=True, exclude={"base", "ft", "latency", "faults"}
         )
@@ -287,6 +283,16 @@ class _Builder:
             kwargs["latency"] = self.latency(spec.latency, seed)
         if spec.faults is not None:
             kwargs["faults"] = self.faults(spec.faults, seed)
+        return kwargs
+
+    def backend(
+        self,
+        spec: BackendSpec,
+        seed: int,
+        trace: TraceSink | None,
+        schedule_jitter: int | None,
+    ) -> AsyncDummyDifferentialBackend:
+        kwargs = self.options(spec, seed, schedule_jitter)
         return self.attempt(
             "backend", BackendSpec, AsyncDummyDifferentialBackend, trace=trace, **kwargs
         )
@@ -313,6 +319,22 @@ def build_backend(
     """
     try:
         return _Builder().backend(spec, seed, trace, schedule_jitter)
+    except BuildRefused as exc:
+        raise scenario_error(source, [exc.problem]) from None
+
+
+def backend_options(
+    spec: BackendSpec, seed: int, *, source: str, schedule_jitter: int | None = None
+) -> dict[str, Any]:
+    """The keyword arguments ``AsyncDummyDifferentialBackend(...)`` takes for ``[backend]``.
+
+    What :func:`build_backend` passes, for a caller that builds the backend
+    itself (the dlm-sway drop-in); canned ``base`` and ``ft`` answers
+    included when the table has them. The arguments are checked when the
+    backend is built, not here.
+    """
+    try:
+        return _Builder().options(spec, seed, schedule_jitter)
     except BuildRefused as exc:
         raise scenario_error(source, [exc.problem]) from None
 
@@ -365,12 +387,17 @@ def backend_from_table(
     whatever the test wrote, so anything but a mapping is a problem too. Problems are
     reported like a scenario's (``backend.latency.default.sigma: ...``).
     """
+    spec = backend_spec_from_table(table, source=source)
+    return build_backend(spec, seed, source=source, trace=trace)
+
+
+def backend_spec_from_table(table: object, *, source: str) -> BackendSpec:
+    """A ``[backend]`` table given as Python values, validated as a scenario's is."""
     if not isinstance(table, Mapping):
         message = f"{show_value(table)} is not allowed: must be a table"
         raise scenario_error(source, [Problem("backend", message)])
     try:
-        spec = BackendSpec.model_validate(_as_toml_value(table))
+        return BackendSpec.model_validate(_as_toml_value(table))
     except ValidationError as exc:
         problems = validation_problems(exc.errors(include_url=False), prefix=("backend",))
         raise scenario_error(source, problems) from None
-    return build_backend(spec, seed, source=source, trace=trace)
