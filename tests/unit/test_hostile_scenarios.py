@@ -235,6 +235,21 @@ def test_load_scenario_of_a_hostile_file_is_one_scenario_error(tmp_path: Path) -
         load_scenario(path)
 
 
+@pytest.mark.parametrize(
+    ("written", "character"),
+    [("\\u0085", "\x85"), ("\\u2028", "\u2028"), ("\\u001b[2J", "\x1b")],
+)
+def test_a_bad_array_or_table_value_is_shown_escaped_on_one_line(
+    written: str, character: str
+) -> None:
+    for value in (f'["{written}"]', f'{{"{written}" = false}}'):
+        with pytest.raises(ScenarioError) as raised:
+            parse_scenario(HEAD + f"seed = {value}\n" + EXPECT, source="s.toml")
+        (seed_problem,) = [p for p in raised.value.problems if p.startswith("s.toml: seed")]
+        assert seed_problem.splitlines() == [seed_problem]
+        assert character not in seed_problem
+
+
 # -- class 7: runner options are checked at validate time -------------------------------
 
 RUNNER = """\

@@ -111,7 +111,7 @@ def show_value(value: object) -> str:
         return text if len(text) <= 60 else text[:56] + '..."'
     if isinstance(value, dict | list):
         try:
-            text = json.dumps(value, ensure_ascii=False, default=str)
+            text = printable(json.dumps(value, ensure_ascii=False, default=str))
         except (TypeError, ValueError, RecursionError):
             text = ""
         if text and len(text) <= 60:
