@@ -12,7 +12,8 @@ test introspects both so they cannot drift):
   :class:`~swaysim.FaultPlan` (``[[backend.faults.rules]]`` are
   :class:`~swaysim.FaultRule` fields).
 - ``[[probes]]``: a reference probe's constructor arguments, ``kind``
-  choosing the class.
+  choosing the class; ``kind = "function"`` names a function probe of one's
+  own (``function = "module:callable"``, imported like a runner).
 - ``[runner]``: :func:`~swaysim.run_suite` keyword arguments, or
   ``runner = "package.module:function"`` for a runner of one's own.
 - ``[expect]``: what must hold afterwards (checked by
@@ -60,6 +61,7 @@ __all__ = [
     "ExpectSpec",
     "FaultPlanSpec",
     "FaultRuleSpec",
+    "FunctionProbeSpec",
     "LatencyPlanSpec",
     "LatencyRuleSpec",
     "LogNormalSpec",
@@ -398,6 +400,21 @@ class PreferenceFlipSpec(ProbeSpecBase):
     """PASS when the z-score is at least this (with ``null``)."""
 
 
+class FunctionProbeSpec(ProbeSpecBase):
+    """A probe of your own, a function of ``(backend, ctx)`` (``swaysim.FunctionProbe``)."""
+
+    kind: Literal["function"]
+    """Which probe: ``"function"``."""
+    function: Annotated[str, Field(pattern=_RUNNER_PATTERN)]
+    """``"module:callable"``: an ``async def`` (or a plain ``def``, run on a worker thread with
+    a blocking backend) taking ``(backend, ctx)`` and returning a ``ProbeResult``. Found in the
+    scenario's folder and imported only to run, as ``runner.runner`` is."""
+    requires: list[Name] = []
+    """Probes of the suite whose results it reads (``ctx.results``): they finish first."""
+    options: dict[str, Any] = {}
+    """Keyword arguments the function gets after ``(backend, ctx)``."""
+
+
 class PerplexityShiftSpec(ProbeSpecBase):
     """Mean per-token logprob gain of ft over base on held-out texts."""
 
@@ -415,7 +432,12 @@ class PerplexityShiftSpec(ProbeSpecBase):
 
 ProbeSpec = Annotated[
     Union[  # noqa: UP007
-        DeltaKLSpec, AdapterAblationSpec, NullAdapterSpec, PreferenceFlipSpec, PerplexityShiftSpec
+        DeltaKLSpec,
+        AdapterAblationSpec,
+        NullAdapterSpec,
+        PreferenceFlipSpec,
+        PerplexityShiftSpec,
+        FunctionProbeSpec,
     ],
     Field(discriminator="kind"),
 ]
@@ -426,6 +448,7 @@ PROBE_SPECS: Final[dict[str, type[ProbeSpecBase]]] = {
     "null_adapter": NullAdapterSpec,
     "preference_flip": PreferenceFlipSpec,
     "perplexity_shift": PerplexityShiftSpec,
+    "function": FunctionProbeSpec,
 }
 NUMERIC_KINDS: Final = frozenset({"delta_kl", "preference_flip", "perplexity_shift"})
 
