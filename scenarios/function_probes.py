@@ -2,7 +2,7 @@
 
 A scenario names one with ``kind = "function"`` and ``function = "function_probes:<name>"``;
 the loader finds this module in the scenario's folder and imports it only to run (the same
-trust model as ``runner = ...``). Each is called as ``function(backend, ctx, **options)``
+trust model as ``runner = ...``). Each is awaited as ``function(backend, ctx, **options)``
 with the table's ``options`` and returns a ``ProbeResult`` (the runner stamps its name).
 """
 
@@ -13,25 +13,27 @@ from typing import TYPE_CHECKING
 from swaysim import ProbeResult, Verdict
 
 if TYPE_CHECKING:
-    from swaysim import BlockingBackend, DifferentialBackend, ProbeContext
+    from swaysim import DifferentialBackend, ProbeContext
 
 
-def logprob_gain(
-    backend: BlockingBackend, ctx: ProbeContext, *, prompt: str, completion: str, after: str
+async def logprob_gain(
+    backend: DifferentialBackend, ctx: ProbeContext, *, prompt: str, completion: str, after: str
 ) -> ProbeResult:
-    """dlm-sway style synchronous probe code: how much more ft likes ``completion`` than base.
+    """How much more ft likes ``completion`` than base, after the probe ``after``.
 
-    It runs on a worker thread with a blocking backend, and it reads the result of the probe
-    ``after`` (which its ``requires`` names): a runner must have finished that one first.
+    It reads the result of ``after`` (which its ``requires`` names): a runner must have
+    finished that one first. (A plain ``def`` probe would run on a worker thread, whose
+    real compute time a virtual clock follows, so a library scenario keeps to ``async def``:
+    its makespan must be the same in every process.)
     """
     upstream = ctx.results.get(after)
     if upstream is None:
         message = f"ran before {after!r}, which its requires names"
         return ProbeResult("", "function", Verdict.ERROR, message=message)
-    with backend.as_base() as base:
-        base_value = base.logprob_of(prompt, completion)
-    with backend.as_finetuned() as ft:
-        ft_value = ft.logprob_of(prompt, completion)
+    async with backend.as_base() as base:
+        base_value = await base.logprob_of(prompt, completion)
+    async with backend.as_finetuned() as ft:
+        ft_value = await ft.logprob_of(prompt, completion)
     gain = ft_value - base_value
     verdict = Verdict.PASS if gain > 0.0 and upstream.verdict is Verdict.PASS else Verdict.FAIL
     return ProbeResult("", "function", verdict, raw=gain, base_value=base_value, ft_value=ft_value)
