@@ -70,19 +70,24 @@ def test_a_contended_trio_schedule_is_the_same_in_every_process() -> None:
     assert len(outputs) == 1, outputs
 
 
+def _deterministic() -> bool:
+    """trio's flag (typed Final False: only Hypothesis and swaysim switch it on)."""
+    return bool(vars(trio_run)["_ALLOW_DETERMINISTIC_SCHEDULING"])
+
+
 def test_the_scheduler_is_put_back_after_the_run() -> None:
-    before = (trio_run._ALLOW_DETERMINISTIC_SCHEDULING, trio_run._r.getstate())
+    before = (_deterministic(), trio_run._r.getstate())
     with seeded_trio_scheduler(5):
-        assert trio_run._ALLOW_DETERMINISTIC_SCHEDULING is True
+        assert _deterministic()
         assert trio_run._r.getstate() != before[1]
-    assert (trio_run._ALLOW_DETERMINISTIC_SCHEDULING, trio_run._r.getstate()) == before
+    assert (_deterministic(), trio_run._r.getstate()) == before
 
 
 def test_a_real_time_trio_run_is_left_as_trio_makes_it() -> None:
     async def flag() -> bool:
-        return bool(trio_run._ALLOW_DETERMINISTIC_SCHEDULING)
+        return _deterministic()
 
-    before = trio_run._ALLOW_DETERMINISTIC_SCHEDULING
+    before = _deterministic()
     assert swaysim.run(flag, backend="trio", virtual_time=False) is before
     assert swaysim.run(flag, backend="trio") is True
     assert anyio.run(flag, backend="trio") is before

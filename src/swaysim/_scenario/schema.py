@@ -601,6 +601,13 @@ class ExpectKeys(_Spec):
     calls_per_view: dict[str, CountExpectation] = {}
     """View id (``ft``, ``scaled_0.50``, ``null_3``) to the op calls made on it, preflight's
     and cache hits included (a batch is one call)."""
+    view_entries: CountExpectation | None = None
+    """View entries the backend saw, every view's and preflight's included (an entry retried
+    after an injected enter failure counts once more)."""
+    peak_ops_in_flight: CountExpectation | None = None
+    """Most op calls in flight at once, observed by the backend: from the call until its answer,
+    waiting for the device included (a batch is one call); at most ``runner.concurrency`` for a
+    runner that keeps to it."""
     duplicate_requests: CountExpectation | None = None
     """Requests sent again within one view entry after they had succeeded there (observed by
     the backend; a cache hit counts as sent)."""
@@ -611,6 +618,10 @@ class ExpectKeys(_Spec):
     retries: CountExpectation | None = None
     """Retries the backend saw: a request sent again on a view after it failed there (an
     injected error, or cut off), and a view entered again after an injected enter error."""
+    retry_delay: SecondsExpectation | None = None
+    """Loop seconds from a failed attempt (an injected error, or cut off; or a failed view
+    entry) to its retry, for every retry the backend saw: the runner's backoff plus any wait of
+    its own before the call. Holds when nothing was retried (``retries`` says whether)."""
     timeouts: CountExpectation | None = None
     """Ops the backend saw abandoned by a cancellation other than ``cancel_after``'s (an
     ``op_timeout``, a ``probe_timeout``, a runner cancelling its own work)."""
