@@ -6,7 +6,8 @@ and sends each once; it serves views one after another on an exclusive backend (
 a time, ``concurrency`` workers so that backoffs overlap other requests) and all at once on
 a concurrent-safe one; it retries what an injected fault says is retryable, with capped
 backoff; ``op_timeout`` bounds each attempt, ``probe_timeout`` a probe's time in flight.
-Declarative probes only: a ``FunctionProbe`` gets an ERROR saying so.
+Function probes (which enter views themselves) run last, one at a time, each whole under
+``probe_timeout``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from swaysim import (
     ProbeResult,
     Verdict,
     WorkFailedError,
+    run_sync_probe,
 )
 
 
@@ -47,7 +49,6 @@ async def run(backend: Any, probes: list[Any], *, concurrency: int = 1,
     pooled: dict[Any, dict[Any, set[str]]] = {}  # view -> ask -> the probes that need it
     for p in probes:
         if isinstance(p, FunctionProbe):
-            results[p.name] = ProbeResult(p.name, p.kind, Verdict.ERROR, message="unsupported")
             continue
         plan = plans[p.name] = p.requests(ctx) if p.skip_reason(backend) is None else {}
         reason = p.skip_reason(backend) or next(
@@ -118,6 +119,8 @@ async def run(backend: Any, probes: list[Any], *, concurrency: int = 1,
     def finish(probe: Any) -> None:  # dependencies (a null calibration) first
         for name in probe.requires:
             finish(by_name[name])
+        if isinstance(probe, FunctionProbe):
+            return
         if probe.name in results:
             ctx.results[probe.name] = results[probe.name]
             return
@@ -134,6 +137,21 @@ async def run(backend: Any, probes: list[Any], *, concurrency: int = 1,
             results[probe.name] = probe.result(Verdict.ERROR, message=f"{exc}")
         ctx.results[probe.name] = results[probe.name]
 
+    async def run_function(probe: FunctionProbe) -> ProbeResult:
+        try:
+            with anyio.move_on_after(probe_timeout):
+                if probe.is_async:
+                    return probe.finish(await probe.func(backend, ctx), 0.0)  # type: ignore[misc]
+                raw = await run_sync_probe(backend, probe.func, ctx, op_timeout=op_timeout)  # type: ignore[arg-type]
+                return probe.finish(raw, 0.0)  # type: ignore[arg-type]
+            message = f"probe timed out after {probe_timeout} s (probe_timeout)"
+        except Exception as exc:
+            message = f"probe raised {type(exc).__name__}: {exc}"
+        return ProbeResult(probe.name, probe.kind, Verdict.ERROR, message=message)
+
     for probe in probes:
         finish(probe)
+    for probe in probes:  # function probes last, one at a time: they enter views themselves
+        if isinstance(probe, FunctionProbe):
+            results[probe.name] = ctx.results[probe.name] = await run_function(probe)
     return [results[p.name] for p in probes]

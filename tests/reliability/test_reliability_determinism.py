@@ -5,7 +5,9 @@ trio, at concurrency 1 and 32, with and without schedule jitter, must produce th
 same bytes: ``SuiteResult.to_dict(include_timing=False)`` plus every fault firing
 and the per-rule counts, as canonical JSON. And the scenario library run by pytest
 across xdist worker processes (``pytest scenarios/ -n 2``) reports exactly what it
-reports in one process.
+reports in one process: by default the scenarios whose schedules contend (tasks queueing
+for a limiter, a gate or a device, faults drawn by probability, a cancellation, function
+probes), the whole library with ``--swaysim-long`` (or ``SWAYSIM_LONG=1``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,15 @@ import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swaysim._pytest.scenarios import results_digest
 from swaysim._time.clock import LOOPS
 from swaysim.scenario import check_scenario, discover_scenarios, load_scenario
+from sweeps import is_long
+
+if TYPE_CHECKING:
+    import pytest
 
 SCENARIOS = (
     "flaky_ft_view",  # transient faults by probability, retries with seeded backoff
@@ -31,6 +38,17 @@ SCENARIOS = (
 )
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "scenarios"
+CONTENDED = (
+    "cancellation_mid_suite",  # cancelled mid-run, 8 tasks in flight
+    "flaky_ft_view",  # faults by probability, 4 workers backing off
+    "function_probes",  # function probes, a hang cut off by probe_timeout
+    "retries_exhausted",  # 2 workers backing off around one device
+    "safe_backend_capped_views",  # views queueing for 2 slots
+    "safe_backend_faults",  # 36 requests queueing for 8 slots, reordered answers
+    "strict_exclusivity_high_concurrency",  # 16 tasks on one view
+)
+"""What the xdist comparison runs by default: where a schedule could differ between
+processes (the rest of the library differs from these only in what it measures)."""
 
 CHILD = textwrap.dedent(
     """
@@ -109,14 +127,21 @@ def test_results_json_is_byte_identical_across_processes_loops_concurrency_and_j
         assert parsed["suite"]["results"], name
 
 
-def test_the_library_under_xdist_reports_what_one_process_computes(tmp_path: Path) -> None:
+def test_the_library_under_xdist_reports_what_one_process_computes(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     report = tmp_path / "parallel.xml"
-    done = subprocess.run(
+    if is_long(request.config):
+        paths = list(discover_scenarios([LIBRARY]))
+    else:
+        paths = [LIBRARY / f"{name}.toml" for name in CONTENDED]
+    # The xdist run goes on in its own processes while this one computes the serial answer.
+    parallel_run = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "pytest",
-            "scenarios/",
+            *(f"scenarios/{path.name}" for path in paths),
             "-n",
             "2",
             "-p",
@@ -126,27 +151,32 @@ def test_the_library_under_xdist_reports_what_one_process_computes(tmp_path: Pat
             "junit_family=xunit1",
         ],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
-        check=False,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 workers" in done.stdout
+    serial = {}
+    try:
+        for path in paths:
+            scenario = load_scenario(path, source=f"scenarios/{path.name}")
+            for check in check_scenario(scenario, LOOPS):
+                assert check.ok, check.failure_report()
+                serial[check.replay] = {
+                    "seed": str(check.run.seed),
+                    "virtual_seconds": str(round(check.run.makespan, 6)),
+                    "replay": check.replay,
+                    "results": results_digest(check.run),
+                }
+        stdout, stderr = parallel_run.communicate(timeout=600)
+    finally:
+        if parallel_run.returncode is None:
+            parallel_run.kill()
+            parallel_run.communicate()
+    assert parallel_run.returncode == 0, stdout + stderr
+    assert "2 workers" in stdout
     parallel = {}
     for case in ET.parse(report).getroot().iter("testcase"):
         properties = {p.get("name"): p.get("value") for p in case.iter("property")}
         parallel[properties["replay"]] = properties
-    serial = {}
-    for path in discover_scenarios([LIBRARY]):
-        scenario = load_scenario(path, source=f"scenarios/{path.name}")
-        for check in check_scenario(scenario, LOOPS):
-            assert check.ok, check.failure_report()
-            serial[check.replay] = {
-                "seed": str(check.run.seed),
-                "virtual_seconds": str(round(check.run.makespan, 6)),
-                "replay": check.replay,
-                "results": results_digest(check.run),
-            }
-    assert len(serial) == 2 * len(list(discover_scenarios([LIBRARY])))
+    assert len(serial) == 2 * len(paths)
     assert parallel == serial

@@ -101,6 +101,62 @@ gate_free = false
 
 
 @pytest.mark.parametrize("loop", LOOPS)
+def test_view_entries_and_peak_ops_in_flight_are_observed_counts(loop: str) -> None:
+    # Preflight enters base and ft, the runner each view once more: 4 entries. A
+    # concurrent-safe backend serves the 4 requests of a view 2 at a time (concurrency 2).
+    text = (
+        TWO_PROBES.replace('prompts = ["p1"]', 'prompts = ["p1", "p3"]')
+        + "[backend]\nsafe_for_concurrent_views = true\n[runner]\nconcurrency = 2\n"
+    )
+    holds = outcomes(text + "[expect]\nview_entries = 4\npeak_ops_in_flight = 2\n", loop)
+    assert holds == {
+        "expect.view_entries": ("ok", "4"),
+        "expect.peak_ops_in_flight": ("ok", "2"),
+    }
+    fails = outcomes(
+        text + "[expect]\nview_entries = { at_most = 3 }\npeak_ops_in_flight = 1\n", loop
+    )
+    assert fails == {
+        "expect.view_entries": ("failed", "4"),
+        "expect.peak_ops_in_flight": ("failed", "2"),
+    }
+
+
+FLAKY = """\
+description = "q?"
+[backend.latency]
+default = { model = "constant", seconds = 0.5 }
+[[backend.faults.rules]]
+kind = "transient"
+prompt = "p1"
+views = ["ft"]
+nth = 1
+[runner]
+backoff = 0.3
+[[probes]]
+kind = "delta_kl"
+name = "first"
+prompts = ["p1"]
+"""
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_retry_delay_bounds_the_seconds_from_a_failure_to_its_retry(loop: str) -> None:
+    # run_suite backs off 0.3 s plus up to 25 % seeded jitter before the one retry.
+    holds = outcomes(FLAKY + "[expect]\nretry_delay = { at_least = 0.3, at_most = 0.375 }\n", loop)
+    status, observed = holds["expect.retry_delay"]
+    assert status == "ok"
+    assert observed.endswith(" s over 1 retry")
+    fails = outcomes(FLAKY + "[expect]\nretry_delay = { at_most = 0.2 }\n", loop)
+    status, observed = fails["expect.retry_delay"]
+    assert status == "failed"
+    assert observed.endswith("(next_token_dist('p1') on ft after " + observed.split()[0] + " s)")
+    nothing = FLAKY.replace('prompt = "p1"', 'prompt = "none"')
+    quiet = outcomes(nothing + "[expect]\nretry_delay = { at_most = 0.2 }\n", loop)
+    assert quiet["expect.retry_delay"] == ("ok", "no retries")
+
+
+@pytest.mark.parametrize("loop", LOOPS)
 def test_faults_fired_counts_firings_per_rule(loop: str) -> None:
     text = (
         TWO_PROBES

@@ -113,6 +113,35 @@ async def test_in_flight_and_late_calls(
     assert ledger.late.examples[0].startswith("an entry of view 'base'")
 
 
+async def test_the_peak_of_calls_in_flight_counts_calls_waiting_for_the_device(
+    ledger_and_backend: tuple[CallLedger, AsyncDummyDifferentialBackend],
+) -> None:
+    ledger, backend = ledger_and_backend  # exclusive: one op served at a time
+    async with backend.as_finetuned() as ft, anyio.create_task_group() as group:
+        for index in range(5):
+            group.start_soon(ft.next_token_dist, f"q{index}")
+    assert ledger.peak_in_flight == 5
+    async with backend.as_base() as base:
+        for index in range(3):
+            await base.next_token_dist(f"q{index}")
+    assert ledger.peak_in_flight == 5  # a peak, not the last count
+
+
+async def test_each_retry_records_the_loop_seconds_since_its_failure(
+    ledger_and_backend: tuple[CallLedger, AsyncDummyDifferentialBackend],
+) -> None:
+    ledger, backend = ledger_and_backend
+    async with backend.as_finetuned() as ft:
+        with pytest.raises(InjectedTransientError):
+            await ft.next_token_dist("flaky")  # fails after 0.1 s of service
+        await anyio.sleep(0.25)  # the backoff
+        await ft.next_token_dist("flaky")
+        await ft.next_token_dist("other")  # not a retry: no delay recorded
+    assert [(round(delay, 9), what) for delay, what in ledger.retry_delays] == [
+        (0.25, "next_token_dist('flaky') on ft")
+    ]
+
+
 async def test_an_entry_after_an_injected_enter_failure_is_a_retry() -> None:
     backend = AsyncDummyDifferentialBackend(
         faults=FaultPlan((FaultRule("enter_error", views=("ft",), nth=1),))
@@ -127,6 +156,7 @@ async def test_an_entry_after_an_injected_enter_failure_is_a_retry() -> None:
         pass
     assert ledger.retries.count == 1
     assert ledger.retries.examples == ["entry of view 'ft' after an injected enter failure"]
+    assert ledger.retry_delays == [(0.0, "entry of view 'ft'")]
 
 
 async def test_corrupted_answers_are_recorded_per_request_and_per_batch_item(

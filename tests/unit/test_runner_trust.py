@@ -176,3 +176,142 @@ def test_a_scenario_without_a_folder_has_nowhere_to_import_from() -> None:
     )
     assert scenario.runner_target is not None
     assert scenario.runner_target.package is None
+
+
+# -- function probes: found and imported like a runner ----------------------------------
+
+FUNCTION_SCENARIO = """\
+description = "whose probe runs?"
+[[probes]]
+kind = "delta_kl"
+name = "d"
+prompts = ["a"]
+[[probes]]
+kind = "function"
+name = "mine"
+function = "{function}"
+requires = ["d"]
+options = {options}
+[expect]
+verdicts = {{ d = "PASS", mine = "PASS" }}
+"""
+
+PROBE_MODULE = """\
+from __future__ import annotations
+
+import pathlib
+
+from swaysim import ProbeResult, Verdict
+
+pathlib.Path(__file__).with_name("imported-probe").touch()
+
+
+async def probe(backend, ctx, *, prompt):
+    async with backend.as_finetuned() as ft:
+        await ft.next_token_dist(prompt)
+    seen = "ran-after-d" if "d" in ctx.results else "ran-before-d"
+    pathlib.Path(__file__).with_name(seen).touch()
+    return ProbeResult("", "function", Verdict.PASS)
+"""
+
+
+def folder_with_probe(root: Path, function: str = "my_probes:probe", options: str = "") -> Path:
+    (root / "my_probes.py").write_text(PROBE_MODULE)
+    (root / "s.toml").write_text(
+        FUNCTION_SCENARIO.format(function=function, options=options or '{ prompt = "q" }')
+    )
+    return root / "s.toml"
+
+
+def test_a_function_probe_is_imported_only_to_run_after_what_it_requires(tmp_path: Path) -> None:
+    path = folder_with_probe(tmp_path)
+    code, stdout, _ = invoke("validate", str(path))
+    assert (code, stdout.count(": ok")) == (0, 1)
+    scenario = load_scenario(path)
+    assert not (tmp_path / "imported-probe").exists()
+    (check,) = check_scenario(scenario, ("trio",))
+    assert check.ok, check.failure_report()
+    assert (tmp_path / "imported-probe").exists()
+    assert (tmp_path / "ran-after-d").exists()
+    assert not (tmp_path / "ran-before-d").exists()
+
+
+@pytest.mark.parametrize(
+    ("function", "options", "expected"),
+    [
+        (
+            "os:system",
+            "",
+            "probes[1].function: no module named 'os' in the scenario's folder {folder}; a "
+            "scenario imports its function probes from its own folder only, unless you allow "
+            "sys.path with --allow-sys-path-runners (line 9)",
+        ),
+        (
+            "my_probes:prob",
+            "",
+            "probes[1].function: module 'my_probes' ({folder}/my_probes.py) has no function "
+            "'prob'; did you mean 'probe'? (line 9)",
+        ),
+        (
+            "my_probes:probe",
+            '{ prompt = "q", promt = "r" }',
+            "probes[1].options.promt: 'my_probes:probe' takes no option 'promt'; did you mean "
+            "'prompt'? (line 11)",
+        ),
+        (
+            "my_probes:probe",
+            "{}",
+            "probes[1].options: 'my_probes:probe' requires option 'prompt', which "
+            "probes[1].options does not set (line 11)",
+        ),
+        (
+            "my_probes",
+            "",
+            'probes[1].function: "my_probes" is not allowed: must look like '
+            '"package.module:function" (line 9)',
+        ),
+    ],
+    ids=["stdlib-out-of-reach", "misspelt", "unknown-option", "missing-option", "no-colon"],
+)
+def test_a_function_probe_is_checked_from_its_source_without_importing_it(
+    tmp_path: Path, function: str, options: str, expected: str
+) -> None:
+    path = folder_with_probe(tmp_path, function, options)
+    code, _, stderr = invoke("validate", str(path))
+    assert code == 2
+    assert stderr.splitlines()[0] == f"{path}: " + expected.format(folder=tmp_path.resolve())
+    assert not (tmp_path / "imported-probe").exists()
+
+
+def test_a_function_probes_requires_must_name_another_probe(tmp_path: Path) -> None:
+    path = folder_with_probe(tmp_path)
+    path.write_text(path.read_text().replace('requires = ["d"]', 'requires = ["dd", "mine"]'))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    lines = str(info.value).splitlines()
+    assert any(
+        line.endswith(
+            'probes[1].requires[0]: "dd" is not allowed: must name another probe in the suite; '
+            "did you mean 'd'? (line 10)"
+        )
+        for line in lines
+    ), lines
+    assert any('probes[1].requires[1]: "mine" is not allowed' in line for line in lines), lines
+
+
+def test_a_function_probe_that_fails_to_import_stops_swaysim_run_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    path = folder_with_probe(tmp_path)
+    (tmp_path / "my_probes.py").write_text(
+        "raise RuntimeError('no GPU here')\n\n\nasync def probe(backend, ctx, *, prompt):\n"
+        "    return None\n"
+    )
+    scenario = load_scenario(path)
+    with pytest.raises(ScenarioError) as info:
+        scenario.build_probes()
+    assert "probes[1].function: importing 'my_probes'" in str(info.value)
+    assert str(info.value).endswith("failed: RuntimeError: no GPU here")
+    code, stdout, stderr = invoke("run", str(path))
+    assert (code, stdout) == (2, "")
+    assert stderr.splitlines()[-1] == "swaysim: 1 scenario is invalid; nothing was run"

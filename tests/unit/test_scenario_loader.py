@@ -23,6 +23,7 @@ from swaysim import (
     DummyResponses,
     FaultPlan,
     FaultRule,
+    FunctionProbe,
     InvalidArgumentError,
     LatencyPlan,
     LatencyRule,
@@ -314,7 +315,10 @@ MAPPINGS: list[tuple[type[Any], Any, set[str], set[str]]] = [
     *[
         (PROBE_SPECS[kind], cls, {"kind", "repeat"}, set())
         for kind, cls in sorted(PROBE_CLASSES.items())
+        if kind != "function"
     ],
+    # A function probe names its callable ("module:callable"), and options go to it.
+    (PROBE_SPECS["function"], FunctionProbe, {"kind", "repeat", "function", "options"}, {"func"}),
 ]
 
 
@@ -405,7 +409,7 @@ ERRORS: list[tuple[str, str | bytes, str]] = [
         "unknown-probe-kind",
         MINIMAL.replace('"delta_kl"', '"delta_k"'),
         "s.toml: probes[0].kind: \"delta_k\" is not allowed: must be one of 'delta_kl', "
-        "'adapter_ablation', 'null_adapter', 'preference_flip', 'perplexity_shift'; "
+        "'adapter_ablation', 'null_adapter', 'preference_flip', 'perplexity_shift', 'function'; "
         "did you mean 'delta_kl'?",
     ),
     (

@@ -13,6 +13,8 @@ for any runner, whatever the runner itself reports:
 - **timeouts**: ops abandoned by a cancellation that is not the harness's own
   (an ``op_timeout``, a ``probe_timeout``, a runner cancelling its own work);
   **cancelled ops**: the ones the harness's ``cancel_after`` abandoned;
+- **retry delays**: the loop seconds from a failed call (or entry) to its
+  retry: the runner's backoff, plus whatever it waited for itself;
 - **duplicates**: a request sent again within one view entry after it had
   already succeeded there (a cache hit counts as sent);
 - **late** ops and entries: anything after the harness marked the runner as
@@ -180,12 +182,18 @@ class CallLedger:
         self.returned = False
         self.calls: list[ObservedCall] = []
         self.in_flight: dict[int, ObservedCall] = {}
+        self.peak_in_flight = 0
+        """Most op calls in flight at once (a call waiting for the device included)."""
         self.retries = Tally()
         self.timeouts = Tally()
         self.cancelled_ops = Tally()
         self.duplicates = Tally()
         self.late = Tally()
+        self.retry_delays: list[tuple[float, str]] = []
+        """Each retry's loop seconds since the failure it retries, and what it retried."""
         self._failed: set[CallKey] = set()
+        self._failed_at: dict[CallKey, float] = {}
+        self._enter_failed_at: dict[str, float] = {}
         self._succeeded: dict[int, set[CallKey]] = {}
         self._entry_of: dict[int, int] = {}
         self._enter_failed: set[str] = set()
@@ -207,6 +215,10 @@ class CallLedger:
             self.late.add(f"an entry of view {view_id!r} (task {task!r})")
         if view_id in self._enter_failed:
             self.retries.add(f"entry of view {view_id!r} after an injected enter failure")
+            failed_at = self._enter_failed_at.get(view_id)
+            if failed_at is not None:
+                delay = anyio.current_time() - failed_at
+                self.retry_delays.append((delay, f"entry of view {view_id!r}"))
 
     def entered(self, view: object, view_id: str) -> None:
         """``view`` (the object ops are called on) is live."""
@@ -219,6 +231,7 @@ class CallLedger:
         """Entering ``view_id`` raised (or was cancelled) before the view was live."""
         if isinstance(exc, InjectedFault):
             self._enter_failed.add(view_id)
+            self._enter_failed_at[view_id] = anyio.current_time()
 
     def exited(self, view: object) -> None:
         """``view``'s block ended: its entry's bookkeeping goes."""
@@ -244,10 +257,15 @@ class CallLedger:
             self.late.add(record.describe())
         if key in self._failed:
             self.retries.add(describe_key(key))
+            retried_at = anyio.current_time()
+            delay = retried_at - self._failed_at.get(key, retried_at)
+            self.retry_delays.append((delay, describe_key(key)))
         succeeded = self._succeeded.get(entry)
         if succeeded is not None and key in succeeded:
             self.duplicates.add(f"{describe_key(key)} sent again in one entry")
         self.in_flight[id(record)] = record
+        if len(self.in_flight) > self.peak_in_flight:
+            self.peak_in_flight = len(self.in_flight)
         return record
 
     def finish(self, record: ObservedCall, outcome: Outcome) -> None:
@@ -258,6 +276,7 @@ class CallLedger:
         key = record.key
         if outcome in ("failed", "cancelled"):
             self._failed.add(key)
+            self._failed_at[key] = anyio.current_time()
         else:
             self._failed.discard(key)
         if outcome == "ok":

@@ -142,7 +142,8 @@ def load_scenarios(paths: Sequence[str], *, allow_sys_path_runners: bool = False
 
 
 def import_runners(scenarios: Sequence[Scenario]) -> None:
-    """Import every scenario's own runner before anything runs; exit 2 if any cannot be.
+    """Import every scenario's own runner and function probes before anything runs; exit 2
+    if any cannot be.
 
     The one place the command line executes code a scenario names (see the
     README's trust model): only ``swaysim run`` calls it, never ``validate``.
@@ -151,6 +152,7 @@ def import_runners(scenarios: Sequence[Scenario]) -> None:
     for scenario in scenarios:
         try:
             scenario.load_runner()
+            scenario.load_functions()
         except ScenarioError as exc:
             invalid += 1
             say(str(exc))

@@ -10,9 +10,10 @@ key path, so the problem names the key the author wrote.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
 
 import numpy as np
 from pydantic import ValidationError
@@ -21,6 +22,7 @@ from swaysim._backend.backend import AsyncDummyDifferentialBackend
 from swaysim._chaos.faults import FaultPlan, FaultRule
 from swaysim._chaos.latency import Constant, LatencyPlan, LatencyRule, LogNormal, Uniform
 from swaysim._runner.calibration import NullAdapter
+from swaysim._runner.probes import FunctionProbe
 from swaysim._runner.reference_probes import (
     AdapterAblation,
     DeltaKL,
@@ -40,6 +42,7 @@ from swaysim._scenario.schema import (
     ConstantSpec,
     FaultPlanSpec,
     FaultRuleSpec,
+    FunctionProbeSpec,
     LatencyPlanSpec,
     LatencyRuleSpec,
     LogNormalSpec,
@@ -48,7 +51,7 @@ from swaysim._scenario.schema import (
     UniformSpec,
 )
 from swaysim._types import DummyResponses, RollingLogprob, TokenDist
-from swaysim.errors import InvalidArgumentError
+from swaysim.errors import InvalidArgumentError, SwaysimError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -77,12 +80,13 @@ __all__ = [
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
-PROBE_CLASSES: Final[dict[str, type[Probe]]] = {
+PROBE_CLASSES: Final[dict[str, type[Probe] | type[FunctionProbe]]] = {
     "delta_kl": DeltaKL,
     "adapter_ablation": AdapterAblation,
     "null_adapter": NullAdapter,
     "preference_flip": PreferenceFlip,
     "perplexity_shift": PerplexityShift,
+    "function": FunctionProbe,
 }
 _LATENCY_MODELS: Final[dict[type[BaseModel], Callable[..., LatencyModel]]] = {
     ConstantSpec: Constant,
@@ -297,12 +301,24 @@ class _Builder:
             "backend", BackendSpec, AsyncDummyDifferentialBackend, trace=trace, **kwargs
         )
 
-    def probe(self, item: ExpandedProbe) -> Probe:
+    def probe(
+        self, item: ExpandedProbe, functions: Mapping[str, Callable[..., object]] | None
+    ) -> Probe | FunctionProbe:
         kwargs = dict(item.kwargs)
+        if item.kind == "function":
+            text, options = kwargs.pop("function"), kwargs.pop("options", {})
+            func: Any = functions[item.path] if functions is not None else _not_imported(text)
+            if options:
+                func = functools.partial(func, **options)
+            return self.attempt(
+                item.path, FunctionProbeSpec, FunctionProbe, item.name, func, **kwargs
+            )
         if "triples" in kwargs:
             kwargs["triples"] = [tuple(t) for t in kwargs["triples"]]
         api = PROBE_CLASSES[item.kind]
-        return self.attempt(item.path, PROBE_SPECS[item.kind], api, item.name, **kwargs)
+        return cast(
+            "Probe", self.attempt(item.path, PROBE_SPECS[item.kind], api, item.name, **kwargs)
+        )
 
 
 def build_backend(
@@ -339,10 +355,32 @@ def backend_options(
         raise scenario_error(source, [exc.problem]) from None
 
 
-def build_probe(item: ExpandedProbe, *, source: str) -> Probe:
-    """A fresh probe object (a null adapter binds to its target, so never reuse one)."""
+def _not_imported(text: str) -> Callable[..., object]:
+    """What a function probe holds until its callable is imported (validation builds it)."""
+
+    def not_imported(*args: object, **kwargs: object) -> object:
+        message = (
+            f"function probe {text!r} was built for validation only; build the scenario's "
+            "probes with Scenario.build_probes(), which imports it"
+        )
+        raise SwaysimError(message)
+
+    return not_imported
+
+
+def build_probe(
+    item: ExpandedProbe,
+    *,
+    source: str,
+    functions: Mapping[str, Callable[..., object]] | None = None,
+) -> Probe | FunctionProbe:
+    """A fresh probe object (a null adapter binds to its target, so never reuse one).
+
+    ``functions`` holds each function probe's imported callable by table path
+    (``probes[2]``); without it a function probe holds a stand-in that must never run.
+    """
     try:
-        return _Builder().probe(item)
+        return _Builder().probe(item, functions)
     except BuildRefused as exc:
         raise scenario_error(source, [exc.problem]) from None
 
@@ -359,7 +397,7 @@ def backend_refusal(spec: BackendSpec, seed: int) -> Problem | None:
 def probe_refusal(item: ExpandedProbe) -> Problem | None:
     """What the Python API refuses in a valid ``[[probes]]`` entry, if anything."""
     try:
-        _Builder().probe(item)
+        _Builder().probe(item, None)
     except BuildRefused as exc:
         return exc.problem
     return None

@@ -294,6 +294,17 @@ def _views(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
     for view_id, bounds in expect.calls_per_view.items():
         calls = stats.calls_per_view.get(view_id, 0)
         yield _count(join_key(ev.key("calls_per_view"), view_id), calls, bounds)
+    if expect.view_entries is not None:
+        entries = sum(stats.entries_per_view.values())
+        yield _count(ev.key("view_entries"), entries, expect.view_entries)
+    peak = expect.peak_ops_in_flight
+    if peak is not None:
+        ledger = ev.run.ledger
+        key = ev.key("peak_ops_in_flight")
+        if ledger is None:
+            yield Outcome(key, _bounds_text(peak), "the backend was not observed", "n/a")
+        else:
+            yield _count(key, ledger.peak_in_flight, peak)
 
 
 def _makespan(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
@@ -332,6 +343,28 @@ def _observed_counters(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
             continue
         tally = ledger.duplicates if name == "duplicate_requests" else getattr(ledger, name)
         yield _tally(ev.key(name), tally, bounds)
+
+
+def _retry_delay(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
+    bounds = expect.retry_delay
+    if bounds is None:
+        return
+    key, expected, ledger = ev.key("retry_delay"), _bounds_text(bounds, " s"), ev.run.ledger
+    if ledger is None:
+        yield Outcome(key, expected, "the backend was not observed", "n/a")
+        return
+    delays = ledger.retry_delays
+    if not delays:
+        yield _ok(key, expected, "no retries", True)
+        return
+    outside = [(d, what) for d, what in delays if not _within(d, bounds, _SECONDS_TOLERANCE)]
+    low, high = min(d for d, _ in delays), max(d for d, _ in delays)
+    count = f"{len(delays)} {'retry' if len(delays) == 1 else 'retries'}"
+    observed = f"{low:.6g} to {high:.6g} s over {count}"
+    if outside:
+        delay, what = outside[0]
+        observed += f" ({what} after {delay:.6g} s)"
+    yield _ok(key, expected, observed, not outside)
 
 
 def _gate_free(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
@@ -374,6 +407,7 @@ _CHECKS: Final[tuple[Callable[[_Evidence, ExpectKeys], Iterator[Outcome]], ...]]
     _makespan,
     _faults_fired,
     _observed_counters,
+    _retry_delay,
     _gate_free,
     _identical,
 )

@@ -21,7 +21,7 @@ import fnmatch
 import re
 import shlex
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -35,6 +35,7 @@ from swaysim._scenario.build import (
     expand_probes,
     probe_refusal,
 )
+from swaysim._scenario.functions import function_targets, import_functions
 from swaysim._scenario.limits import (
     MAX_REPORTED_PROBLEMS,
     document_problems,
@@ -65,10 +66,10 @@ from swaysim._scenario.schema import EXPECTATION_KEYS, NUMERIC_KINDS, RunnerSpec
 from swaysim._scenario.sections import Sections, validate_sections
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     from swaysim._backend.backend import AsyncDummyDifferentialBackend
-    from swaysim._runner.probes import Probe
+    from swaysim._runner.probes import FunctionProbe, Probe
     from swaysim._scenario.schema import ExpectKeys, ExpectSpec, ScenarioSpec
     from swaysim._trace.events import TraceSink
 
@@ -169,6 +170,15 @@ def _probe_problems(probes: Sequence[ExpandedProbe], *, complete: bool) -> list[
                     f"in the suite{did_you_mean(null, hint_choices(nulls))}",
                 )
             )
+        for position, required in enumerate(probe.kwargs.get("requires", ())):
+            if required not in kinds or required == probe.name:
+                problems.append(
+                    Problem(
+                        f"{probe.path}.requires[{position}]",
+                        f"{show_value(required)} is not allowed: must name another probe in "
+                        f"the suite{did_you_mean(required, hint_choices(list(kinds)))}",
+                    )
+                )
         target = probe.kwargs.get("target")
         if probe.kind == "null_adapter" and kinds.get(target or "") not in NUMERIC_KINDS:
             problems.append(
@@ -347,6 +357,8 @@ class Scenario:
     """Where the custom runner lives (found, not imported); None for ``run_suite``."""
     allow_sys_path_runners: bool = False
     """Whether the runner may come from ``sys.path`` (the user opted in), not only the folder."""
+    function_targets: Mapping[str, RunnerTarget] = field(default_factory=dict)
+    """Where each function probe's callable lives (found, not imported), by table path."""
 
     @property
     def name(self) -> str:
@@ -396,9 +408,16 @@ class Scenario:
         """The jitter seed a run uses: ``override``, else ``[backend] schedule_jitter``."""
         return self.spec.backend.schedule_jitter if override is None else override
 
-    def build_probes(self) -> list[Probe]:
-        """Fresh probe objects (a null adapter binds to its target, so never reuse them)."""
-        return [build_probe(item, source=self.source) for item in self.probe_plan]
+    def build_probes(self) -> list[Probe | FunctionProbe]:
+        """Fresh probe objects (a null adapter binds to its target, so never reuse them).
+
+        Function probes' callables are imported here (this runs their modules'
+        code), as :meth:`load_runner` imports the runner: only to run.
+        """
+        functions = self.load_functions() if self.function_targets else None
+        return [
+            build_probe(item, source=self.source, functions=functions) for item in self.probe_plan
+        ]
 
     def runner_options(self, seed: int | None = None) -> dict[str, Any]:
         """Keyword arguments for ``run_suite`` (or for the custom runner)."""
@@ -419,6 +438,14 @@ class Scenario:
             if parameters is not None and (parameters.any_keyword or "seed" in parameters.keywords):
                 options["seed"] = seed
         return options
+
+    def load_functions(self) -> dict[str, Callable[..., object]]:
+        """Import each function probe's callable (this runs its module's code), by table path.
+
+        Raises :class:`ScenarioError` naming ``probes[i].function`` or the option
+        at fault; like :meth:`load_runner`, called to run, never to validate.
+        """
+        return import_functions(self.function_targets, self.probe_plan, source=self.source)
 
     def load_runner(self) -> Callable[..., object] | None:
         """Import the custom runner (this runs its module's code) and check its options.
@@ -461,6 +488,10 @@ class Scenario:
 def _limit_problems(sections: Sections) -> list[Problem]:
     """What the valid tables would cost to expand and check, before any of it is done."""
     problems = untyped_problems(sections.runner.options) if sections.runner is not None else []
+    for index, spec in sections.probes:
+        options = getattr(spec, "options", None)
+        if isinstance(options, dict):  # a function probe's options go to it untyped too
+            problems += untyped_problems(options, f"probes[{index}].options")
     specs = [spec for _, spec in sections.probes]
     for problem in expansion_problems(specs):
         # expansion_problems numbers the valid entries; name the entry as the file does.
@@ -514,9 +545,15 @@ def parse_scenario(
         raise scenario_error(source, _located(problems, text))
     spec = sections.spec
     target = _runner_target(spec, path, allow_sys_path_runners)
-    if isinstance(target, list):
-        raise scenario_error(source, _located(target, text))
-    return Scenario(spec, source, path, plan, target, allow_sys_path_runners)
+    folder = path.resolve().parent if path is not None else None
+    functions = function_targets(plan, folder, allow_sys_path=allow_sys_path_runners)
+    if isinstance(target, list) or isinstance(functions, list):
+        found = [
+            *(target if isinstance(target, list) else ()),
+            *(functions if isinstance(functions, list) else ()),
+        ]
+        raise scenario_error(source, _located(found, text))
+    return Scenario(spec, source, path, plan, target, allow_sys_path_runners, functions)
 
 
 def load_scenario(

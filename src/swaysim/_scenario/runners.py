@@ -77,6 +77,8 @@ class RunnerTarget:
     """The private package it is imported under; None when it comes from ``sys.path``."""
     folder: Path | None = None
     """The scenario's folder (resolved) the module was found in."""
+    key: str = "runner.runner"
+    """The scenario key that names it (``probes[2].function`` for a function probe)."""
 
     @property
     def import_name(self) -> str:
@@ -128,38 +130,46 @@ def _inside(spec: ModuleSpec, folder: Path) -> bool:
 
 
 def locate_runner(
-    text: str, folder: Path | None, *, allow_sys_path: bool = False
+    text: str,
+    folder: Path | None,
+    *,
+    allow_sys_path: bool = False,
+    key: str = "runner.runner",
 ) -> RunnerTarget | Problem:
     """Find ``module:function``'s module in ``folder`` (then ``sys.path`` if allowed).
 
     Nothing is imported or executed. ``folder`` None (a scenario parsed from
-    a string) has no folder to search.
+    a string) has no folder to search. ``key`` is the scenario key that names
+    it: a runner's, or a function probe's (``probes[2].function``), found by
+    the same rules.
     """
     module, _, attribute = text.partition(":")
+    what = "runner" if key == "runner.runner" else "function probes"
     if folder is not None:
         spec = _find(module, [str(folder)])
         if spec is not None and not _inside(spec, folder):
             return Problem(
-                "runner.runner",
+                key,
                 f"module {module!r} resolves outside the scenario's folder {folder} "
-                "(through a link); a scenario's runner must live in its folder",
+                f"(through a link); a scenario's {what} must live in its folder",
             )
         if spec is not None:
             origin = Path(spec.origin) if spec.origin and spec.has_location else None
-            return RunnerTarget(text, module, attribute, origin, _package_name(folder), folder)
+            package = _package_name(folder)
+            return RunnerTarget(text, module, attribute, origin, package, folder, key)
     if allow_sys_path:
         spec = _find(module, None)
         if spec is None and "." not in module:
             spec = importlib.util.find_spec(module)  # built-in and frozen modules
         if spec is not None:
             origin = Path(spec.origin) if spec.origin and spec.has_location else None
-            return RunnerTarget(text, module, attribute, origin, None)
+            return RunnerTarget(text, module, attribute, origin, None, key=key)
         where = f"in {folder} or on sys.path" if folder else "on sys.path"
-        return Problem("runner.runner", f"no module named {module!r} {where}")
+        return Problem(key, f"no module named {module!r} {where}")
     where = f"in the scenario's folder {folder}" if folder else "(the scenario has no folder)"
     return Problem(
-        "runner.runner",
-        f"no module named {module!r} {where}; a scenario imports its runner from its own "
+        key,
+        f"no module named {module!r} {where}; a scenario imports its {what} from its own "
         f"folder only, unless you allow sys.path with {_OPT_IN}",
     )
 
@@ -219,7 +229,9 @@ def _bindings(tree: ast.Module, name: str) -> tuple[ast.AST | None, bool, list[s
     return found, other, names
 
 
-def static_problems(target: RunnerTarget, passed: Mapping[str, str]) -> list[Problem]:
+def static_problems(
+    target: RunnerTarget, passed: Mapping[str, str], *, fixed: str = "(backend, probes)"
+) -> list[Problem]:
     """What the runner's source says is wrong with its options, without running it.
 
     ``passed`` maps each keyword the runner will get to the scenario key that
@@ -233,14 +245,16 @@ def static_problems(target: RunnerTarget, passed: Mapping[str, str]) -> list[Pro
         source = read_regular_file(target.origin, MAX_SCENARIO_BYTES)
         tree = ast.parse(source, filename=str(target.origin))
     except (OSError, InvalidArgumentError, SyntaxError, ValueError, RecursionError) as exc:
-        return [Problem("runner.runner", f"cannot read {target.origin}: {exc}")]
+        return [Problem(target.key, f"cannot read {target.origin}: {exc}")]
     found, other, names = _bindings(tree, target.attribute)
     if found is None and not other:
         public = [n for n in dict.fromkeys(names) if not n.startswith("_")]
         reason = f"module {target.module!r} ({target.origin}) has no function {target.attribute!r}"
-        return [Problem("runner.runner", f"{reason}{did_you_mean(target.attribute, public)}")]
+        return [Problem(target.key, f"{reason}{did_you_mean(target.attribute, public)}")]
     if isinstance(found, ast.FunctionDef | ast.AsyncFunctionDef) and not other:
-        return signature_problems(target.text, _parameters_of_def(found), passed)
+        return signature_problems(
+            target.text, _parameters_of_def(found), passed, key=target.key, fixed=fixed
+        )
     return []
 
 
@@ -268,14 +282,14 @@ def import_runner(target: RunnerTarget) -> Callable[..., object] | Problem:
     except Exception as exc:
         where = f" from {target.folder}" if target.folder else ""
         reason = f"importing {target.module!r}{where} failed: {type(exc).__name__}: {exc}"
-        return Problem("runner.runner", reason)
+        return Problem(target.key, reason)
     function = getattr(module, target.attribute, None)
     if function is None:
         public = [name for name in dir(module) if not name.startswith("_")]
         reason = f"module {target.module!r} has no attribute {target.attribute!r}"
-        return Problem("runner.runner", f"{reason}{did_you_mean(target.attribute, public)}")
+        return Problem(target.key, f"{reason}{did_you_mean(target.attribute, public)}")
     if not callable(function):
-        return Problem("runner.runner", f"{target.text!r} is not callable")
+        return Problem(target.key, f"{target.text!r} is not callable")
     return function  # type: ignore[no-any-return]
 
 
@@ -304,20 +318,22 @@ def parameters_of(function: Callable[..., object]) -> Parameters | None:
 
 
 def signature_problems(
-    text: str, parameters: Parameters, passed: Mapping[str, str]
+    text: str,
+    parameters: Parameters,
+    passed: Mapping[str, str],
+    *,
+    key: str = "runner.runner",
+    fixed: str = "(backend, probes)",
 ) -> list[Problem]:
     """Each option the runner cannot take, and each required one nothing sets.
 
-    ``passed`` maps keyword to scenario key (``{"bogus": "runner.options.bogus"}``).
+    ``passed`` maps keyword to scenario key (``{"bogus": "runner.options.bogus"}``);
+    ``key`` names the function (a function probe's is ``probes[i].function`` and its
+    ``fixed`` arguments ``(backend, ctx)``), its options table is ``key``'s sibling.
     """
     problems = []
     if not parameters.fixed_ok:
-        problems.append(
-            Problem(
-                "runner.runner",
-                f"{text!r} must take the two positional arguments (backend, probes)",
-            )
-        )
+        problems.append(Problem(key, f"{text!r} must take the two positional arguments {fixed}"))
     takes = ", ".join(parameters.names) or "no options"
     for keyword, key in passed.items():
         if parameters.any_keyword or keyword in parameters.keywords:
@@ -325,11 +341,13 @@ def signature_problems(
         hint = did_you_mean(keyword, parameters.names) or f"; it takes {takes}"
         problems.append(Problem(key, f"{text!r} takes no option {keyword!r}{hint}"))
     for missing in sorted(parameters.required - set(passed)):
+        table = key.rpartition(".")[0]
+        unset = (
+            "which neither [runner] nor [runner.options] sets"
+            if table == "runner"
+            else f"which {table}.options does not set"
+        )
         problems.append(
-            Problem(
-                "runner.options",
-                f"{text!r} requires option {missing!r}, which neither [runner] nor "
-                "[runner.options] sets",
-            )
+            Problem(f"{table}.options", f"{text!r} requires option {missing!r}, {unset}")
         )
     return problems

@@ -12,7 +12,8 @@ test introspects both so they cannot drift):
   :class:`~swaysim.FaultPlan` (``[[backend.faults.rules]]`` are
   :class:`~swaysim.FaultRule` fields).
 - ``[[probes]]``: a reference probe's constructor arguments, ``kind``
-  choosing the class.
+  choosing the class; ``kind = "function"`` names a function probe of one's
+  own (``function = "module:callable"``, imported like a runner).
 - ``[runner]``: :func:`~swaysim.run_suite` keyword arguments, or
   ``runner = "package.module:function"`` for a runner of one's own.
 - ``[expect]``: what must hold afterwards (checked by
@@ -60,6 +61,7 @@ __all__ = [
     "ExpectSpec",
     "FaultPlanSpec",
     "FaultRuleSpec",
+    "FunctionProbeSpec",
     "LatencyPlanSpec",
     "LatencyRuleSpec",
     "LogNormalSpec",
@@ -398,6 +400,21 @@ class PreferenceFlipSpec(ProbeSpecBase):
     """PASS when the z-score is at least this (with ``null``)."""
 
 
+class FunctionProbeSpec(ProbeSpecBase):
+    """A probe of your own, a function of ``(backend, ctx)`` (``swaysim.FunctionProbe``)."""
+
+    kind: Literal["function"]
+    """Which probe: ``"function"``."""
+    function: Annotated[str, Field(pattern=_RUNNER_PATTERN)]
+    """``"module:callable"``: an ``async def`` (or a plain ``def``, run on a worker thread with
+    a blocking backend) taking ``(backend, ctx)`` and returning a ``ProbeResult``. Found in the
+    scenario's folder and imported only to run, as ``runner.runner`` is."""
+    requires: list[Name] = []
+    """Probes of the suite whose results it reads (``ctx.results``): they finish first."""
+    options: dict[str, Any] = {}
+    """Keyword arguments the function gets after ``(backend, ctx)``."""
+
+
 class PerplexityShiftSpec(ProbeSpecBase):
     """Mean per-token logprob gain of ft over base on held-out texts."""
 
@@ -415,7 +432,12 @@ class PerplexityShiftSpec(ProbeSpecBase):
 
 ProbeSpec = Annotated[
     Union[  # noqa: UP007
-        DeltaKLSpec, AdapterAblationSpec, NullAdapterSpec, PreferenceFlipSpec, PerplexityShiftSpec
+        DeltaKLSpec,
+        AdapterAblationSpec,
+        NullAdapterSpec,
+        PreferenceFlipSpec,
+        PerplexityShiftSpec,
+        FunctionProbeSpec,
     ],
     Field(discriminator="kind"),
 ]
@@ -426,6 +448,7 @@ PROBE_SPECS: Final[dict[str, type[ProbeSpecBase]]] = {
     "null_adapter": NullAdapterSpec,
     "preference_flip": PreferenceFlipSpec,
     "perplexity_shift": PerplexityShiftSpec,
+    "function": FunctionProbeSpec,
 }
 NUMERIC_KINDS: Final = frozenset({"delta_kl", "preference_flip", "perplexity_shift"})
 
@@ -578,6 +601,13 @@ class ExpectKeys(_Spec):
     calls_per_view: dict[str, CountExpectation] = {}
     """View id (``ft``, ``scaled_0.50``, ``null_3``) to the op calls made on it, preflight's
     and cache hits included (a batch is one call)."""
+    view_entries: CountExpectation | None = None
+    """View entries the backend saw, every view's and preflight's included (an entry retried
+    after an injected enter failure counts once more)."""
+    peak_ops_in_flight: CountExpectation | None = None
+    """Most op calls in flight at once, observed by the backend: from the call until its answer,
+    waiting for the device included (a batch is one call); at most ``runner.concurrency`` for a
+    runner that keeps to it."""
     duplicate_requests: CountExpectation | None = None
     """Requests sent again within one view entry after they had succeeded there (observed by
     the backend; a cache hit counts as sent)."""
@@ -588,6 +618,10 @@ class ExpectKeys(_Spec):
     retries: CountExpectation | None = None
     """Retries the backend saw: a request sent again on a view after it failed there (an
     injected error, or cut off), and a view entered again after an injected enter error."""
+    retry_delay: SecondsExpectation | None = None
+    """Loop seconds from a failed attempt (an injected error, or cut off; or a failed view
+    entry) to its retry, for every retry the backend saw: the runner's backoff plus any wait of
+    its own before the call. Holds when nothing was retried (``retries`` says whether)."""
     timeouts: CountExpectation | None = None
     """Ops the backend saw abandoned by a cancellation other than ``cancel_after``'s (an
     ``op_timeout``, a ``probe_timeout``, a runner cancelling its own work)."""

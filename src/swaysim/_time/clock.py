@@ -24,6 +24,7 @@ import anyio
 from swaysim._time.anyio_hooks import install_anyio_hooks
 from swaysim._time.asyncio_loop import VirtualClockEventLoop
 from swaysim._time.outside import current_outside_work
+from swaysim._time.scheduling import seeded_trio_scheduler
 from swaysim.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -92,7 +93,12 @@ def run(
 
     Like :func:`anyio.run`, plus the clock: with ``virtual_time=True`` every
     ``anyio.sleep``, ``fail_after`` and injected latency takes no wall time
-    beyond the work itself.
+    beyond the work itself, and trio's scheduler is seeded for the run
+    (:mod:`swaysim._time.scheduling`), so a virtual run's schedule is the same
+    on every run and in every process, on trio as on asyncio.
     """
     name, options = virtual_anyio_backend(backend, virtual_time=virtual_time)
-    return anyio.run(func, *args, backend=name, backend_options=options)
+    if name != "trio" or not virtual_time:
+        return anyio.run(func, *args, backend=name, backend_options=options)
+    with seeded_trio_scheduler():
+        return anyio.run(func, *args, backend=name, backend_options=options)
