@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +22,7 @@ pytest.importorskip("dlm_sway", reason="dlm-sway (a dev dependency) is not insta
 import swaysim
 from swaysim._dlm_sway.probes import PERPLEXITY_KIND, sway_spec
 from swaysim.dlm_sway import runner
+from swaysim.scenario import check_scenario, load_scenario
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -142,3 +144,45 @@ def test_dlm_sways_process_wide_seeding_is_undone(monkeypatch: pytest.MonkeyPatc
     np.random.seed(1234)
     assert after_the_run == (random.random(), np.random.random())
     assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+
+# -- under the scenario library ---------------------------------------------------------
+
+LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
+FINDINGS = {
+    # docs/dlm-sway.md's findings 1, 3 and 4: what the library reports, line for line.
+    "nan_in_null_view_only": [
+        "expect.verdicts.null-dkl",
+        "expect.verdicts.dkl-z",
+        "expect.matches_reference",
+        "expect.view_switches",
+        "expect.faults_fired.nan-null",
+    ],
+    "probe_timeout_slow_view": [
+        "expect.verdicts.slow",
+        "expect.matches_reference",
+        "expect.makespan",
+        "expect.timeouts",
+    ],
+    "flaky_ft_view": [
+        "expect.verdict_counts.PASS",
+        "expect.matches_reference",
+        "expect.retries",
+    ],
+}
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_the_library_reports_dlm_sways_weaknesses_and_nothing_of_its_being_synchronous(
+    loop: str,
+) -> None:
+    # Tight makespan bounds hold: the runner's own Python on its worker thread (which the
+    # clock follows in real time) widens them, so a correct synchronous runner passes.
+    for name in ("hang_under_timeout", "nan_adapter_preflight"):
+        (check,) = check_scenario(load_scenario(LIBRARY / f"{name}.toml"), (loop,), runner=runner)
+        assert check.ok, check.failure_report()
+        assert check.run.outside_seconds > 0.0
+    for name, keys in FINDINGS.items():
+        (check,) = check_scenario(load_scenario(LIBRARY / f"{name}.toml"), (loop,), runner=runner)
+        assert [o.key for o in check.failures] == keys, check.failure_report()
+        assert "--runner swaysim.dlm_sway:runner" in check.failure_report()

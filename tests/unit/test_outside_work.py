@@ -294,12 +294,16 @@ def test_debug_mode_reports_slow_callbacks_by_the_wall_clock(
 class _RecordingClock:
     def __init__(self) -> None:
         self.events: list[str] = []
+        self.time = 0.0
 
     def hold(self) -> None:
         self.events.append("hold")
 
     def release(self) -> None:
         self.events.append("release")
+
+    def now(self) -> float:
+        return self.time
 
 
 def test_the_account_holds_while_work_runs_and_tells_the_clock_only_on_changes() -> None:
@@ -313,4 +317,22 @@ def test_the_account_holds_while_work_runs_and_tells_the_clock_only_on_changes()
     seen.append(account.held)
     assert seen == [False, True, True, False]
     assert clock.events == ["hold", "release"]
-    assert repr(account) == "OutsideWork(running=0, held=False)"
+    assert repr(account) == "OutsideWork(running=0, held=False, held_seconds=0)"
+
+
+def test_the_account_adds_up_the_clock_time_it_held_the_clock_for() -> None:
+    clock = _RecordingClock()
+    account = OutsideWork(clock, automatic=True)
+    clock.time = 5.0  # jumping time before the first hold is not held time
+    with account.running():
+        clock.time = 5.25
+        with account.running():
+            clock.time = 5.5
+        assert account.held_seconds == 0.5  # the open hold counts so far
+        clock.time = 6.0
+    clock.time = 9.0
+    with account.running():
+        clock.time = 9.125
+    clock.time = 12.0
+    assert account.held_seconds == 1.125
+    assert repr(account) == "OutsideWork(running=0, held=False, held_seconds=1.125)"

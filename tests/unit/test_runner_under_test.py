@@ -249,6 +249,32 @@ def test_a_plain_def_runner_runs_through_the_blocking_bridge(loop: str) -> None:
 
 
 @pytest.mark.parametrize("loop", LOOPS)
+def test_a_makespan_bound_widens_by_the_synchronous_runners_own_time_and_no_more(
+    loop: str,
+) -> None:
+    # The plan: one 2 s switch and one 0.5 s pass. The thread's own Python (starting, the
+    # hand-offs) takes real time the held clock follows; a bound at the plan widens by
+    # exactly that, so a correct synchronous runner holds it on every run.
+    exact = SCENARIO.replace("[expect]\n", "[expect]\nmakespan = 2.5\n")
+    (check,) = check_scenario(scenario(exact), (loop,), runner=sync_runner)
+    outside = check.run.outside_seconds
+    assert outside > 0.0
+    assert check.run.makespan == pytest.approx(2.5 + outside, abs=1e-9)
+    assert check.ok, check.failure_report()
+    (makespan,) = [o for o in check.outcomes if o.key == "expect.makespan"]
+    assert makespan.expected == (
+        f"2.5 s (at most +{outside:.3g} s of the runner's own work on a worker thread)"
+    )
+    # The same runner's makespan against a bound below the plan still fails.
+    tighter = exact.replace("makespan = 2.5", "makespan = { at_most = 2.4 }")
+    (failed,) = check_scenario(scenario(tighter), (loop,), runner=sync_runner)
+    assert [o.key for o in failed.failures] == ["expect.makespan"]
+    # An async runner does its own work on the loop, in no virtual time: nothing to widen by.
+    (plain,) = check_scenario(scenario(exact), (loop,), runner=custom_runners.plain)
+    assert plain.run.outside_seconds == 0.0
+
+
+@pytest.mark.parametrize("loop", LOOPS)
 def test_a_synchronous_runner_gets_the_scenarios_op_timeout_per_op(loop: str) -> None:
     text = SCENARIO.replace("retries = 5", "retries = 5\nop_timeout = 1.5").replace(
         "[expect]", '[[backend.faults.rules]]\nkind = "hang"\nprompt = "stuck"\n[expect]'

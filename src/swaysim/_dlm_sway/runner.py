@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 from dlm_sway.suite.runner import run as run_dlm_sway_suite
 
+import swaysim.dlm_sway as public
 from swaysim._dlm_sway.backend import DummyDifferentialBackend
 from swaysim._dlm_sway.probes import sway_spec, swaysim_result, unmapped
 from swaysim._runner.results import ProbeResult, Verdict
@@ -91,3 +92,7 @@ def runner(
         message = f"dlm-sway has no probe for swaysim's {probe.kind!r} probes"
         results.append(ProbeResult(probe.name, probe.kind, Verdict.SKIP, message=message))
     return results
+
+
+# A runner passed as an object is replayed by its importable name: the public one.
+runner.__module__ = public.__name__

@@ -42,6 +42,7 @@ from swaysim._bridge.bridge import run_sync_probe
 from swaysim._runner.probes import Probe, ProbeContext
 from swaysim._runner.results import ProbeResult
 from swaysim._runner.suite import SuiteResult
+from swaysim._time.outside import current_outside_work
 from swaysim._vocab import GENERATE_OP, LOGPROB_OF_OP, NEXT_TOKEN_DIST_BATCH_OP, NEXT_TOKEN_DIST_OP
 from swaysim.errors import InjectedFault
 
@@ -110,6 +111,9 @@ class Session:
     cancelled: bool = False
     stalled: bool = False
     makespan: float = 0.0
+    outside_seconds: float = 0.0
+    """Of the makespan, how long the clock followed real time for work outside the loop
+    (a synchronous runner's own Python on its worker thread)."""
     violations: list[Violation] = field(default_factory=list)
     statistics: BackendStatistics | None = None
     """The backend's counters the moment the runner returned."""
@@ -303,6 +307,8 @@ class Harness:
     async def session(self) -> Session:
         """The runner under ``cancel_after`` and the stall guard, checked as it returns."""
         session = Session()
+        account = current_outside_work(explicit=True)
+        held_at_start = account.held_seconds if account is not None else 0.0
         start = anyio.current_time()
         before = running_tasks()
         scope = anyio.CancelScope(deadline=start + self.cancel_after) if self.cancel_after else None
@@ -318,6 +324,8 @@ class Harness:
         if session.stalled:
             session.violations.clear()  # what a stall guard's cancellation left is not the runner's
         session.makespan = anyio.current_time() - start
+        if account is not None:
+            session.outside_seconds = account.held_seconds - held_at_start
         if session.statistics is None:
             session.statistics = self.backend.statistics()
         self.ledger.returned = True

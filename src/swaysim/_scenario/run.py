@@ -97,6 +97,10 @@ class ScenarioRun:
     """Each declarative probe's requests and dependencies (from a fresh copy of the suite)."""
     options: Mapping[str, Any] | None = None
     """The options the scenario gives its runner (``run_suite``'s names, defaults filled in)."""
+    outside_seconds: float = 0.0
+    """Of the makespan, the seconds the clock followed real time while work outside the
+    loop ran (a synchronous runner's own code on its worker thread): loop time no
+    schedule foresees, different each run."""
 
     @property
     def aborted(self) -> bool:
@@ -242,6 +246,7 @@ def _record(ran: _Ran, declared: Declared) -> ScenarioRun:
         ledger=ledger,
         declared=declared,
         options=suite_options(ran.scenario, ran.seed),
+        outside_seconds=session.outside_seconds,
     )
 
 

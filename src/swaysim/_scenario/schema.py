@@ -612,7 +612,9 @@ class ExpectKeys(_Spec):
     """Requests sent again within one view entry after they had succeeded there (observed by
     the backend; a cache hit counts as sent)."""
     makespan: SecondsExpectation | None = None
-    """Virtual seconds from start to finish (or to cancellation)."""
+    """Virtual seconds from start to finish (or to cancellation). The upper bound widens by
+    the time schedule jitter added and the time a synchronous runner's own code took on its
+    worker thread (the clock follows real time then)."""
     faults_fired: dict[str, CountExpectation] = {}
     """Firings per fault rule name."""
     retries: CountExpectation | None = None

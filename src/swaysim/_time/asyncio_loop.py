@@ -124,6 +124,9 @@ class _LoopClock:
     def release(self) -> None:
         self._loop._release()
 
+    def now(self) -> float:
+        return self._loop.time()
+
 
 class VirtualClockEventLoop(asyncio.SelectorEventLoop):
     """An asyncio event loop on a virtual clock that starts at 0.0.

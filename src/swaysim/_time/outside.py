@@ -55,6 +55,8 @@ class ClockControl(Protocol):
 
     def release(self) -> None: ...
 
+    def now(self) -> float: ...
+
 
 class OutsideWork:
     """One virtual clock's account of work running outside its event loop.
@@ -63,26 +65,52 @@ class OutsideWork:
     report to this account; explicit holds always do. Loop thread only.
     """
 
-    __slots__ = ("__weakref__", "_clock", "_held", "_running", "automatic")
+    __slots__ = (
+        "__weakref__",
+        "_clock",
+        "_held",
+        "_held_before",
+        "_held_since",
+        "_running",
+        "automatic",
+    )
 
     def __init__(self, clock: ClockControl, *, automatic: bool) -> None:
         self._clock = clock
         self._running = 0
         self._held = False
+        self._held_since = 0.0
+        self._held_before = 0.0
         self.automatic = automatic
 
     def __repr__(self) -> str:
-        return f"OutsideWork(running={self._running}, held={self._held})"
+        return (
+            f"OutsideWork(running={self._running}, held={self._held}, "
+            f"held_seconds={self.held_seconds:.6g})"
+        )
 
     @property
     def held(self) -> bool:
         """Whether the clock follows real time now instead of jumping."""
         return self._held
 
+    @property
+    def held_seconds(self) -> float:
+        """Clock seconds spent following real time so far, the current hold included.
+
+        Virtual time that outside work (a synchronous runner's own Python on a
+        worker thread) took in real time: what a schedule-based bound on
+        virtual time cannot foresee.
+        """
+        if self._held:
+            return self._held_before + (self._clock.now() - self._held_since)
+        return self._held_before
+
     def begin(self) -> None:
         self._running += 1
         if not self._held:
             self._held = True
+            self._held_since = self._clock.now()  # read while the clock still stands
             self._clock.hold()
 
     def end(self) -> None:
@@ -90,6 +118,7 @@ class OutsideWork:
         if self._held and not self._running:
             self._held = False
             self._clock.release()
+            self._held_before += self._clock.now() - self._held_since  # stands again
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -121,6 +150,10 @@ class _TrioClockControl:
 
     def release(self) -> None:
         self._clock.rate, self._clock.autojump_threshold = self._saved
+
+    def now(self) -> float:
+        now: float = self._clock.current_time()
+        return now
 
 
 _TRIO_ACCOUNTS: weakref.WeakKeyDictionary[Any, OutsideWork] = weakref.WeakKeyDictionary()
