@@ -7,6 +7,8 @@ against what the calls plainly did.
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
@@ -21,9 +23,8 @@ from swaysim import (
     LatencyPlan,
 )
 from swaysim._backend.ledger import CallLedger, describe_key
+from swaysim._trace.encode import event_fields
 from swaysim.errors import InvalidArgumentError
-
-pytestmark = pytest.mark.anyio
 
 
 def observed(backend: AsyncDummyDifferentialBackend) -> CallLedger:
@@ -203,3 +204,65 @@ async def test_attribution_crosses_the_blocking_bridge() -> None:
 def test_attribution_names_must_be_probe_names() -> None:
     with pytest.raises(InvalidArgumentError, match=r"probe_names\[1\]=''"):
         swaysim.attribute("dkl", "").__enter__()
+
+
+def observed_or_not_backend(configured: bool, sink: swaysim.TraceRecorder | None) -> Any:
+    if not configured:
+        return AsyncDummyDifferentialBackend(trace=sink)
+    return AsyncDummyDifferentialBackend(
+        latency=LatencyPlan(default=Constant(0.01), view_switch=Constant(0.1)),
+        faults=FaultPlan((FaultRule("nan", name="nan", prompt="nan*"),)),
+        trace=sink,
+    )
+
+
+async def ledger_workload(backend: AsyncDummyDifferentialBackend) -> list[object]:
+    """Entries on two views one after another, hits and misses, a batch, a corrupted answer.
+
+    One after another: trio runs tasks started together in a random order.
+    """
+    answers: list[object] = []
+    for index in range(4):
+        context = backend.as_base() if index % 2 else backend.as_finetuned()
+        async with context as view:
+            for prompt in ("q", f"p{index}", "q", "nan 1"):
+                answers.append((index, prompt, await view.next_token_dist(prompt, top_k=3)))
+                answers.append((index, prompt, await view.logprob_of(prompt, " x")))
+            answers.append((index, await view.next_token_dist_batch(["q", "r"], top_k=3)))
+            answers.append((index, await view.rolling_logprob(f"text {index}")))
+    return answers
+
+
+async def one_run(configured: bool, traced: bool, observe: bool) -> tuple[str, object, str]:
+    """The workload's answers, statistics and trace events (task ids left out), as reprs.
+
+    Reprs: a corrupted answer holds NaN, which equals nothing, itself included.
+    """
+    recorder = swaysim.TraceRecorder() if traced else None
+    backend = observed_or_not_backend(configured, recorder)
+    ledger = observed(backend) if observe else None
+    answers = await ledger_workload(backend)
+    events = [
+        (event.kind, event.time, event.task.split("#")[0], *event_fields(event)[3:])
+        for event in (recorder or ())
+    ]
+    if ledger is not None:
+        assert len(ledger.calls) == 4 * 10
+    else:  # the plain backend's fast path: no op pipeline at all
+        assert (backend._view_pipeline is None) == (not configured and not traced)
+    return repr(answers), backend.statistics(), repr(events)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "trio"])
+@pytest.mark.parametrize("configured", [False, True], ids=["plain", "latency-faults"])
+@pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
+def test_an_observed_backend_answers_counts_and_traces_as_an_unobserved_one(
+    loop: str, configured: bool, traced: bool
+) -> None:
+    """A ledger sends even a plain backend down the op pipeline: nothing else may change.
+
+    Each run in a loop of its own, so both traces start at time zero.
+    """
+    unobserved = swaysim.run(one_run, configured, traced, False, backend=loop)
+    observed_run = swaysim.run(one_run, configured, traced, True, backend=loop)
+    assert observed_run == unobserved
