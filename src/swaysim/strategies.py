@@ -76,7 +76,8 @@ def fault_rule_tables(
     if draw(st.booleans()):
         rule["views"] = draw(st.lists(st.sampled_from(views), min_size=1, max_size=2, unique=True))
     ops: tuple[str, ...] = APPLICABLE_OPS[kind]
-    if ops and draw(st.booleans()):
+    aim_ops: bool = draw(st.booleans())
+    if ops and aim_ops:
         rule["ops"] = [draw(st.sampled_from(ops))]
     if prompts and kind not in VIEW_EVENT_KINDS and draw(st.booleans()):
         rule["prompt"] = draw(st.sampled_from(prompts))
