@@ -45,6 +45,7 @@ from swaysim._explore.bounds import (
     SWITCH_SECONDS,
     VIEW_KIND_CHOICES,
 )
+from swaysim._explore.trial import expect_for
 from swaysim._scenario.build import backend_spec_from_table, build_backend
 from swaysim._scenario.load import Scenario, parse_scenario
 from swaysim.errors import InvalidArgumentError
@@ -149,7 +150,11 @@ def _latency_plan(table: dict[str, Any]) -> LatencyPlan:
 
 @st.composite
 def scenarios(draw: st.DrawFn, base: str | Path, kinds: tuple[str, ...] = FAULT_KINDS) -> Scenario:
-    """The scenario file ``base`` with a generated fault plan, latency plan and jitter seed."""
+    """The scenario file ``base`` with a generated fault plan, latency plan and jitter seed.
+
+    Its ``[expect]`` is replaced by explore's expectation-free oracles (``no_false_pass``,
+    ``matches_reference``): the file's own expectations were written for its own faults.
+    """
     path = Path(base)
     document = tomllib.loads(path.read_text("utf-8"))
     backend = document.setdefault("backend", {})
@@ -162,4 +167,5 @@ def scenarios(draw: st.DrawFn, base: str | Path, kinds: tuple[str, ...] = FAULT_
     jitter = draw(st.none() | st.integers(0, JITTER_SEED_BOUND - 1))
     if jitter is not None:
         backend["schedule_jitter"] = jitter
+    document["expect"] = expect_for(None)
     return parse_scenario(tomli_w.dumps(document), source=str(path), path=path)
