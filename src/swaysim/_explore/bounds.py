@@ -24,6 +24,7 @@ __all__ = [
     "PROBABILITY_CHOICES",
     "SCENARIO_SEED_BOUND",
     "SIGMA_RANGE",
+    "STRICT_CHANCE",
     "SWITCH_SECONDS",
     "TIMEOUT_KINDS",
     "VIEW_KIND_CHOICES",
@@ -53,6 +54,10 @@ SIGMA_RANGE: Final = (0.1, 1.0)
 """Range of a generated log-normal sigma."""
 SWITCH_SECONDS: Final = (0.0, 0.5)
 """Range of a generated view-switch cost."""
+STRICT_CHANCE: Final = 0.3
+"""Chance that a trial on an exclusive backend makes it ``exclusivity = "strict"``: entering
+a busy view fails at once instead of waiting, so a runner that does not coordinate views
+shows it in its results."""
 CONCURRENCY_CHOICES: Final = (1, 2, 4, 8, 16)
 """``[runner] concurrency`` values a trial may use instead of the scenario's."""
 JITTER_SEED_BOUND: Final = 1 << 16

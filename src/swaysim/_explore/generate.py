@@ -31,6 +31,7 @@ from swaysim._explore.bounds import (
     PROBABILITY_CHOICES,
     SCENARIO_SEED_BOUND,
     SIGMA_RANGE,
+    STRICT_CHANCE,
     SWITCH_SECONDS,
     TIMEOUT_KINDS,
     VIEW_KIND_CHOICES,
@@ -155,6 +156,8 @@ def trial_document(config: ExploreConfig, seed: int) -> tuple[int, Document]:
         backend["schedule_jitter"] = int(rng.integers(JITTER_SEED_BOUND))
     if rng.random() < 0.5:
         document["seed"] = int(rng.integers(SCENARIO_SEED_BOUND))
+    if not backend.get("safe_for_concurrent_views") and rng.random() < STRICT_CHANCE:
+        backend["exclusivity"] = "strict"
     if rng.random() < 0.5:
         document.setdefault("runner", {})["concurrency"] = int(_pick(rng, CONCURRENCY_CHOICES))
     if not backend:

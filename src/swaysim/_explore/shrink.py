@@ -23,7 +23,7 @@ import tomli_w
 
 from swaysim._explore.bounds import VIEW_KIND_CHOICES, applicable_ops
 from swaysim._explore.config import facts
-from swaysim._explore.trial import expect_for, failures, scenario_of
+from swaysim._explore.trial import expect_for, expectation, failures, scenario_of
 from swaysim.errors import ScenarioError
 
 if TYPE_CHECKING:
@@ -100,6 +100,7 @@ def size(document: Document) -> tuple[int, ...]:
         repeats,
         items,
         _canned(document),
+        int("exclusivity" in backend),
         int("latency" in backend),
         int("schedule_jitter" in backend),
         int(runner.get("concurrency", 1)),
@@ -176,7 +177,7 @@ def _calmer(document: Document) -> Iterator[Document]:
     """No unused canned answers, no latency plan, no jitter, concurrency 1, smaller seeds."""
     yield _edited(document, _without_unused_answers)
     backend = document.get("backend", {})
-    for key in ("latency", "schedule_jitter"):
+    for key in ("exclusivity", "latency", "schedule_jitter"):
         if key in backend:
             yield _edited(document, lambda d, k: d["backend"].pop(k), key)
     if int(document.get("runner", {}).get("concurrency", 1)) > 1:
@@ -239,12 +240,15 @@ class _Judge:
 
     def same_failure(self, document: Document) -> Failure | None:
         """The failure with :attr:`key` the runner shows and the reference does not, if any."""
-        replay = {**document, "expect": expect_for(self.key)}
         try:
-            scenario_of(replay, self.source)
+            scenario_of({**document, "expect": expect_for(None)}, self.source)
         except ScenarioError:
             return None
         self.runs += 1
+        wanted = expectation(document, self.key, self.config.loop, self.source)
+        if wanted is None:
+            return None
+        replay = {**document, "expect": wanted}
         mine = [
             f for f in failures(replay, self.config.runner, self.config.loop) if f.key == self.key
         ]
@@ -278,7 +282,8 @@ def shrink(
                 break
         if kept is None:
             fixpoint = judge.runs < config.max_shrink_runs
-            final = {**current, "expect": expect_for(failure.key)}
+            wanted = expectation(current, failure.key, config.loop, source)
+            final = {**current, "expect": wanted or expect_for(failure.key)}
             return Shrunk(final, failure, steps, judge.runs, fixpoint)
         current, steps = kept, steps + 1
         if on_step is not None:
