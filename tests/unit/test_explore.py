@@ -99,24 +99,43 @@ def test_run_trials_yields_in_seed_order_and_stops_at_the_first_accepted() -> No
     assert seen == [(0, 1), (1, 2), (2, 5), (3, 10), (4, 17)]
 
 
-def _found(loop: str, runner: str, tmp_path: Path) -> ExploreResult:
-    result = explore([SAFE, FLAKY], runner, trials=40, loop=loop, out=tmp_path)
+def _found(
+    loop: str, runner: str, tmp_path: Path, scenarios: tuple[str, ...] = (SAFE, FLAKY)
+) -> ExploreResult:
+    result = explore(list(scenarios), runner, trials=40, loop=loop, out=tmp_path)
     assert result.found is not None, f"{runner} not found in 40 trials on {loop}"
     assert result.shrunk is not None
     assert result.written is not None
     return result
 
 
+ZSCORE: Final = str(ROOT / "scenarios" / "zscore_calibration.toml")
+MUTANT_CASES: Final = {
+    # mutant: (the scenarios explored, the oracle that catches it)
+    "unretried_transient": ((SAFE, FLAKY), "expect.matches_reference"),
+    "leaked_task": ((SAFE, FLAKY), "invariant.leaked_task"),
+    "nested_entry": ((SAFE, FLAKY), "expect.matches_reference"),
+    "failure_as_fail": ((ZSCORE,), "expect.verdicts."),
+    "swap_storm": ((ZSCORE,), "expect.view_switches"),
+    "serial_views_on_safe": ((SAFE,), "expect.peak_live_views"),
+    "uncoordinated_views": ((FLAKY,), "expect.matches_reference"),
+    "ignored_preflight_result": ((FLAKY,), "expect.verdicts.__preflight__"),
+}
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("loop", LOOPS)
-@pytest.mark.parametrize("mutant", ["unretried_transient", "leaked_task", "nested_entry"])
+@pytest.mark.parametrize("mutant", list(MUTANT_CASES))
 def test_a_mutant_is_found_and_the_shrunk_file_replays_against_it_only(
     mutant: str, loop: str, tmp_path: Path
 ) -> None:
     runner = f"runners.mutants:{mutant}"
-    result = _found(loop, runner, tmp_path)
+    scenarios, oracle = MUTANT_CASES[mutant]
+    result = _found(loop, runner, tmp_path, scenarios)
     shrunk, written = result.shrunk, result.written
     assert shrunk is not None
     assert written is not None
+    assert shrunk.failure.key.startswith(oracle)
     assert shrunk.fixpoint
     assert shrunk.rules <= 2
     scenario = load_scenario(written.path)
@@ -142,6 +161,7 @@ def test_no_smaller_candidate_of_a_shrunk_scenario_still_fails(loop: str, tmp_pa
     assert all(judge.same_failure(candidate) is None for candidate in smaller)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize(
     "runner",
@@ -163,6 +183,7 @@ def test_the_command_exits_0_1_2_and_writes_a_json_summary(tmp_path: Path) -> No
     common = ["--trials", "20", "--out", str(out), "--json", str(summary)]
     clean = invoke(cli, ["explore", FLAKY, "--runner", "runners.correct:run", *common])
     assert clean.exit_code == 0, clean.output
+    assert "nothing found within the budget" in clean.output
     assert json.loads(summary.read_text())["found"] is None
     found = invoke(cli, ["explore", FLAKY, "--runner", "runners.mutants:leaked_task", *common])
     assert found.exit_code == 1, found.output
