@@ -173,6 +173,7 @@ def test_correct_runners_break_nothing_in_a_small_budget(
     result = explore([SAFE, FLAKY], runner, trials=25, loop=loop, out=tmp_path)
     assert result.found is None, repr(result)
     assert result.trials == 25
+    assert repr(result).endswith("25 trials, nothing found>")
     assert not list(tmp_path.iterdir())
 
 
@@ -191,6 +192,8 @@ def test_the_command_exits_0_1_2_and_writes_a_json_summary(tmp_path: Path) -> No
     assert document["shrunk"]["property"] == "invariant.leaked_task"
     assert Path(document["file"]).is_file()
     assert f"replay: {document['replay']}" in found.output
+    report = invoke(cli, ["report", document["trace"], "-o", str(tmp_path / "report.html")])
+    assert report.exit_code == 0, report.output
     bad = invoke(cli, ["explore", FLAKY, "--runner", "runners.correct:run", "--time", "soon"])
     assert bad.exit_code == 2
     assert "--time 'soon'" in bad.output

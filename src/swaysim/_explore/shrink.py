@@ -86,7 +86,7 @@ def _breadth(rule: dict[str, Any]) -> int:
     return views + ops + (2 if prompt is None else 1 if "*" in prompt else 0)
 
 
-def size(document: Document) -> tuple[int, ...]:
+def size(document: Document) -> tuple[float, ...]:
     """How big a document is, most important first: what shrinking makes smaller."""
     probes = document.get("probes", [])
     items = sum(len(p.get(name, ())) for p in probes for name in _LIST_FIELDS)
@@ -108,6 +108,7 @@ def size(document: Document) -> tuple[int, ...]:
         sum(len(rule) for rule in rules),
         int(document.get("seed", 0)),
         int(backend.get("schedule_jitter", 0)),
+        float(runner.get("cancel_after", 0.0)),
     )
 
 
@@ -180,6 +181,9 @@ def _calmer(document: Document) -> Iterator[Document]:
     for key in ("exclusivity", "latency", "schedule_jitter"):
         if key in backend:
             yield _edited(document, lambda d, k: d["backend"].pop(k), key)
+    cancel_after = document.get("runner", {}).get("cancel_after")
+    if cancel_after is not None and round(cancel_after / 2, 4) > 0:
+        yield _edited(document, _halve_cancel_after)
     if int(document.get("runner", {}).get("concurrency", 1)) > 1:
         yield _edited(document, lambda d: d["runner"].pop("concurrency"))
     seeds = (
@@ -189,6 +193,11 @@ def _calmer(document: Document) -> Iterator[Document]:
     for target, value in seeds:
         for smaller in dict.fromkeys((0, value // 2, value - 1)) if value > 0 else ():
             yield _edited(document, lambda d, t, v: _set_seed(d, t, v), target, smaller)
+
+
+def _halve_cancel_after(document: Document) -> None:
+    """An earlier cancellation: with fewer probes, the suite still runs when it comes."""
+    document["runner"]["cancel_after"] = round(document["runner"]["cancel_after"] / 2, 4)
 
 
 def _set_seed(document: Document, target: str, value: int) -> None:
