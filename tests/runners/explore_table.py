@@ -61,7 +61,7 @@ def main() -> None:
             for loop in ("asyncio", "trio"):
                 cell = _cell(name, loop, trials, out)
                 if cell.startswith("nothing"):
-                    cell = f"{cell} | | | |"
+                    cell = f"{cell} | | |"
                 print(f"| `{_short(name)}` | {loop} | {cell} |", flush=True)
 
 
