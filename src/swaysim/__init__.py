@@ -80,6 +80,8 @@ from swaysim.errors import (
 # The scenario, report and terminal-summary machinery (pydantic, rich) loads on
 # first use: the pytest plugin imports this package in every pytest session.
 _LAZY: _typing.Final = {
+    "ExploreResult": "swaysim._explore.api",
+    "explore": "swaysim._explore.api",
     "Scenario": "swaysim.scenario",
     "ScenarioCheck": "swaysim.scenario",
     "check_scenario": "swaysim.scenario",
@@ -87,11 +89,14 @@ _LAZY: _typing.Final = {
     "summarize_trace": "swaysim._trace.summary",
     "write_report": "swaysim._trace.report.render",
 }
-_LAZY_SUBMODULES: _typing.Final = frozenset({"scenario"})
-"""Public namespaces that load on first use (``swaysim.scenario``)."""
+_LAZY_SUBMODULES: _typing.Final = frozenset({"scenario", "strategies"})
+"""Public namespaces that load on first use (``swaysim.scenario``; ``swaysim.strategies``
+needs Hypothesis)."""
 
 if _typing.TYPE_CHECKING:
     from swaysim import scenario as scenario
+    from swaysim import strategies as strategies
+    from swaysim._explore.api import ExploreResult, explore
     from swaysim._trace.report.render import write_report
     from swaysim._trace.summary import summarize_trace
     from swaysim.scenario import Scenario, ScenarioCheck, check_scenario, load_scenario
@@ -131,6 +136,7 @@ __all__ = [
     "DifferentialBackend",
     "DummyResponses",
     "DummyView",
+    "ExploreResult",
     "FT",
     "FaultFiring",
     "FaultPlan",
@@ -192,6 +198,7 @@ __all__ = [
     "blocking_backend",
     "check_scenario",
     "divergence",
+    "explore",
     "export_chrome",
     "hold_virtual_time",
     "load_scenario",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from swaysim._cli.common import EXIT_INTERRUPTED, fail, interrupted, say
+from swaysim._cli.explore import explore
 from swaysim._cli.run import run
 from swaysim._cli.scenario_commands import new, schema, validate
 from swaysim._cli.trace_commands import report, trace
@@ -40,7 +41,7 @@ def demo() -> None:
     demo_main()
 
 
-for _command in (run, new, validate, schema, report, trace):
+for _command in (run, explore, new, validate, schema, report, trace):
     cli.add_command(_command)
 
 

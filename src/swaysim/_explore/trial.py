@@ -1,0 +1,366 @@
+"""One trial: a generated scenario run against the runner under test, judged by the oracles.
+
+The oracles need no hand-written expectation, so they apply to any scenario and
+any runner; each is a key of the harness's own evaluation
+(:func:`~swaysim._scenario.expect.evaluate`), so a failure found here is a
+failure ``swaysim run`` reports for the written file:
+
+- the **invariants** checked the moment the runner returns (``invariant.<name>``),
+  the runner completing (``runner``) and one result per probe (``results``);
+- **no false PASS** (``expect.no_false_pass``);
+- **fault isolation** (``expect.matches_reference``): a probe none of whose
+  requests met a fault, or only retryable ones within the retry budget, has the
+  verdict and scores of the reference runner's fault-free run;
+- **invariance** (``expect.identical_across_loops``): every
+  :attr:`~swaysim._explore.config.ExploreConfig.invariance_every`-th trial also
+  runs on the other loop, and the results must be identical, unless either run
+  had an op cut off by a timeout (timeouts depend on timing by nature). Jitter,
+  latency and concurrency are drawn per trial, so fault isolation compares
+  results under all of them with the fault-free run.
+
+A failure counts only when the reference runner passes the same scenario with
+the same expectation: otherwise the generated scenario asks for something no
+runner can do, and the trial is *discarded*.
+
+:func:`run_trial` is module-level and its arguments picklable: what process
+pools and Dask workers call.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Final
+
+import tomli_w
+
+from swaysim._chaos.faults import VIEW_EVENT_KINDS
+from swaysim._explore.generate import trial_document
+from swaysim._runner.suite import PREFLIGHT_NAME
+from swaysim._scenario.expect import evaluate
+from swaysim._scenario.harness import INVARIANTS
+from swaysim._scenario.load import parse_scenario
+from swaysim._scenario.messages import join_key
+from swaysim._scenario.run import run_reference, run_scenario
+
+if TYPE_CHECKING:
+    from swaysim._explore.config import ExploreConfig
+    from swaysim._explore.generate import Document
+    from swaysim._scenario.load import Scenario
+    from swaysim._scenario.run import ScenarioRun
+
+__all__ = [
+    "ORACLES",
+    "Failure",
+    "TrialOutcome",
+    "expect_for",
+    "failures",
+    "run_trial",
+    "scenario_of",
+]
+
+IDENTICAL: Final = "expect.identical_across_loops"
+SWITCHES: Final = "expect.view_switches"
+VERDICTS: Final = "expect.verdicts"
+PEAK: Final = "expect.peak_live_views"
+_TIMING_WAIVED: Final = frozenset({IDENTICAL, SWITCHES, PEAK})
+_TIMED_KINDS: Final = frozenset({"hang", *VIEW_EVENT_KINDS})
+_PREFLIGHT_SWITCHES: Final = 2
+"""Preflight enters base and ft before the probes' views: at most two switches of its own."""
+ORACLES: Final[dict[str, str]] = {
+    **{f"invariant.{name}": what for name, what in INVARIANTS.items()},
+    "runner": "the runner to complete",
+    "results": "one result per probe",
+    "expect.no_false_pass": "no PASS resting on a corrupted answer",
+    "expect.matches_reference": "fault isolation: unfaulted probes match the fault-free run",
+    IDENTICAL: "invariance: the same results on the other loop (timeouts aside)",
+    SWITCHES: "each distinct view entered once, preflight's two switches aside",
+    VERDICTS: "the reference runner's verdicts under the same faults",
+    PEAK: "views live together on a concurrent-safe backend",
+}
+"""Every property exploration checks, by the key outcomes name it with."""
+_CARRIER: Final = {"no_false_pass": True}
+"""The ``[expect]`` of a file whose violated property is always checked (an invariant):
+a table needs one key, and this one holds for any correct runner."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The property a run broke (a key of :data:`ORACLES`) and what was observed."""
+
+    key: str
+    observed: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.observed}"
+
+
+@dataclass(frozen=True, slots=True)
+class TrialOutcome:
+    """What one trial found (picklable; equal for equal seeds in any process)."""
+
+    seed: int
+    scenario: str
+    """The base scenario's source."""
+    loop: str
+    failure: Failure | None
+    discarded: str | None = None
+    """Why a failure does not count: the reference runner fails the scenario too."""
+    rules: int = 0
+    probes: int = 0
+    twin: bool = False
+    """Whether the invariance twin (the other loop) ran."""
+    wall_seconds: float = field(default=0.0, compare=False)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the runner under test broke a property the reference runner keeps."""
+        return self.failure is not None and self.discarded is None
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready."""
+        return {
+            "seed": self.seed,
+            "scenario": self.scenario,
+            "loop": self.loop,
+            "failure": None if self.failure is None else str(self.failure),
+            "discarded": self.discarded,
+            "fault_rules": self.rules,
+            "probes": self.probes,
+        }
+
+    def __repr__(self) -> str:
+        state = "ok" if self.failure is None else str(self.failure)
+        if self.discarded is not None:
+            state = f"discarded ({self.discarded})"
+        return f"<TrialOutcome seed {self.seed} on {self.loop} ({self.scenario}): {state}>"
+
+
+def expect_for(key: str | None) -> dict[str, Any]:
+    """The ``[expect]`` table that checks ``key`` (None: the oracles every trial checks).
+
+    Keys whose expectation depends on the scenario (a switch bound, a verdict) are
+    :func:`expectation`'s.
+    """
+    if key is None:
+        return {"no_false_pass": True, "matches_reference": True}
+    if key.startswith("expect."):
+        return {key.removeprefix("expect."): True}
+    return dict(_CARRIER)
+
+
+def scenario_of(document: Document, source: str) -> Scenario:
+    """The document as a validated scenario, through the file format (what a file holds)."""
+    return parse_scenario(tomli_w.dumps(document), source=source)
+
+
+def _fault_free_key(document: Document, loop: str) -> str:
+    """What the reference runner's fault-free results depend on (timing only via timeouts)."""
+    kept = {**document, "expect": _CARRIER}
+    backend = dict(kept.get("backend", {}))
+    backend.pop("faults", None)
+    runner = dict(kept.get("runner", {}))
+    runner.pop("cancel_after", None)
+    if "op_timeout" not in runner and "probe_timeout" not in runner:
+        backend.pop("latency", None)
+        backend.pop("schedule_jitter", None)
+        runner.pop("concurrency", None)
+    kept["backend"], kept["runner"] = backend, runner
+    return json.dumps([loop, kept], sort_keys=True, default=str)
+
+
+@functools.lru_cache(maxsize=256)
+def _fault_free(key: str) -> ScenarioRun:
+    loop, document = json.loads(key)
+    return run_reference(scenario_of(document, "<fault-free>"), loop)
+
+
+def _other(loop: str) -> str:
+    return "trio" if loop == "asyncio" else "asyncio"
+
+
+def _order_dependent(document: Document) -> bool:
+    """Rules whose firings depend on timing or on how often a runner enters a view."""
+    return any(
+        "max_fires" in rule or "window" in rule or rule["kind"] in _TIMED_KINDS
+        for rule in _rules(document)
+    )
+
+
+def _arrival_dependent(document: Document) -> bool:
+    """Rules whose firings depend on the order calls arrive in (a global cap, a time window):
+    two correct schedules may see different firings, so results may differ between loops."""
+    return any("max_fires" in rule or "window" in rule for rule in _rules(document))
+
+
+def _rules(document: Document) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = document.get("backend", {}).get("faults", {}).get("rules", [])
+    return rules
+
+
+def switch_bound(document: Document, loop: str) -> int | None:
+    """The most switches a correct runner makes here (None: view faults make re-entries fair).
+
+    Every distinct view entered once, plus preflight's two: what the fault-free reference
+    run entered (it enters each view once, after preflight's base and ft).
+    """
+    if any(rule["kind"] in VIEW_EVENT_KINDS for rule in _rules(document)):
+        return None
+    entries = _fault_free(_fault_free_key(document, loop)).statistics.entries
+    preflight = document.get("runner", {}).get("preflight", True)
+    return entries if preflight else entries + _PREFLIGHT_SWITCHES
+
+
+def parallel_expected(document: Document, loop: str) -> bool:
+    """Whether a correct runner has two views live at once here (a concurrent-safe backend
+    whose fault-free reference run did), view faults aside."""
+    backend = document.get("backend", {})
+    if (
+        not backend.get("safe_for_concurrent_views")
+        or int(backend.get("max_concurrent_views", 2)) < 2
+    ):
+        return False
+    if any(rule["kind"] in VIEW_EVENT_KINDS for rule in _rules(document)):
+        return False
+    return _fault_free(_fault_free_key(document, loop)).statistics.peak_live_views >= 2
+
+
+def _verdict_table(run: ScenarioRun) -> dict[str, str]:
+    if run.aborted:
+        return {PREFLIGHT_NAME: "ERROR"}
+    return {result.name: result.verdict.value for result in run.results}
+
+
+def _faulted_reference(document: Document, loop: str, source: str) -> ScenarioRun | None:
+    """The reference runner on the same faults, when verdicts must agree with it."""
+    if _order_dependent(document):
+        return None
+    checked = {**document, "expect": expect_for(None)}
+    reference = run_scenario(scenario_of(checked, source), loop, runner=None)
+    if reference.timeouts or reference.cancelled or reference.error or reference.stalled:
+        return None
+    return reference
+
+
+def expectation(document: Document, key: str, loop: str, source: str) -> dict[str, Any] | None:
+    """The ``[expect]`` table of a file that checks ``key`` on ``document`` (None: it cannot)."""
+    if key == PEAK:
+        return {"peak_live_views": {"at_least": 2}} if parallel_expected(document, loop) else None
+    if key == SWITCHES:
+        bound = switch_bound(document, loop)
+        return None if bound is None else {"view_switches": {"at_most": bound}}
+    if key.startswith(f"{VERDICTS}."):
+        reference = _faulted_reference(document, loop, source)
+        table = {} if reference is None else _verdict_table(reference)
+        wanted = {name: v for name, v in table.items() if join_key(VERDICTS, name) == key}
+        return {"verdicts": wanted} if wanted else None
+    return expect_for(key)
+
+
+def failures(
+    document: Document, runner: str | None, loop: str, *, source: str = "<explore>"
+) -> list[Failure]:
+    """Every property ``runner`` (None: the reference runner) breaks on ``document``.
+
+    The document's ``[expect]`` says which of the expectation-based oracles apply;
+    the invariants always do. Invariance and the switch bound are waived when either
+    run cut an op off.
+    """
+    return _judged(document, runner, loop, source)[0]
+
+
+def _judged(
+    document: Document, runner: str | None, loop: str, source: str
+) -> tuple[list[Failure], ScenarioRun]:
+    scenario = scenario_of(document, source)
+    run = run_scenario(scenario, loop, runner=runner)
+    expect = document.get("expect", {})
+    twin = (
+        run_scenario(scenario, _other(loop), runner=runner)
+        if expect.get("identical_across_loops")
+        else None
+    )
+    reference = (
+        _fault_free(_fault_free_key(document, loop)) if expect.get("matches_reference") else None
+    )
+    timed_out = (
+        run.timeouts > 0 or run.cancelled or run.aborted or (twin is not None and twin.timeouts > 0)
+    )
+    arrival = _arrival_dependent(document)
+    found = []
+    for outcome in evaluate(run, twin, reference):
+        if outcome.status != "failed" or (outcome.key in _TIMING_WAIVED and timed_out):
+            continue
+        if outcome.key == IDENTICAL and arrival:
+            continue
+        found.append(Failure(outcome.key, outcome.observed))
+    return found, run
+
+
+def _agreement(document: Document, run: ScenarioRun, loop: str, source: str) -> list[Failure]:
+    """Verdicts that differ from the reference runner's on the same faults."""
+    if not run.fault_log or run.timeouts or run.cancelled:
+        return []
+    reference = _faulted_reference(document, loop, source)
+    if reference is None:
+        return []
+    check = {**document, "expect": {"verdicts": _verdict_table(reference)}}
+    mine = replace(run, scenario=scenario_of(check, source))
+    return [
+        Failure(o.key, o.observed)
+        for o in evaluate(mine)
+        if o.status == "failed" and o.key.startswith(f"{VERDICTS}.")
+    ]
+
+
+def first_failure(outcomes: list[Failure]) -> Failure | None:
+    """The property to report: the first broken, in the order the harness checks them."""
+    return outcomes[0] if outcomes else None
+
+
+def _reference_breaks(document: Document, key: str, loop: str, source: str) -> str | None:
+    """Why the reference runner breaks ``key`` (or an invariant) on this scenario, if it does."""
+    wanted = expectation(document, key, loop, source)
+    if wanted is None:
+        return "no file can state it for this scenario"
+    broken = failures({**document, "expect": wanted}, None, loop, source=source)
+    return None if not broken else f"the reference runner breaks it too: {broken[0]}"
+
+
+def run_trial(config: ExploreConfig, seed: int) -> TrialOutcome:
+    """Trial ``seed``: its generated scenario run against ``config.runner`` and judged.
+
+    A pure function of ``(config, seed)``: the same outcome in any process.
+    """
+    wall = time.perf_counter()
+    index, document = trial_document(config, seed)
+    twin = config.invariance_every > 0 and seed % config.invariance_every == 0
+    base, loop = config.scenarios[index], config.loop
+    expect = expect_for(None) | ({"identical_across_loops": True} if twin else {})
+    bound = switch_bound(document, loop)
+    if bound is not None:
+        expect["view_switches"] = {"at_most": bound}
+    if parallel_expected(document, loop):
+        expect["peak_live_views"] = {"at_least": 2}
+    document["expect"] = expect
+    found, run = _judged(document, config.runner, loop, base.source)
+    if not found:
+        found = _agreement(document, run, loop, base.source)
+    failure = first_failure(found)
+    discarded = None
+    if failure is not None:
+        discarded = _reference_breaks(document, failure.key, loop, base.source)
+    rules = len(document.get("backend", {}).get("faults", {}).get("rules", ()))
+    return TrialOutcome(
+        seed=seed,
+        scenario=base.source,
+        loop=config.loop,
+        failure=failure,
+        discarded=discarded,
+        rules=rules,
+        probes=len(scenario_of(document, base.source).probe_names),
+        twin=twin,
+        wall_seconds=time.perf_counter() - wall,
+    )
