@@ -133,3 +133,17 @@ def test_closing_the_stream_early_ends_the_workers() -> None:
     stream.close()
     assert [seed for seed, _ in first] == [0, 1, 2]
     assert multiprocessing.active_children() == []
+
+
+def test_an_unreachable_cluster_names_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    import distributed
+
+    def refuse(address: str, **_: object) -> None:
+        raise OSError(f"Timed out trying to connect to {address}")
+
+    monkeypatch.setattr(distributed, "Client", refuse)
+    address = "tcp://127.0.0.1:1"
+    with pytest.raises(InvalidArgumentError, match="cannot be reached") as caught:
+        next(run_trials(toy_trial, ToyConfig(), range(3), dask_address=address))
+    assert caught.value.field == "dask_address"
+    assert caught.value.value == address

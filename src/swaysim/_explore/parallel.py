@@ -222,7 +222,15 @@ def _dask_client(address: str) -> Any:
             "installed: pip install 'swaysim[dask]'",
             name="distributed",
         ) from error
-    return Client(address, set_as_default=False)  # type: ignore[no-untyped-call]
+    try:
+        return Client(address, set_as_default=False)  # type: ignore[no-untyped-call]
+    except OSError as error:  # refused, timed out, unknown host: distributed raises OSError
+        raise invalid(
+            "dask_address",
+            address,
+            f"cannot be reached ({error}): start the cluster (`dask scheduler` and "
+            "`dask worker ADDRESS`) or give its scheduler's address",
+        ) from error
 
 
 def _on_dask(
