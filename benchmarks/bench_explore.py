@@ -73,7 +73,6 @@ def main() -> int:
     if args.quick:
         args.trials, args.repeats = 40, 1
     config = make_config(SCENARIO, RUNNER, "asyncio")
-    seeds = range(args.trials)
     rates: dict[str, list[float]] = {"plain": [], "here": [], "local": [], "dask": []}
     startup: dict[str, list[float]] = {"local": [], "dask": []}
     same = []
@@ -81,8 +80,11 @@ def main() -> int:
         n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
     ) as cluster:
         address = cluster.scheduler_address
-        list(run_trials(explore_trial, config, range(4), dask_address=address))  # warm imports
-        for _ in range(args.repeats):
+        list(run_trials(explore_trial, config, range(4), dask_address=address))  # imports
+        for repeat in range(args.repeats):
+            # Fresh seeds per repeat: no process starts a repeat with the previous one's
+            # fault-free reference runs cached, and every way starts as cold as the others.
+            seeds = range((repeat + 1) * args.trials, (repeat + 2) * args.trials)
             rates["plain"].append(timed(plain_trial, config, seeds)[0])
             rate, _, here = timed(explore_trial, config, seeds)
             rates["here"].append(rate)

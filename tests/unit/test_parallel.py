@@ -147,3 +147,13 @@ def test_an_unreachable_cluster_names_the_address(monkeypatch: pytest.MonkeyPatc
         next(run_trials(toy_trial, ToyConfig(), range(3), dask_address=address))
     assert caught.value.field == "dask_address"
     assert caught.value.value == address
+
+
+def test_what_workers_cannot_receive_is_refused_before_they_start() -> None:
+    def local_trial(config: ToyConfig, seed: int) -> int:
+        return seed
+
+    with pytest.raises(InvalidArgumentError, match="module-level") as caught:
+        run_trials(local_trial, ToyConfig(), range(3), workers=2)
+    assert caught.value.field == "trial"
+    assert multiprocessing.active_children() == []

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import pickle
 import traceback
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -131,7 +132,22 @@ def run_trials(
         return _on_dask(trial, config, seeds, dask_address, stop, size)
     if count == 1:
         return _here(trial, config, seeds, stop)
+    _check_picklable(trial, config)
     return _on_pool(trial, config, seeds, count, stop, size)
+
+
+def _check_picklable(trial: object, config: object) -> None:
+    """Refuse what worker processes cannot receive, before starting them."""
+    for field, value in (("trial", trial), ("config", config)):
+        try:
+            pickle.dumps(value)
+        except (pickle.PicklingError, TypeError, AttributeError) as error:
+            raise invalid(
+                field,
+                value,
+                f"cannot be sent to worker processes ({error}): use a module-level "
+                "function and a picklable config, or workers=1",
+            ) from error
 
 
 def _here(
