@@ -72,6 +72,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.trials, args.repeats = 40, 1
+    out = Report("bench_explore", "exploration throughput, local workers and Dask")
     config = make_config(SCENARIO, RUNNER, "asyncio")
     rates: dict[str, list[float]] = {"plain": [], "here": [], "local": [], "dask": []}
     startup: dict[str, list[float]] = {"local": [], "dask": []}
@@ -93,16 +94,16 @@ def main() -> int:
                 rates[name].append(rate)
                 startup[name].append(start)
                 same.append(there == here)
-    return report(args, rates, startup, same)
+    return report(out, args, rates, startup, same)
 
 
 def report(
+    out: Report,
     args: argparse.Namespace,
     rates: dict[str, list[float]],
     startup: dict[str, list[float]],
     same: list[bool],
 ) -> int:
-    out = Report("bench_explore", "exploration throughput, local workers and Dask")
     cores = os.cpu_count() or 1
     load = os.getloadavg()
     out.settings.update(
