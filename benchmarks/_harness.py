@@ -26,7 +26,17 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("swaysim", "numpy", "anyio", "trio", "sniffio", "dlm-sway", "looptime", "psutil")
+PACKAGES = (
+    "swaysim",
+    "numpy",
+    "anyio",
+    "trio",
+    "sniffio",
+    "dlm-sway",
+    "looptime",
+    "psutil",
+    "distributed",
+)
 Compare = Literal["ratio", "difference"]
 
 

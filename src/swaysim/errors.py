@@ -28,6 +28,7 @@ everything raised on purpose derives from :class:`SwaysimError`::
     ├── TraceFormatError                           a trace or results file that does not parse
     ├── OutputError                                an output that cannot be written safely
     ├── ScenarioFailedError                        a scenario's expectations did not all hold
+    ├── TrialCrashedError                          an explore trial raised instead of judging
     └── MissingDependencyError (also ModuleNotFoundError)  an optional package is not installed
 
     BridgeCancelled (a BaseException, like trio.Cancelled: a signal, not an error)
@@ -67,6 +68,7 @@ __all__ = [
     "StaleViewError",
     "SwaysimError",
     "TraceFormatError",
+    "TrialCrashedError",
     "ViewAlreadyActiveError",
     "ViewConflictError",
     "ViewError",
@@ -289,6 +291,27 @@ class ScenarioFailedError(SwaysimError):
     def __init__(self, check: ScenarioCheck) -> None:
         self.check = check
         super().__init__(check.failure_report())
+
+
+class TrialCrashedError(SwaysimError):
+    """An explore trial raised instead of returning its outcome: a bug in swaysim, not the runner.
+
+    A trial judges the runner under test and reports what the runner did wrong
+    as an outcome, so an exception escaping it is swaysim's own crash. ``seed``
+    names the trial, so ``swaysim explore --seed SEED --trials 1`` replays it in
+    one process wherever it first ran (a worker process, a Dask cluster);
+    ``detail`` is the trial's traceback as text, as a worker sends it back.
+    """
+
+    def __init__(self, seed: int, detail: str) -> None:
+        self.seed = seed
+        self.detail = detail
+        last = detail.strip().splitlines()[-1] if detail.strip() else "no detail"
+        super().__init__(
+            f"the trial for seed {seed} crashed ({last}); this is a bug in swaysim, not in "
+            f"the runner: replay it with --seed {seed} --trials 1 and report it with the "
+            "traceback below\n" + detail
+        )
 
 
 class MissingDependencyError(SwaysimError, ModuleNotFoundError):

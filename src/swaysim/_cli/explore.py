@@ -19,7 +19,13 @@ from swaysim._cli.common import EXIT_FAILED, EXIT_OK, fail, say, write_output
 from swaysim._explore.api import explore as explore_api
 from swaysim._explore.bounds import FAULT_KIND_CHOICES, VIEW_KIND_CHOICES
 from swaysim._time.clock import LOOPS
-from swaysim.errors import InvalidArgumentError, OutputError, ScenarioError
+from swaysim.errors import (
+    InvalidArgumentError,
+    MissingDependencyError,
+    OutputError,
+    ScenarioError,
+    TrialCrashedError,
+)
 
 if TYPE_CHECKING:
     from swaysim._explore.api import ExploreProgress, ExploreResult
@@ -206,7 +212,13 @@ def explore(
                 dask_address=dask_address,
                 on_progress=display.update,
             )
-    except (InvalidArgumentError, ScenarioError, OutputError) as exc:
+    except (
+        InvalidArgumentError,
+        MissingDependencyError,
+        ScenarioError,
+        OutputError,
+        TrialCrashedError,
+    ) as exc:
         fail(str(exc))
     _report(result)
     if json_path is not None:
