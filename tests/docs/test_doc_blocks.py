@@ -82,7 +82,7 @@ def run_command(words: list[str], folder: Path) -> None:
         expanded = [
             match for arg in args for match in sorted(glob.glob(arg, root_dir=ROOT)) or [arg]
         ]
-        argv = [sys.executable, "-m", "pytest", "--collect-only", "-q", *expanded, "-n", "0"]
+        argv = [*CHILD_PYTEST, "--collect-only", *expanded, "-n", "0"]
         output = must_pass(run(argv, ROOT, env=env), f"pytest --collect-only {' '.join(args)}")
         assert " collected" in output or "tests collected" in output, output[-2000:]
     else:
@@ -90,6 +90,20 @@ def run_command(words: list[str], folder: Path) -> None:
             f"no rule for the command {' '.join(words)!r}: add one to COMMAND_RULES in "
             "tests/doc_blocks.py, or mark the block <!-- doctest: skip: REASON -->"
         )
+
+
+CHILD_PYTEST: Final = (
+    sys.executable,
+    "-m",
+    "pytest",
+    "-q",
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:looptime_plugin",
+)
+"""pytest in a block's folder. looptime (installed by ``make bench``) fails any async test in a
+project without pytest-asyncio, so, as in this repository's own addopts, it is switched off."""
 
 
 def run_console(block: Block, folder: Path) -> None:
@@ -103,7 +117,7 @@ def run_pytest_file(block: Block, folder: Path) -> None:
     tests = folder / "block_tests"
     tests.mkdir()
     (tests / "test_block.py").write_text(block.text, encoding="utf-8")
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "."]
+    argv = [*CHILD_PYTEST, "."]
     output = must_pass(run(argv, tests), "pytest on the block")
     assert " passed" in output, output
 
@@ -114,7 +128,7 @@ def run_conftest(block: Block, folder: Path) -> None:
     (tests / "conftest.py").write_text(block.text, encoding="utf-8")
     check = ROOT / block.argument
     (tests / f"test_{check.stem}.py").write_text(check.read_text(encoding="utf-8"))
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "."]
+    argv = [*CHILD_PYTEST, "."]
     output = must_pass(run(argv, tests), f"pytest with the block as conftest.py and {check}")
     assert " passed" in output, output
 

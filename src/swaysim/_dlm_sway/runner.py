@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 from dlm_sway.suite.runner import run as run_dlm_sway_suite
 
-import swaysim.dlm_sway as public
 from swaysim._dlm_sway.backend import DummyDifferentialBackend
 from swaysim._dlm_sway.probes import sway_spec, swaysim_result, unmapped
 from swaysim._runner.results import ProbeResult, Verdict
@@ -95,4 +94,4 @@ def runner(
 
 
 # A runner passed as an object is replayed by its importable name: the public one.
-runner.__module__ = public.__name__
+runner.__module__ = "swaysim.dlm_sway"

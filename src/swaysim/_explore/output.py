@@ -20,6 +20,7 @@ import tomli_w
 from swaysim._files import OutputDirectory, safe_component
 from swaysim._scenario.check import check_scenario
 from swaysim._scenario.load import load_scenario, parse_scenario
+from swaysim._scenario.run_dirs import RunDirs
 
 if TYPE_CHECKING:
     from swaysim._explore.generate import Document
@@ -84,9 +85,8 @@ def write_found(
 
 def _trace(path: Path, runner: str, loop: str, root: OutputDirectory, name: str) -> Path | None:
     """The failing run traced into ``root/<name>/<loop>/`` (what ``swaysim report`` reads)."""
-    from swaysim._cli.run import _RunDirs  # the run directories ``swaysim run --trace`` writes
 
-    run_dirs = _RunDirs(root)
+    run_dirs = RunDirs(root)
     scenario = load_scenario(path)
     folder = run_dirs.folder(scenario)
     try:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final, Literal
 
 from swaysim._runner.suite import PREFLIGHT_NAME
+from swaysim._scenario.expect_schema import VerdictCounts
 from swaysim._scenario.harness import INVARIANTS
 from swaysim._scenario.messages import join_key
 from swaysim._scenario.oracles import false_passes, reference_mismatches
-from swaysim._scenario.schema import VerdictCounts
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence

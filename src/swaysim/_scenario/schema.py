@@ -30,9 +30,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Final, Literal, Union
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
@@ -40,7 +37,24 @@ from pydantic import (
 )
 
 from swaysim._chaos.faults import FaultKind  # noqa: TC001 - pydantic resolves annotations at runtime
-from swaysim._printable import printable
+from swaysim._scenario.expect_schema import (
+    EXPECTATION_KEYS,
+    CountBounds,
+    ExpectKeys,
+    ExpectSpec,
+    SecondsBounds,
+)
+from swaysim._scenario.spec_base import (
+    RUNNER_PATTERN,
+    Count,
+    Name,
+    Number,
+    PositiveCount,
+    PositiveSeconds,
+    Seconds,
+    Seed,
+    Spec,
+)
 from swaysim._validation import (
     MAX_COUNT,
     MAX_MAGNITUDE,
@@ -81,41 +95,8 @@ __all__ = [
 
 SCHEMA_ID: Final = "https://swaysim.dev/schema/scenario.schema.json"
 
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
-Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
-PositiveCount = Annotated[int, Field(ge=1, le=MAX_COUNT)]
-Seconds = Annotated[float, Field(ge=0.0, le=MAX_SECONDS)]
-PositiveSeconds = Annotated[float, Field(gt=0.0, le=MAX_SECONDS)]
-Number = Annotated[float, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
-VerdictName = Literal["PASS", "FAIL", "WARN", "SKIP", "ERROR"]
 
-
-def _no_control_characters(value: str) -> str:
-    """Names reach terminals, file names and XML: no control or format characters."""
-    unsafe = printable(value)
-    if unsafe != value:
-        raise ValueError(f"must not contain control characters (it reads {unsafe})")
-    return value
-
-
-Name = Annotated[str, AfterValidator(_no_control_characters)]
-"""A scenario, probe or fault rule name: printable text only."""
-_RUNNER_PATTERN: Final = (
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
-)
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        allow_inf_nan=False,
-        frozen=True,
-        use_attribute_docstrings=True,
-    )
-
-
-class ConstantSpec(_Spec):
+class ConstantSpec(Spec):
     """Always ``seconds``, plus a uniform ``[0, jitter)``."""
 
     model: Literal["constant"]
@@ -126,7 +107,7 @@ class ConstantSpec(_Spec):
     """Extra uniform ``[0, jitter)`` seconds."""
 
 
-class UniformSpec(_Spec):
+class UniformSpec(Spec):
     """Uniform in ``[low, high)`` seconds, plus a uniform ``[0, jitter)``."""
 
     model: Literal["uniform"]
@@ -139,7 +120,7 @@ class UniformSpec(_Spec):
     """Extra uniform ``[0, jitter)`` seconds."""
 
 
-class LogNormalSpec(_Spec):
+class LogNormalSpec(Spec):
     """``exp(N(log(median), sigma**2))`` seconds: a heavy right tail."""
 
     model: Literal["lognormal"]
@@ -158,7 +139,7 @@ LatencyModelSpec = Annotated[
 ]
 
 
-class LatencyRuleSpec(_Spec):
+class LatencyRuleSpec(Spec):
     """Latency for the ops and views it selects (empty selects everything)."""
 
     model: LatencyModelSpec
@@ -169,7 +150,7 @@ class LatencyRuleSpec(_Spec):
     """View kinds (base, ft, scaled, null) or ids (scaled_0.50, null_42); empty: every view."""
 
 
-class LatencyPlanSpec(_Spec):
+class LatencyPlanSpec(Spec):
     """What each op, view switch, enter and exit costs (``swaysim.LatencyPlan``)."""
 
     seed: Seed | None = None
@@ -190,7 +171,7 @@ class LatencyPlanSpec(_Spec):
     """Paid on every view exit."""
 
 
-class FaultRuleSpec(_Spec):
+class FaultRuleSpec(Spec):
     """One fault and the calls it targets (``swaysim.FaultRule``); every filter given must hold."""
 
     kind: FaultKind
@@ -217,7 +198,7 @@ class FaultRuleSpec(_Spec):
     """``[start, end)`` in loop seconds since the backend's first use."""
 
 
-class FaultPlanSpec(_Spec):
+class FaultPlanSpec(Spec):
     """An ordered set of fault rules (``swaysim.FaultPlan``); the first match fires."""
 
     rules: list[FaultRuleSpec] = []
@@ -226,7 +207,7 @@ class FaultPlanSpec(_Spec):
     """Seed of the probability draws; defaults to the scenario seed."""
 
 
-class LogprobSpec(_Spec):
+class LogprobSpec(Spec):
     """A canned ``logprob_of(prompt, completion)``."""
 
     prompt: str
@@ -237,7 +218,7 @@ class LogprobSpec(_Spec):
     """Summed completion logprob, nats."""
 
 
-class TokenDistSpec(_Spec):
+class TokenDistSpec(Spec):
     """A canned next-token distribution (``swaysim.TokenDist``)."""
 
     token_ids: Annotated[list[Annotated[int, Field(ge=0, le=2**62)]], Field(min_length=1)]
@@ -259,7 +240,7 @@ class TokenDistSpec(_Spec):
         return self
 
 
-class RollingSpec(_Spec):
+class RollingSpec(Spec):
     """A canned rolling logprob (``swaysim.RollingLogprob``)."""
 
     token_ids: Annotated[list[Annotated[int, Field(ge=0, le=2**62)]], Field(min_length=1)]
@@ -281,7 +262,7 @@ class RollingSpec(_Spec):
         return self
 
 
-class ResponsesSpec(_Spec):
+class ResponsesSpec(Spec):
     """Canned answers for one mode (``swaysim.DummyResponses``)."""
 
     generations: dict[str, str] = {}
@@ -294,7 +275,7 @@ class ResponsesSpec(_Spec):
     """Prompt to canned next-token distribution."""
 
 
-class BackendSpec(_Spec):
+class BackendSpec(Spec):
     """``swaysim.AsyncDummyDifferentialBackend`` keyword arguments."""
 
     base: ResponsesSpec | None = None
@@ -319,7 +300,7 @@ class BackendSpec(_Spec):
     """Chaos-scheduling seed: extra checkpoints and tiny sleeps at op boundaries."""
 
 
-class ProbeSpecBase(_Spec):
+class ProbeSpecBase(Spec):
     """What every ``[[probes]]`` table has, whatever its ``kind``."""
 
     name: Name
@@ -405,7 +386,7 @@ class FunctionProbeSpec(ProbeSpecBase):
 
     kind: Literal["function"]
     """Which probe: ``"function"``."""
-    function: Annotated[str, Field(pattern=_RUNNER_PATTERN)]
+    function: Annotated[str, Field(pattern=RUNNER_PATTERN)]
     """``"module:callable"``: an ``async def`` (or a plain ``def``, run on a worker thread with
     a blocking backend) taking ``(backend, ctx)`` and returning a ``ProbeResult``. Found in the
     scenario's folder and imported only to run, as ``runner.runner`` is."""
@@ -453,10 +434,10 @@ PROBE_SPECS: Final[dict[str, type[ProbeSpecBase]]] = {
 NUMERIC_KINDS: Final = frozenset({"delta_kl", "preference_flip", "perplexity_shift"})
 
 
-class RunnerSpec(_Spec):
+class RunnerSpec(Spec):
     """``swaysim.run_suite`` keyword arguments, or a runner of your own."""
 
-    runner: Annotated[str, Field(pattern=_RUNNER_PATTERN)] | None = None
+    runner: Annotated[str, Field(pattern=RUNNER_PATTERN)] | None = None
     """``"package.module:function"``: awaited as ``function(backend, probes, **options)``."""
     concurrency: PositiveCount = 1
     """Requests in flight at once."""
@@ -486,179 +467,7 @@ class RunnerSpec(_Spec):
     reported as skipped for that runner, because of this reason."""
 
 
-def _exact_count(value: object) -> object:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value <= MAX_COUNT:
-            raise ValueError(f"must be within [0, {MAX_COUNT}]")
-        return {"at_least": value, "at_most": value}
-    return value
-
-
-class CountBounds(_Spec):
-    """A count that must lie within bounds (a bare integer means exactly that)."""
-
-    at_least: Count | None = None
-    """Lowest allowed count."""
-    at_most: Count | None = None
-    """Highest allowed count."""
-
-    @model_validator(mode="after")
-    def _ordered(self) -> CountBounds:
-        _check_bounds(self.at_least, self.at_most)
-        return self
-
-
-class SecondsBounds(_Spec):
-    """Virtual seconds that must lie within bounds (a bare number means exactly that)."""
-
-    at_least: Seconds | None = None
-    """Fewest allowed seconds."""
-    at_most: Seconds | None = None
-    """Most allowed seconds."""
-
-    @model_validator(mode="after")
-    def _ordered(self) -> SecondsBounds:
-        _check_bounds(self.at_least, self.at_most)
-        return self
-
-
-def _check_bounds(low: float | None, high: float | None) -> None:
-    if low is None and high is None:
-        raise ValueError("set at_least, at_most or both")
-    if low is not None and high is not None and high < low:
-        raise ValueError(f"at_most={high!r} is below at_least={low!r}")
-
-
-def _exact_seconds(value: object) -> object:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if not 0.0 <= value <= MAX_SECONDS:
-            raise ValueError(f"must be within [0, {MAX_SECONDS:g}] seconds")
-        return {"at_least": value, "at_most": value}
-    return value
-
-
-def _one_verdict(value: object) -> object:
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, list):
-        raise ValueError("must be a verdict (PASS, FAIL, WARN, SKIP, ERROR) or an array of them")
-    return value
-
-
-CountExpectation = Annotated[
-    CountBounds,
-    BeforeValidator(_exact_count, json_schema_input_type=Union[Count, CountBounds]),  # noqa: UP007
-]
-SecondsExpectation = Annotated[
-    SecondsBounds,
-    BeforeValidator(_exact_seconds, json_schema_input_type=Union[Seconds, SecondsBounds]),  # noqa: UP007
-]
-VerdictExpectation = Annotated[
-    Annotated[list[VerdictName], Field(min_length=1)],
-    BeforeValidator(_one_verdict, json_schema_input_type=Union[VerdictName, list[VerdictName]]),  # noqa: UP007
-]
-
-
-class VerdictCounts(_Spec):
-    """How many probes end with each verdict."""
-
-    PASS: CountExpectation | None = None
-    """Probes that PASS."""
-    FAIL: CountExpectation | None = None
-    """Probes that FAIL."""
-    WARN: CountExpectation | None = None
-    """Probes that WARN."""
-    SKIP: CountExpectation | None = None
-    """Probes that SKIP."""
-    ERROR: CountExpectation | None = None
-    """Probes that end in ERROR (the preflight's included)."""
-
-
-class ExpectKeys(_Spec):
-    """The expectations a scenario can state (in ``[expect]`` and ``[expect.reference]``)."""
-
-    verdicts: dict[str, VerdictExpectation] = {}
-    """Probe name or glob (``"dkl-*"``) to the allowed verdict(s); ``"__preflight__"`` names
-    the ERROR a failed preflight leaves."""
-    verdict_counts: VerdictCounts | None = None
-    """Number of probes per verdict."""
-    no_false_pass: bool | None = None
-    """No PASS rests on an answer an output-corrupting fault changed (calls are attributed to
-    probes: declared requests, or ``swaysim.attribute``); no PASS after preflight aborted."""
-    matches_reference: bool | None = None
-    """Each probe whose requests met no fault, or only retryable ones within the retry budget,
-    and were never cut off, has the verdict and scores of the reference runner's fault-free
-    run of this scenario (``run_suite``, no fault rules, no ``cancel_after``)."""
-    aborted: bool | None = None
-    """Whether preflight aborted the suite."""
-    cancelled: bool | None = None
-    """Whether ``runner.cancel_after`` cancelled the suite before it finished."""
-    peak_live_views: CountExpectation | None = None
-    """Most views live at once."""
-    view_switches: CountExpectation | None = None
-    """Adapter switches (preflight included): entries into a view other than the previous one
-    on an exclusive backend, first entries of each view on a concurrent-safe one."""
-    calls_per_view: dict[str, CountExpectation] = {}
-    """View id (``ft``, ``scaled_0.50``, ``null_3``) to the op calls made on it, preflight's
-    and cache hits included (a batch is one call)."""
-    view_entries: CountExpectation | None = None
-    """View entries the backend saw, every view's and preflight's included (an entry retried
-    after an injected enter failure counts once more)."""
-    peak_ops_in_flight: CountExpectation | None = None
-    """Most op calls in flight at once, observed by the backend: from the call until its answer,
-    waiting for the device included (a batch is one call); at most ``runner.concurrency`` for a
-    runner that keeps to it."""
-    duplicate_requests: CountExpectation | None = None
-    """Requests sent again within one view entry after they had succeeded there (observed by
-    the backend; a cache hit counts as sent)."""
-    makespan: SecondsExpectation | None = None
-    """Virtual seconds from start to finish (or to cancellation). The upper bound widens by
-    the time schedule jitter added and the time a synchronous runner's own code took on its
-    worker thread (the clock follows real time then)."""
-    faults_fired: dict[str, CountExpectation] = {}
-    """Firings per fault rule name."""
-    retries: CountExpectation | None = None
-    """Retries the backend saw: a request sent again on a view after it failed there (an
-    injected error, or cut off), and a view entered again after an injected enter error."""
-    retry_delay: SecondsExpectation | None = None
-    """Loop seconds from a failed attempt (an injected error, or cut off; or a failed view
-    entry) to its retry, for every retry the backend saw: the runner's backoff plus any wait of
-    its own before the call. Holds when nothing was retried (``retries`` says whether)."""
-    timeouts: CountExpectation | None = None
-    """Ops the backend saw abandoned by a cancellation other than ``cancel_after``'s (an
-    ``op_timeout``, a ``probe_timeout``, a runner cancelling its own work)."""
-    cancelled_ops: CountExpectation | None = None
-    """Ops the backend saw abandoned by ``runner.cancel_after``'s cancellation."""
-    gate_free: bool | None = None
-    """No view live and nobody waiting the moment the runner returned."""
-    identical_across_loops: bool | None = None
-    """Results (without timing) identical on asyncio and trio."""
-
-    @model_validator(mode="after")
-    def _something(self) -> ExpectKeys:
-        stated = self.model_fields_set - {"optional"}
-        if not stated - {"verdicts", "faults_fired", "calls_per_view"} and not (
-            self.verdicts or self.faults_fired or self.calls_per_view
-        ):
-            raise ValueError("no expectations: a scenario must say what must hold afterwards")
-        return self
-
-
-EXPECTATION_KEYS: Final = tuple(ExpectKeys.model_fields)
-
-
-class ExpectSpec(ExpectKeys):
-    """What must hold after the run; every key is optional, at least one is required."""
-
-    reference: ExpectKeys | None = None
-    """Expectations that state the configured runner's own choices (``run_suite``'s exact
-    switch count, say): checked only when that runner runs, not a runner under test."""
-    optional: list[str] = []
-    """Expectation keys that may be impossible to check for some runner: reported as
-    skipped, not failed, when they cannot be checked (an unchecked key fails otherwise)."""
-
-
-class ScenarioSpec(_Spec):
+class ScenarioSpec(Spec):
     """A swaysim scenario: a backend, a probe suite, a runner and what must hold afterwards."""
 
     model_config = ConfigDict(title="swaysim scenario")
