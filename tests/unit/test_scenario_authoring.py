@@ -18,17 +18,20 @@ from pydantic import BaseModel
 
 from swaysim._cli.main import cli
 from swaysim._cli.scenario_commands import starter_text
+from swaysim._scenario import expect_schema, spec_base
 from swaysim._scenario import schema as schema_module
 from swaysim._scenario.reference import EXAMPLES, scenario_reference
 from swaysim.scenario import check_scenario, load_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "scenario-reference.md"
+SCHEMA_MODULES = (spec_base, expect_schema, schema_module)
 MODELS = {
     name: model
-    for name, model in vars(schema_module).items()
+    for module in SCHEMA_MODULES
+    for name, model in vars(module).items()
     if isinstance(model, type) and issubclass(model, BaseModel) and name.endswith(("Spec", "s"))
-    if model.__module__ == schema_module.__name__ and model.model_fields
+    if model.__module__ == module.__name__ and model.model_fields
 }
 
 
