@@ -17,6 +17,7 @@ released, instead of the join waiting for it forever.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import threading
 import time
@@ -79,23 +80,27 @@ def open_bridges() -> int:
         return len(_OPEN)
 
 
-class Bridge:
-    """What a drop-in needs of its bridge: the async backend and a blocking face of it."""
+class Bridge(abc.ABC):
+    """What a drop-in needs of its bridge: the async backend and a blocking face of it.
+
+    Two kinds: :class:`OwnedBridge` (the drop-in opens and closes its own) and
+    :class:`BorrowedBridge` (a bridge the caller opened and keeps).
+    """
 
     backend: AsyncDummyDifferentialBackend
 
+    @abc.abstractmethod
     def sync(self) -> BlockingBackend:
         """The blocking backend, opening the bridge if needed."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def is_open(self) -> bool:
         """Whether calls are served now."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def close(self, timeout: float = CLOSE_TIMEOUT) -> bool:
         """Close the bridge if this object owns it; True when it is closed within ``timeout``."""
-        raise NotImplementedError
 
     def in_loop_or_closed(self, func: Callable[[], _T]) -> _T:
         """``func()`` in the loop's thread when the bridge is open, else right here.
