@@ -65,7 +65,12 @@ IDENTICAL: Final = "expect.identical_across_loops"
 SWITCHES: Final = "expect.view_switches"
 VERDICTS: Final = "expect.verdicts"
 PEAK: Final = "expect.peak_live_views"
-_TIMING_WAIVED: Final = frozenset({IDENTICAL, SWITCHES, PEAK})
+ENTRIES: Final = "expect.view_entries"
+IN_FLIGHT: Final = "expect.peak_ops_in_flight"
+BACKOFF: Final = "expect.retry_backoff"
+OP_TIMEOUT: Final = "expect.op_timeout_applied"
+BUSY: Final = "expect.work_conserving"
+_TIMING_WAIVED: Final = frozenset({IDENTICAL, SWITCHES, PEAK, ENTRIES})
 _TIMED_KINDS: Final = frozenset({"hang", *VIEW_EVENT_KINDS})
 _PREFLIGHT_SWITCHES: Final = 2
 """Preflight enters base and ft before the probes' views: at most two switches of its own."""
@@ -79,6 +84,11 @@ ORACLES: Final[dict[str, str]] = {
     SWITCHES: "each distinct view entered once, preflight's two switches aside",
     VERDICTS: "the reference runner's verdicts under the same faults",
     PEAK: "views live together on a concurrent-safe backend",
+    ENTRIES: "each distinct view entered once, preflight's two entries aside",
+    IN_FLIGHT: "at most runner.concurrency ops in flight",
+    BACKOFF: "each retry waits its backoff, the device never idle longer",
+    OP_TIMEOUT: "no op outlives op_timeout, and none is cut off before it",
+    BUSY: "the device never idle while a request waits to be sent",
 }
 """Every property exploration checks, by the key outcomes name it with."""
 _CARRIER: Final = {"no_false_pass": True}
@@ -213,6 +223,32 @@ def switch_bound(document: Document, loop: str) -> int | None:
     return entries if preflight else entries + _PREFLIGHT_SWITCHES
 
 
+def concurrency_bound(document: Document) -> int | None:
+    """``runner.concurrency``: the most ops a correct runner has in flight (None: function
+    probes drive views themselves, so the suite's own bound does not cover their ops)."""
+    if any(probe.get("kind") == "function" for probe in document.get("probes", ())):
+        return None
+    return int(document.get("runner", {}).get("concurrency", 1))
+
+
+def policy_expectations(document: Document, loop: str) -> dict[str, Any]:
+    """The runner contract's observed counts and policy, as ``[expect]`` keys for this document:
+    view entries, ops in flight and an idle device (without function probes, which drive
+    views at their own pace), backoff, and ``op_timeout`` when the scenario sets one."""
+    expect: dict[str, Any] = {"retry_backoff": True}
+    bound = switch_bound(document, loop)
+    if bound is not None:
+        expect["view_switches"] = {"at_most": bound}
+        expect["view_entries"] = {"at_most": bound}
+    in_flight = concurrency_bound(document)
+    if in_flight is not None:
+        expect["peak_ops_in_flight"] = {"at_most": in_flight}
+        expect["work_conserving"] = True
+    if document.get("runner", {}).get("op_timeout") is not None:
+        expect["op_timeout_applied"] = True
+    return expect
+
+
 def parallel_expected(document: Document, loop: str) -> bool:
     """Whether a correct runner has two views live at once here (a concurrent-safe backend
     whose fault-free reference run did), view faults aside."""
@@ -248,9 +284,10 @@ def expectation(document: Document, key: str, loop: str, source: str) -> dict[st
     """The ``[expect]`` table of a file that checks ``key`` on ``document`` (None: it cannot)."""
     if key == PEAK:
         return {"peak_live_views": {"at_least": 2}} if parallel_expected(document, loop) else None
-    if key == SWITCHES:
-        bound = switch_bound(document, loop)
-        return None if bound is None else {"view_switches": {"at_most": bound}}
+    if key in (SWITCHES, ENTRIES, IN_FLIGHT):
+        name = key.removeprefix("expect.")
+        wanted = policy_expectations(document, loop).get(name)
+        return None if wanted is None else {name: wanted}
     if key.startswith(f"{VERDICTS}."):
         reference = _faulted_reference(document, loop, source)
         table = {} if reference is None else _verdict_table(reference)
@@ -339,9 +376,7 @@ def run_trial(config: ExploreConfig, seed: int) -> TrialOutcome:
     twin = config.invariance_every > 0 and seed % config.invariance_every == 0
     base, loop = config.scenarios[index], config.loop
     expect = expect_for(None) | ({"identical_across_loops": True} if twin else {})
-    bound = switch_bound(document, loop)
-    if bound is not None:
-        expect["view_switches"] = {"at_most": bound}
+    expect |= policy_expectations(document, loop)
     if parallel_expected(document, loop):
         expect["peak_live_views"] = {"at_least": 2}
     document["expect"] = expect
