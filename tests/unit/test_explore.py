@@ -251,3 +251,23 @@ def test_the_minimal_runner_keeps_the_probe_budget_explore_found_it_breaking(loo
     scenario = parse_scenario(MINIMAL_PROBE_BUDGET, source="<regression>")
     (check,) = check_scenario(scenario, [loop], runner="minimal_runner:run")
     assert check.ok, check.failure_report()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_scenario_with_function_probes_is_explored_and_replays_from_out(
+    loop: str, tmp_path: Path
+) -> None:
+    runner = "runners.mutants:function_probe_unbounded"
+    functions = str(ROOT / "scenarios" / "function_probes.toml")
+    result = explore([functions], runner, trials=200, loop=loop, out=tmp_path)
+    assert result.found is not None, f"{runner} not found in 200 trials on {loop}"
+    written = result.written
+    assert written is not None
+    assert (written.path.parent / "function_probes.py").is_file()  # the module travels along
+    scenario = load_scenario(written.path)
+    assert scenario.function_targets
+    (mine,) = check_scenario(scenario, [loop], runner=runner)
+    assert not mine.ok
+    (reference,) = check_scenario(scenario, [loop])
+    assert reference.ok, reference.failure_report()
