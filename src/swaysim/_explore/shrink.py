@@ -262,7 +262,9 @@ class _Judge:
         replay = {**document, "expect": wanted}
         loop, source = self.config.loop, self.source
         mine = [
-            f for f in failures(replay, self.config.runner, loop, source=source) if f.key == self.key
+            f
+            for f in failures(replay, self.config.runner, loop, source=source)
+            if f.key == self.key
         ]
         if not mine or failures(replay, None, loop, source=source):
             return None

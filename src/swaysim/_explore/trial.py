@@ -31,8 +31,8 @@ from __future__ import annotations
 import functools
 import json
 import time
-from pathlib import Path
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import tomli_w
@@ -303,7 +303,11 @@ def _faulted_reference(document: Document, loop: str, source: str) -> ScenarioRu
 def expectation(document: Document, key: str, loop: str, source: str) -> dict[str, Any] | None:
     """The ``[expect]`` table of a file that checks ``key`` on ``document`` (None: it cannot)."""
     if key == PEAK:
-        return {"peak_live_views": {"at_least": 2}} if parallel_expected(document, loop, source) else None
+        return (
+            {"peak_live_views": {"at_least": 2}}
+            if parallel_expected(document, loop, source)
+            else None
+        )
     if key in (SWITCHES, ENTRIES, IN_FLIGHT):
         name = key.removeprefix("expect.")
         wanted = policy_expectations(document, loop, source).get(name)
@@ -340,7 +344,9 @@ def _judged(
         else None
     )
     reference = (
-        _fault_free(_fault_free_key(document, loop, source)) if expect.get("matches_reference") else None
+        _fault_free(_fault_free_key(document, loop, source))
+        if expect.get("matches_reference")
+        else None
     )
     timed_out = (
         run.timeouts > 0 or run.cancelled or run.aborted or (twin is not None and twin.timeouts > 0)
