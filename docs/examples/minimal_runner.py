@@ -68,25 +68,29 @@ async def run(backend: Any, probes: list[Any], *, concurrency: int = 1,
 
     async def fetch(view: Any, ask: Any, needers: set[str], handle: Any) -> None:
         for attempt in range(retries + 1):
-            left = max(budget - used[name] for name in needers)
-            if left <= 0:  # every probe that needs it is out of time: do not send it
-                failures[view, ask] = WorkFailedError(view, ask, "probe timed out")
-                return
-            start, error = anyio.current_time(), None
-            try:
-                async with device:  # one op at a time: waiting for it is not the op's time
+            error: Exception | None = None
+            async with device:  # one op at a time: waiting for it is not the op's time
+                left = max(budget - used[name] for name in needers)
+                if left <= 0:  # every probe that needs it is out of time: do not send it
+                    failures[view, ask] = WorkFailedError(view, ask, "probe timed out")
+                    return
+                start = anyio.current_time()
+                try:
                     with anyio.fail_after(min(left, op_timeout or math.inf)):
                         values[view, ask] = await ask.send(handle)
                         return
-            except Exception as exc:  # a TimeoutError too: a timeout is not retried
-                error = exc
-            finally:
-                for name in needers:
-                    used[name] += anyio.current_time() - start
+                except Exception as exc:  # a TimeoutError too: a timeout is not retried
+                    error = exc
+                finally:
+                    for name in needers:
+                        used[name] += anyio.current_time() - start
             if attempt == retries or not (isinstance(error, InjectedFault) and error.retryable):
                 failures[view, ask] = WorkFailedError(view, ask, error or "no answer")
                 return
-            await anyio.sleep(min(backoff * 2**attempt, backoff_max))
+            delay = min(backoff * 2**attempt, backoff_max)
+            await anyio.sleep(delay)  # backing off is time in flight too
+            for name in needers:
+                used[name] += delay
 
     async def serve(view: Any, asks: dict[Any, set[str]]) -> None:
         for attempt in range(retries + 1):

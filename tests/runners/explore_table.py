@@ -29,6 +29,8 @@ SCENARIOS: Final = tuple(
         "retries_exhausted",
         "nan_scalar_answers",
         "fault_on_view_exit",
+        "probe_timeout_slow_view",
+        "function_probes",
     )
 )
 CORRECT: Final = ("runners.correct:run", "runners.correct_base_first:run", "minimal_runner:run")

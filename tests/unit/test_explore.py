@@ -24,7 +24,7 @@ from swaysim._explore.parallel import run_trials
 from swaysim._explore.shrink import _Judge, candidates, size
 from swaysim._explore.trial import run_trial
 from swaysim.errors import InvalidArgumentError
-from swaysim.scenario import check_scenario, load_scenario
+from swaysim.scenario import check_scenario, load_scenario, parse_scenario
 
 if TYPE_CHECKING:
     from swaysim._explore.api import ExploreResult
@@ -110,7 +110,8 @@ def _found(
 
 
 ZSCORE: Final = str(ROOT / "scenarios" / "zscore_calibration.toml")
-MUTANT_CASES: Final = {
+RETRIES: Final = str(ROOT / "scenarios" / "retries_exhausted.toml")
+MUTANT_CASES: Final[dict[str, tuple[tuple[str, ...], str | tuple[str, ...]]]] = {
     # mutant: (the scenarios explored, the oracle that catches it)
     "unretried_transient": ((SAFE, FLAKY), "expect.matches_reference"),
     "leaked_task": ((SAFE, FLAKY), "invariant.leaked_task"),
@@ -119,7 +120,16 @@ MUTANT_CASES: Final = {
     "swap_storm": ((ZSCORE,), "expect.view_switches"),
     "serial_views_on_safe": ((SAFE,), "expect.peak_live_views"),
     "uncoordinated_views": ((FLAKY,), "expect.matches_reference"),
-    "ignored_preflight_result": ((FLAKY,), "expect.verdicts.__preflight__"),
+    # Entering base at once after preflight's entry failed is an unbacked-off retry, too.
+    "ignored_preflight_result": (
+        (FLAKY,),
+        ("expect.verdicts.__preflight__", "expect.retry_backoff"),
+    ),
+    "entry_per_request": ((SAFE,), "expect.view_entries"),
+    "concurrency_unbounded": ((SAFE,), "expect.peak_ops_in_flight"),
+    "no_backoff": ((RETRIES,), "expect.retry_backoff"),
+    "timeout_includes_queueing": ((FLAKY,), "expect.op_timeout_applied"),
+    "one_timeout_around_retries": ((FLAKY,), "expect.op_timeout_applied"),
 }
 
 
@@ -201,7 +211,63 @@ def test_the_command_exits_0_1_2_and_writes_a_json_summary(tmp_path: Path) -> No
 
 def test_every_bound_is_written_in_the_docs() -> None:
     doc = (ROOT / "docs" / "explore.md").read_text("utf-8")
-    for name in ("MAX_RULES", "MAX_NTH", "MAX_EVERY", "MAX_FIRES"):
+    for name in ("MAX_RULES", "MAX_NTH", "MAX_EVERY", "MAX_FIRES", "MAX_RETRIES"):
         assert f"`{name}` = {getattr(bounds, name)}" in doc, name
-    for low, high in (bounds.LATENCY_SECONDS, bounds.SIGMA_RANGE, bounds.SWITCH_SECONDS):
+    factors = ", ".join(f"{factor:g}" for factor in bounds.BACKOFF_CAP_FACTORS[:-1])
+    assert f"{factors} or {bounds.BACKOFF_CAP_FACTORS[-1]:g} times" in doc
+    ranges = (bounds.LATENCY_SECONDS, bounds.SIGMA_RANGE, bounds.SWITCH_SECONDS)
+    for low, high in (*ranges, bounds.BACKOFF_SECONDS):
         assert f"[{low:g}, {high:g}]" in doc
+
+
+MINIMAL_PROBE_BUDGET: Final = """
+# Found by swaysim explore against docs/examples/minimal_runner.py (trial seed 287 of the
+# scenarios of tests/runners/explore_table.py): it charged a probe's probe_timeout for the
+# time its requests waited for the device behind other probes' work.
+name = "minimal-runner-probe-budget"
+seed = 151
+[backend.latency.default]
+model = "lognormal"
+median = 0.1894
+sigma = 0.6812
+[runner]
+probe_timeout = 2.0
+concurrency = 16
+[[probes]]
+kind = "delta_kl"
+name = "fast"
+prompts = ["a", "b"]
+[[probes]]
+kind = "perplexity_shift"
+name = "slow"
+texts = ["held out text"]
+[expect]
+matches_reference = true
+"""
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_the_minimal_runner_keeps_the_probe_budget_explore_found_it_breaking(loop: str) -> None:
+    scenario = parse_scenario(MINIMAL_PROBE_BUDGET, source="<regression>")
+    (check,) = check_scenario(scenario, [loop], runner="minimal_runner:run")
+    assert check.ok, check.failure_report()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_scenario_with_function_probes_is_explored_and_replays_from_out(
+    loop: str, tmp_path: Path
+) -> None:
+    runner = "runners.mutants:function_probe_unbounded"
+    functions = str(ROOT / "scenarios" / "function_probes.toml")
+    result = explore([functions], runner, trials=200, loop=loop, out=tmp_path)
+    assert result.found is not None, f"{runner} not found in 200 trials on {loop}"
+    written = result.written
+    assert written is not None
+    assert (written.path.parent / "function_probes.py").is_file()  # the module travels along
+    scenario = load_scenario(written.path)
+    assert scenario.function_targets
+    (mine,) = check_scenario(scenario, [loop], runner=runner)
+    assert not mine.ok
+    (reference,) = check_scenario(scenario, [loop])
+    assert reference.ok, reference.failure_report()

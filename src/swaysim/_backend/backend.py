@@ -49,9 +49,10 @@ if TYPE_CHECKING:
     from swaysim._backend.ledger import CallLedger
     from swaysim._chaos.latency import LatencyModel
 
-__all__ = ["AsyncDummyDifferentialBackend"]
+__all__ = ["PREFLIGHT_PROMPT", "AsyncDummyDifferentialBackend"]
 
-_PREFLIGHT_PROMPT: Final = "preflight"
+PREFLIGHT_PROMPT: Final = "preflight"
+"""The prompt preflight asks every view (its calls are bounded by probe_timeout, not op_timeout)."""
 _PREFLIGHT_TOP_K: Final = 8
 _RESPONSES: Final = "a DummyResponses or None"
 
@@ -341,7 +342,7 @@ class AsyncDummyDifferentialBackend:
         for context in contexts:
             try:
                 async with context as view:
-                    dist = await view.next_token_dist(_PREFLIGHT_PROMPT, top_k=_PREFLIGHT_TOP_K)
+                    dist = await view.next_token_dist(PREFLIGHT_PROMPT, top_k=_PREFLIGHT_TOP_K)
                 problem = _non_finite_problem(dist)
             except Exception as exc:
                 return (
@@ -351,7 +352,7 @@ class AsyncDummyDifferentialBackend:
             if problem:
                 return (
                     False,
-                    f"{context.view_id} view produced {problem} on prompt {_PREFLIGHT_PROMPT!r}",
+                    f"{context.view_id} view produced {problem} on prompt {PREFLIGHT_PROMPT!r}",
                 )
         return True, ""
 

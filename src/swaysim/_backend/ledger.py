@@ -14,7 +14,10 @@ for any runner, whatever the runner itself reports:
   (an ``op_timeout``, a ``probe_timeout``, a runner cancelling its own work);
   **cancelled ops**: the ones the harness's ``cancel_after`` abandoned;
 - **retry delays**: the loop seconds from a failed call (or entry) to its
-  retry: the runner's backoff, plus whatever it waited for itself;
+  retry: the runner's backoff, plus whatever it waited for itself; each
+  also kept as a :class:`RetryWait` (which retry in a row it was, and
+  whether a view was entered or left meanwhile), which is what
+  ``expect.retry_backoff`` reads;
 - **duplicates**: a request sent again within one view entry after it had
   already succeeded there (a cache hit counts as sent);
 - **late** ops and entries: anything after the harness marked the runner as
@@ -54,6 +57,7 @@ __all__ = [
     "CallLedger",
     "ObservedCall",
     "Outcome",
+    "RetryWait",
     "Tally",
     "describe_key",
     "item_key",
@@ -100,6 +104,10 @@ class ObservedCall:
     items: tuple[str, ...] = ()
     """A batch's prompts."""
     outcome: Outcome = "in flight"
+    ended: float | None = None
+    """Loop time the call ended (None: in flight)."""
+    timed_out: bool = False
+    """Abandoned by a cancellation that was not the harness's own (a timeout, the runner's)."""
     corrupt: str | None = None
     """The output fault kind that corrupted the answer (a batch: any of its items)."""
     corrupt_items: dict[int, str] = field(default_factory=dict)
@@ -149,6 +157,28 @@ class ObservedCall:
         return f"<ObservedCall {describe_key(self.key)} {self.outcome}>"
 
 
+@dataclass(frozen=True, slots=True)
+class RetryWait:
+    """One retry the ledger saw: what was retried, after which failure, and when."""
+
+    what: str
+    attempt: int
+    """Retries of it in a row before this one: 0 for the first (the contract's backoff
+    exponent)."""
+    failed_at: float
+    retried_at: float
+    entry: bool
+    """A view entry retried after a failed entry (not an op call)."""
+    quiet: bool
+    """No view was entered, left or failed to enter in between: every moment of the wait
+    with no op in flight was the runner's own."""
+
+    @property
+    def delay(self) -> float:
+        """Loop seconds from the failure to the retry."""
+        return self.retried_at - self.failed_at
+
+
 @dataclass(slots=True)
 class Tally:
     """A count of one kind of observation, with its first few examples."""
@@ -191,6 +221,12 @@ class CallLedger:
         self.late = Tally()
         self.retry_delays: list[tuple[float, str]] = []
         """Each retry's loop seconds since the failure it retries, and what it retried."""
+        self.retry_waits: list[RetryWait] = []
+        self._failures_in_a_row: dict[CallKey | str, int] = {}
+        self._view_events = 0
+        self._failed_events: dict[CallKey | str, int] = {}
+        self.entry_windows: dict[int, tuple[float, float | None]] = {}
+        """Each view entry's serial number: the loop time it went live, and left (None: live)."""
         self._failed: set[CallKey] = set()
         self._failed_at: dict[CallKey, float] = {}
         self._enter_failed_at: dict[str, float] = {}
@@ -217,27 +253,33 @@ class CallLedger:
             self.retries.add(f"entry of view {view_id!r} after an injected enter failure")
             failed_at = self._enter_failed_at.get(view_id)
             if failed_at is not None:
-                delay = anyio.current_time() - failed_at
-                self.retry_delays.append((delay, f"entry of view {view_id!r}"))
+                self._retried(view_id, f"entry of view {view_id!r}", failed_at, entry=True)
 
     def entered(self, view: object, view_id: str) -> None:
         """``view`` (the object ops are called on) is live."""
         self._enter_failed.discard(view_id)
+        self._failures_in_a_row.pop(view_id, None)
+        self._view_events += 1
         self._entries += 1
         self._entry_of[id(view)] = self._entries
         self._succeeded[self._entries] = set()
+        self.entry_windows[self._entries] = (anyio.current_time(), None)
 
     def enter_failed(self, view_id: str, exc: BaseException) -> None:
         """Entering ``view_id`` raised (or was cancelled) before the view was live."""
+        self._view_events += 1
         if isinstance(exc, InjectedFault):
             self._enter_failed.add(view_id)
             self._enter_failed_at[view_id] = anyio.current_time()
+            self._failed_once(view_id)
 
     def exited(self, view: object) -> None:
         """``view``'s block ended: its entry's bookkeeping goes."""
+        self._view_events += 1
         entry = self._entry_of.pop(id(view), None)
         if entry is not None:
             self._succeeded.pop(entry, None)
+            self.entry_windows[entry] = (self.entry_windows[entry][0], anyio.current_time())
 
     # -- op calls -------------------------------------------------------------------
 
@@ -257,9 +299,7 @@ class CallLedger:
             self.late.add(record.describe())
         if key in self._failed:
             self.retries.add(describe_key(key))
-            retried_at = anyio.current_time()
-            delay = retried_at - self._failed_at.get(key, retried_at)
-            self.retry_delays.append((delay, describe_key(key)))
+            self._retried(key, describe_key(key), self._failed_at.get(key, now), entry=False)
         succeeded = self._succeeded.get(entry)
         if succeeded is not None and key in succeeded:
             self.duplicates.add(f"{describe_key(key)} sent again in one entry")
@@ -271,14 +311,17 @@ class CallLedger:
     def finish(self, record: ObservedCall, outcome: Outcome) -> None:
         """``record`` ended with ``outcome``."""
         record.outcome = outcome
+        record.ended = anyio.current_time()
         self.in_flight.pop(id(record), None)
         self.calls.append(record)
         key = record.key
         if outcome in ("failed", "cancelled"):
             self._failed.add(key)
-            self._failed_at[key] = anyio.current_time()
+            self._failed_at[key] = record.ended
+            self._failed_once(key)
         else:
             self._failed.discard(key)
+            self._failures_in_a_row.pop(key, None)
         if outcome == "ok":
             succeeded = self._succeeded.get(record.entry)
             if succeeded is not None:
@@ -287,4 +330,18 @@ class CallLedger:
             if self.harness_cancelling():
                 self.cancelled_ops.add(record.describe())
             else:
+                record.timed_out = True
                 self.timeouts.add(record.describe())
+
+    def _failed_once(self, what: CallKey | str) -> None:
+        self._failures_in_a_row[what] = self._failures_in_a_row.get(what, 0) + 1
+        self._failed_events[what] = self._view_events
+
+    def _retried(
+        self, what: CallKey | str, described: str, failed_at: float, *, entry: bool
+    ) -> None:
+        retried_at = anyio.current_time()
+        self.retry_delays.append((retried_at - failed_at, described))
+        quiet = self._failed_events.get(what) == self._view_events
+        attempt = max(self._failures_in_a_row.get(what, 1) - 1, 0)
+        self.retry_waits.append(RetryWait(described, attempt, failed_at, retried_at, entry, quiet))

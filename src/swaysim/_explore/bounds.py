@@ -20,7 +20,11 @@ __all__ = [
     "MAX_EVERY",
     "MAX_FIRES",
     "MAX_NTH",
+    "MAX_RETRIES",
     "MAX_RULES",
+    "BACKOFF_CAP_FACTORS",
+    "BACKOFF_SECONDS",
+    "POLICY_CHANCE",
     "PROBABILITY_CHOICES",
     "SCENARIO_SEED_BOUND",
     "SIGMA_RANGE",
@@ -64,6 +68,17 @@ JITTER_SEED_BOUND: Final = 1 << 16
 """Schedule-jitter seeds are drawn from ``[0, this)`` (or jitter is left off)."""
 SCENARIO_SEED_BOUND: Final = 1 << 16
 """Scenario seeds (every plan's draws) are drawn from ``[0, this)`` (or the file's is kept)."""
+
+
+POLICY_CHANCE: Final = 0.3
+"""Chance that a trial draws its own retry policy instead of keeping the file's."""
+MAX_RETRIES: Final = 4
+"""A drawn ``retries`` is 1 to this."""
+BACKOFF_SECONDS: Final = (0.01, 0.5)
+"""Range of a drawn ``backoff``."""
+BACKOFF_CAP_FACTORS: Final = (1.0, 1.5, 2.0, 3.0)
+"""A drawn ``backoff_max`` is ``backoff`` times one of these: low enough that the cap binds
+within the drawn retries."""
 
 
 def applicable_ops(kind: str, used: tuple[str, ...]) -> tuple[str, ...]:

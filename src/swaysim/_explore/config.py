@@ -9,8 +9,11 @@ a user gave (exit 2 on the command line) before any trial runs.
 from __future__ import annotations
 
 import functools
+import tomllib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
+
+import tomli_w
 
 from swaysim._explore.bounds import FAULT_KIND_CHOICES, VIEW_KIND_CHOICES
 from swaysim._scenario.load import load_scenario, parse_scenario
@@ -102,8 +105,19 @@ def _prompts(kind: str, kwargs: dict[str, Any]) -> list[str]:
 
 @functools.lru_cache(maxsize=64)
 def facts(text: str) -> ScenarioFacts:
-    """The prompts, view kinds and ops a scenario's probes use, and whether it has timeouts."""
-    scenario = parse_scenario(text)
+    """The prompts, view kinds and ops a scenario's probes use, and whether it has timeouts.
+
+    Function probes are left out: their calls are their own code's, so no prompt of theirs
+    is known, and their modules need not be found to read the rest.
+    """
+    document = tomllib.loads(text)
+    runner = document.get("runner", {})
+    timed = runner.get("op_timeout") is not None or runner.get("probe_timeout") is not None
+    declarative = [p for p in document.get("probes", ()) if p.get("kind") != "function"]
+    if not declarative:
+        return ScenarioFacts((), ("base", "ft"), (), timed)
+    checked = {**document, "probes": declarative, "expect": {"no_false_pass": True}}
+    scenario = parse_scenario(tomli_w.dumps(checked))
     prompts: dict[str, None] = {}
     views: dict[str, None] = {"base": None, "ft": None}
     ops: dict[str, None] = {}
@@ -111,8 +125,6 @@ def facts(text: str) -> ScenarioFacts:
         prompts.update(dict.fromkeys(_prompts(item.kind, item.kwargs)))
         views.update(dict.fromkeys(_VIEWS_OF_KIND.get(item.kind, ())))
         ops.update(dict.fromkeys(_OPS_OF_KIND.get(item.kind, ())))
-    runner = scenario.spec.runner
-    timed = runner.op_timeout is not None or runner.probe_timeout is not None
     return ScenarioFacts(tuple(prompts), tuple(views), tuple(ops), timed)
 
 

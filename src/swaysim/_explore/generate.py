@@ -21,13 +21,17 @@ import numpy as np
 
 from swaysim._chaos.faults import VIEW_EVENT_KINDS
 from swaysim._explore.bounds import (
+    BACKOFF_CAP_FACTORS,
+    BACKOFF_SECONDS,
     CONCURRENCY_CHOICES,
     JITTER_SEED_BOUND,
     LATENCY_SECONDS,
     MAX_EVERY,
     MAX_FIRES,
     MAX_NTH,
+    MAX_RETRIES,
     MAX_RULES,
+    POLICY_CHANCE,
     PROBABILITY_CHOICES,
     SCENARIO_SEED_BOUND,
     SIGMA_RANGE,
@@ -136,6 +140,19 @@ def latency_table(rng: np.random.Generator) -> dict[str, Any] | None:
     return table
 
 
+def retry_policy(rng: np.random.Generator) -> dict[str, Any] | None:
+    """A drawn ``retries``, ``backoff`` and ``backoff_max``, or None to keep the file's."""
+    if rng.random() >= POLICY_CHANCE:
+        return None
+    backoff = max(_seconds(rng, BACKOFF_SECONDS), BACKOFF_SECONDS[0])
+    factor = float(_pick(rng, BACKOFF_CAP_FACTORS))
+    return {
+        "retries": int(rng.integers(1, MAX_RETRIES + 1)),
+        "backoff": backoff,
+        "backoff_max": round(backoff * factor, 4),
+    }
+
+
 def trial_document(config: ExploreConfig, seed: int) -> tuple[int, Document]:
     """Which base scenario trial ``seed`` starts from, and its generated document."""
     rng = generator(seed)
@@ -160,6 +177,9 @@ def trial_document(config: ExploreConfig, seed: int) -> tuple[int, Document]:
         backend["exclusivity"] = "strict"
     if rng.random() < 0.5:
         document.setdefault("runner", {})["concurrency"] = int(_pick(rng, CONCURRENCY_CHOICES))
+    policy = retry_policy(rng)
+    if policy is not None:
+        document.setdefault("runner", {}).update(policy)
     if not backend:
         del document["backend"]
     return index, document

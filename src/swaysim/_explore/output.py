@@ -25,6 +25,7 @@ from swaysim._scenario.run_dirs import RunDirs
 if TYPE_CHECKING:
     from swaysim._explore.generate import Document
     from swaysim._explore.shrink import Shrunk
+    from swaysim._scenario.load import Scenario
 
 __all__ = ["Written", "scenario_text", "write_found"]
 
@@ -72,15 +73,40 @@ def write_found(
         f"Shrunk in {shrunk.steps} steps ({shrunk.runs} candidate runs).",
     ]
     text = scenario_text(document, header)
-    parse_scenario(text, source=name)
+    base = Path(source)
+    located = parse_scenario(text, source=name, path=base if base.is_file() else None)
     root = OutputDirectory.open_root(out, option="--out")
     with root:
+        _copy_functions(located, root)
         root.write_bytes(f"{name}.toml", text.encode("utf-8"))
         path = out / f"{name}.toml"
         trace_dir = _trace(path, runner, loop, root, name)
     scenario = load_scenario(path)
     replay = scenario.replay_command(loop) + f" --runner {runner}"
     return Written(path, trace_dir, replay)
+
+
+def _copy_functions(scenario: Scenario, root: OutputDirectory) -> None:
+    """Copy the function probes' modules from the base scenario's folder next to the file,
+    so that it finds them there as the base file did (a module from ``sys.path`` stays put)."""
+    for target in scenario.function_targets.values():
+        if target.folder is None or target.package is None:
+            continue
+        top = target.module.split(".")[0]
+        module = target.folder / f"{top}.py"
+        if module.is_file():
+            root.write_bytes(module.name, module.read_bytes())
+        elif (target.folder / top).is_dir():
+            _copy_tree(target.folder / top, root)
+
+
+def _copy_tree(folder: Path, root: OutputDirectory) -> None:
+    with root.subdirectory(folder.name) as copy:
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir() and not entry.is_symlink() and entry.name != "__pycache__":
+                _copy_tree(entry, copy)
+            elif entry.is_file() and entry.suffix == ".py":
+                copy.write_bytes(entry.name, entry.read_bytes())
 
 
 def _trace(path: Path, runner: str, loop: str, root: OutputDirectory, name: str) -> Path | None:

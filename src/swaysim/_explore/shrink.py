@@ -55,6 +55,8 @@ class Shrunk:
     """Candidates run."""
     fixpoint: bool
     """False when the run budget stopped shrinking before a fixpoint."""
+    source: str = "<shrunk>"
+    """The base scenario's file (its folder holds the function probes' modules)."""
 
     @property
     def rules(self) -> int:
@@ -64,7 +66,7 @@ class Shrunk:
     @property
     def probes(self) -> int:
         """Probes left (after ``repeat`` expansion)."""
-        return len(scenario_of(self.document, "<shrunk>").probe_names)
+        return len(scenario_of(self.document, self.source).probe_names)
 
     def __repr__(self) -> str:
         where = "fixpoint" if self.fixpoint else "budget spent"
@@ -258,10 +260,13 @@ class _Judge:
         if wanted is None:
             return None
         replay = {**document, "expect": wanted}
+        loop, source = self.config.loop, self.source
         mine = [
-            f for f in failures(replay, self.config.runner, self.config.loop) if f.key == self.key
+            f
+            for f in failures(replay, self.config.runner, loop, source=source)
+            if f.key == self.key
         ]
-        if not mine or failures(replay, None, self.config.loop):
+        if not mine or failures(replay, None, loop, source=source):
             return None
         return mine[0]
 
@@ -293,7 +298,7 @@ def shrink(
             fixpoint = judge.runs < config.max_shrink_runs
             wanted = expectation(current, failure.key, config.loop, source)
             final = {**current, "expect": wanted or expect_for(failure.key)}
-            return Shrunk(final, failure, steps, judge.runs, fixpoint)
+            return Shrunk(final, failure, steps, judge.runs, fixpoint, source)
         current, steps = kept, steps + 1
         if on_step is not None:
             on_step(steps, judge.runs)

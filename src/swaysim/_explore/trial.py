@@ -32,6 +32,7 @@ import functools
 import json
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import tomli_w
@@ -65,7 +66,12 @@ IDENTICAL: Final = "expect.identical_across_loops"
 SWITCHES: Final = "expect.view_switches"
 VERDICTS: Final = "expect.verdicts"
 PEAK: Final = "expect.peak_live_views"
-_TIMING_WAIVED: Final = frozenset({IDENTICAL, SWITCHES, PEAK})
+ENTRIES: Final = "expect.view_entries"
+IN_FLIGHT: Final = "expect.peak_ops_in_flight"
+BACKOFF: Final = "expect.retry_backoff"
+OP_TIMEOUT: Final = "expect.op_timeout_applied"
+BUSY: Final = "expect.work_conserving"
+_TIMING_WAIVED: Final = frozenset({IDENTICAL, SWITCHES, PEAK, ENTRIES})
 _TIMED_KINDS: Final = frozenset({"hang", *VIEW_EVENT_KINDS})
 _PREFLIGHT_SWITCHES: Final = 2
 """Preflight enters base and ft before the probes' views: at most two switches of its own."""
@@ -79,6 +85,11 @@ ORACLES: Final[dict[str, str]] = {
     SWITCHES: "each distinct view entered once, preflight's two switches aside",
     VERDICTS: "the reference runner's verdicts under the same faults",
     PEAK: "views live together on a concurrent-safe backend",
+    ENTRIES: "each distinct view entered once, preflight's two entries aside",
+    IN_FLIGHT: "at most runner.concurrency ops in flight",
+    BACKOFF: "each retry waits its backoff, the device never idle longer",
+    OP_TIMEOUT: "no op outlives op_timeout, and none is cut off before it",
+    BUSY: "the device never idle while a request waits to be sent",
 }
 """Every property exploration checks, by the key outcomes name it with."""
 _CARRIER: Final = {"no_false_pass": True}
@@ -152,11 +163,20 @@ def expect_for(key: str | None) -> dict[str, Any]:
 
 
 def scenario_of(document: Document, source: str) -> Scenario:
-    """The document as a validated scenario, through the file format (what a file holds)."""
-    return parse_scenario(tomli_w.dumps(document), source=source)
+    """The document as a validated scenario, through the file format (what a file holds).
+
+    ``source`` is the base scenario's file: its folder is where function probes' modules are
+    found, as for the file itself.
+    """
+    return parse_scenario(tomli_w.dumps(document), source=source, path=_file(source))
 
 
-def _fault_free_key(document: Document, loop: str) -> str:
+def _file(source: str) -> Path | None:
+    path = Path(source)
+    return path if not source.startswith("<") and path.is_file() else None
+
+
+def _fault_free_key(document: Document, loop: str, source: str) -> str:
     """What the reference runner's fault-free results depend on (timing only via timeouts)."""
     kept = {**document, "expect": _CARRIER}
     backend = dict(kept.get("backend", {}))
@@ -168,13 +188,13 @@ def _fault_free_key(document: Document, loop: str) -> str:
         backend.pop("schedule_jitter", None)
         runner.pop("concurrency", None)
     kept["backend"], kept["runner"] = backend, runner
-    return json.dumps([loop, kept], sort_keys=True, default=str)
+    return json.dumps([loop, source, kept], sort_keys=True, default=str)
 
 
 @functools.lru_cache(maxsize=256)
 def _fault_free(key: str) -> ScenarioRun:
-    loop, document = json.loads(key)
-    return run_reference(scenario_of(document, "<fault-free>"), loop)
+    loop, source, document = json.loads(key)
+    return run_reference(scenario_of(document, source), loop)
 
 
 def _other(loop: str) -> str:
@@ -190,9 +210,14 @@ def _order_dependent(document: Document) -> bool:
 
 
 def _arrival_dependent(document: Document) -> bool:
-    """Rules whose firings depend on the order calls arrive in (a global cap, a time window):
-    two correct schedules may see different firings, so results may differ between loops."""
-    return any("max_fires" in rule or "window" in rule for rule in _rules(document))
+    """Rules whose firings depend on the order calls arrive in (a global cap, a time window;
+    any rule once function probes, which enter views and call at their own pace, share the
+    backend): two correct schedules may see different firings, so results may differ between
+    loops."""
+    rules = _rules(document)
+    if rules and any(p.get("kind") == "function" for p in document.get("probes", ())):
+        return True
+    return any("max_fires" in rule or "window" in rule for rule in rules)
 
 
 def _rules(document: Document) -> list[dict[str, Any]]:
@@ -200,7 +225,7 @@ def _rules(document: Document) -> list[dict[str, Any]]:
     return rules
 
 
-def switch_bound(document: Document, loop: str) -> int | None:
+def switch_bound(document: Document, loop: str, source: str) -> int | None:
     """The most switches a correct runner makes here (None: view faults make re-entries fair).
 
     Every distinct view entered once, plus preflight's two: what the fault-free reference
@@ -208,12 +233,39 @@ def switch_bound(document: Document, loop: str) -> int | None:
     """
     if any(rule["kind"] in VIEW_EVENT_KINDS for rule in _rules(document)):
         return None
-    entries = _fault_free(_fault_free_key(document, loop)).statistics.entries
+    entries = _fault_free(_fault_free_key(document, loop, source)).statistics.entries
     preflight = document.get("runner", {}).get("preflight", True)
     return entries if preflight else entries + _PREFLIGHT_SWITCHES
 
 
-def parallel_expected(document: Document, loop: str) -> bool:
+def concurrency_bound(document: Document) -> int | None:
+    """``runner.concurrency``: the most ops a correct runner has in flight (None: function
+    probes drive views themselves, so the suite's own bound does not cover their ops)."""
+    if any(probe.get("kind") == "function" for probe in document.get("probes", ())):
+        return None
+    return int(document.get("runner", {}).get("concurrency", 1))
+
+
+def policy_expectations(document: Document, loop: str, source: str) -> dict[str, Any]:
+    """The runner contract's observed counts and policy, as ``[expect]`` keys for this document:
+    view entries; ops in flight, backoff and an idle device (without function probes, which
+    enter views and send ops at their own pace); ``op_timeout`` when the scenario sets one."""
+    expect: dict[str, Any] = {}
+    bound = switch_bound(document, loop, source)
+    if bound is not None:
+        expect["view_switches"] = {"at_most": bound}
+        expect["view_entries"] = {"at_most": bound}
+    in_flight = concurrency_bound(document)
+    if in_flight is not None:
+        expect["peak_ops_in_flight"] = {"at_most": in_flight}
+        expect["retry_backoff"] = True
+        expect["work_conserving"] = True
+    if document.get("runner", {}).get("op_timeout") is not None:
+        expect["op_timeout_applied"] = True
+    return expect
+
+
+def parallel_expected(document: Document, loop: str, source: str) -> bool:
     """Whether a correct runner has two views live at once here (a concurrent-safe backend
     whose fault-free reference run did), view faults aside."""
     backend = document.get("backend", {})
@@ -224,13 +276,17 @@ def parallel_expected(document: Document, loop: str) -> bool:
         return False
     if any(rule["kind"] in VIEW_EVENT_KINDS for rule in _rules(document)):
         return False
-    return _fault_free(_fault_free_key(document, loop)).statistics.peak_live_views >= 2
+    return _fault_free(_fault_free_key(document, loop, source)).statistics.peak_live_views >= 2
 
 
 def _verdict_table(run: ScenarioRun) -> dict[str, str]:
+    """The verdicts a runner must share with the reference one under the same faults: a
+    function probe's are left out (whether its own calls are retried depends on the runner
+    offering ``ctx.call``, which the contract leaves optional)."""
     if run.aborted:
         return {PREFLIGHT_NAME: "ERROR"}
-    return {result.name: result.verdict.value for result in run.results}
+    functions = {item.name for item in run.scenario.probe_plan if item.kind == "function"}
+    return {r.name: r.verdict.value for r in run.results if r.name not in functions}
 
 
 def _faulted_reference(document: Document, loop: str, source: str) -> ScenarioRun | None:
@@ -247,10 +303,15 @@ def _faulted_reference(document: Document, loop: str, source: str) -> ScenarioRu
 def expectation(document: Document, key: str, loop: str, source: str) -> dict[str, Any] | None:
     """The ``[expect]`` table of a file that checks ``key`` on ``document`` (None: it cannot)."""
     if key == PEAK:
-        return {"peak_live_views": {"at_least": 2}} if parallel_expected(document, loop) else None
-    if key == SWITCHES:
-        bound = switch_bound(document, loop)
-        return None if bound is None else {"view_switches": {"at_most": bound}}
+        return (
+            {"peak_live_views": {"at_least": 2}}
+            if parallel_expected(document, loop, source)
+            else None
+        )
+    if key in (SWITCHES, ENTRIES, IN_FLIGHT):
+        name = key.removeprefix("expect.")
+        wanted = policy_expectations(document, loop, source).get(name)
+        return None if wanted is None else {name: wanted}
     if key.startswith(f"{VERDICTS}."):
         reference = _faulted_reference(document, loop, source)
         table = {} if reference is None else _verdict_table(reference)
@@ -283,7 +344,9 @@ def _judged(
         else None
     )
     reference = (
-        _fault_free(_fault_free_key(document, loop)) if expect.get("matches_reference") else None
+        _fault_free(_fault_free_key(document, loop, source))
+        if expect.get("matches_reference")
+        else None
     )
     timed_out = (
         run.timeouts > 0 or run.cancelled or run.aborted or (twin is not None and twin.timeouts > 0)
@@ -339,10 +402,8 @@ def run_trial(config: ExploreConfig, seed: int) -> TrialOutcome:
     twin = config.invariance_every > 0 and seed % config.invariance_every == 0
     base, loop = config.scenarios[index], config.loop
     expect = expect_for(None) | ({"identical_across_loops": True} if twin else {})
-    bound = switch_bound(document, loop)
-    if bound is not None:
-        expect["view_switches"] = {"at_most": bound}
-    if parallel_expected(document, loop):
+    expect |= policy_expectations(document, loop, base.source)
+    if parallel_expected(document, loop, base.source):
         expect["peak_live_views"] = {"at_least": 2}
     document["expect"] = expect
     found, run = _judged(document, config.runner, loop, base.source)

@@ -22,11 +22,16 @@ from swaysim._scenario.expect_schema import VerdictCounts
 from swaysim._scenario.harness import INVARIANTS
 from swaysim._scenario.messages import join_key
 from swaysim._scenario.oracles import false_passes, reference_mismatches
+from swaysim._scenario.policy_oracles import (
+    backoff_breaches,
+    idle_breaches,
+    op_timeout_breaches,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
-    from swaysim._backend.ledger import Tally
+    from swaysim._backend.ledger import CallLedger, Tally
     from swaysim._runner.results import ProbeResult
     from swaysim._scenario.run import ScenarioRun
     from swaysim._scenario.schema import CountBounds, ExpectKeys, SecondsBounds
@@ -371,6 +376,35 @@ def _retry_delay(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
     yield _ok(key, expected, observed, not outside)
 
 
+def _policy(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
+    """``retry_backoff``, ``op_timeout_applied`` and ``work_conserving``: the contract's
+    policy, from the ledger."""
+    run = ev.run
+    functions = {item.name for item in run.scenario.probe_plan if item.kind == "function"}
+    safe = run.scenario.spec.backend.safe_for_concurrent_views
+
+    def idle(ledger: CallLedger, options: Mapping[str, object], *, slack: float) -> list[str]:
+        return idle_breaches(ledger, options, safe=safe, functions=functions, slack=slack)
+
+    checks: tuple[tuple[str, bool | None, Callable[..., list[str]], str], ...] = (
+        ("retry_backoff", expect.retry_backoff, backoff_breaches, "every retry waited its backoff"),
+        ("op_timeout_applied", expect.op_timeout_applied, op_timeout_breaches, "ops timed out"),
+        ("work_conserving", expect.work_conserving, idle, "never idle with work to send"),
+    )
+    for name, wanted, breaches, held in checks:
+        if wanted is None:
+            continue
+        meanings = ("kept", "broken")
+        if run.ledger is None:
+            yield Outcome(ev.key(name), meanings[0], "the backend was not observed", "n/a")
+            continue
+        slack = run.statistics.jitter_seconds + run.outside_seconds
+        found = breaches(run.ledger, run.options or {}, slack=slack)
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        observed = f"{found[0]}{more}" if found else held
+        yield _flag(ev.key(name), wanted, not found, meanings, observed)
+
+
 def _gate_free(ev: _Evidence, expect: ExpectKeys) -> Iterator[Outcome]:
     if expect.gate_free is None:
         return
@@ -412,6 +446,7 @@ _CHECKS: Final[tuple[Callable[[_Evidence, ExpectKeys], Iterator[Outcome]], ...]]
     _faults_fired,
     _observed_counters,
     _retry_delay,
+    _policy,
     _gate_free,
     _identical,
 )

@@ -165,6 +165,23 @@ class ExpectKeys(Spec):
     """Loop seconds from a failed attempt (an injected error, or cut off; or a failed view
     entry) to its retry, for every retry the backend saw: the runner's backoff plus any wait of
     its own before the call. Holds when nothing was retried (``retries`` says whether)."""
+    retry_backoff: bool | None = None
+    """Every retry waited its backoff and no longer idled the device: the *k*-th retry in a
+    row of a request or view entry comes at least ``min(backoff * 2**k, backoff_max)`` seconds
+    after the failure, and, for an op retried while no view was entered or left, no op was in
+    flight for at most that backoff plus 25 % jitter (a cap ignored, a backoff slept while
+    holding the device). Holds when nothing was retried."""
+    op_timeout_applied: bool | None = None
+    """With ``runner.op_timeout``, no op call lasted longer, and every op the runner cut off
+    had all of it (unless ``probe_timeout`` may cut sooner): a timeout around the retries, or
+    started before waiting for the device, cuts attempts short. Preflight's calls (bounded by
+    ``probe_timeout``) are not judged; holds when no ``op_timeout`` is set."""
+    work_conserving: bool | None = None
+    """The device never sat idle while a request of a live view was still to be sent and fewer
+    than ``runner.concurrency`` requests were backing off: some op was in flight (on a
+    concurrent-safe backend, ``concurrency`` less those backing off). Catches a backoff slept
+    while holding the device, or workers that wait on each other. Views a function probe's
+    calls are attributed to are not judged."""
     timeouts: CountExpectation | None = None
     """Ops the backend saw abandoned by a cancellation other than ``cancel_after``'s (an
     ``op_timeout``, a ``probe_timeout``, a runner cancelling its own work)."""
