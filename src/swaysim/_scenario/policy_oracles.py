@@ -32,6 +32,7 @@ Each returns one line per breach, most telling first.
 from __future__ import annotations
 
 import bisect
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from swaysim._backend.backend import PREFLIGHT_PROMPT
@@ -171,21 +172,32 @@ def _pending_windows(
     return windows
 
 
+@dataclass(slots=True)
+class _Stretch:
+    """A stretch with a request to send and fewer ops in flight than the runner should have."""
+
+    start: float
+    end: float
+    in_flight: int
+    """The fewest ops in flight during it."""
+    wanted: int
+
+
 def _idle_stretches(
     events: list[tuple[float, int, int, int]], concurrency: int, capacity: int
-) -> list[tuple[float, float]]:
-    """Stretches with a request to send, fewer ops in flight than the runner should have."""
-    stretches: list[tuple[float, float]] = []
+) -> list[_Stretch]:
+    stretches: list[_Stretch] = []
     pending = in_flight = backing_off = 0
     previous = None
     for time, d_pending, d_flight, d_backoff in sorted(events):
         if previous is not None and time > previous:
             wanted = min(capacity, concurrency - backing_off)
             if pending > 0 and in_flight < wanted:
-                if stretches and abs(stretches[-1][1] - previous) <= _TOLERANCE:
-                    stretches[-1] = (stretches[-1][0], time)
+                last = stretches[-1] if stretches else None
+                if last is not None and abs(last.end - previous) <= _TOLERANCE:
+                    last.end, last.in_flight = time, min(last.in_flight, in_flight)
                 else:
-                    stretches.append((previous, time))
+                    stretches.append(_Stretch(previous, time, in_flight, wanted))
         pending += d_pending
         in_flight += d_flight
         backing_off += d_backoff
@@ -222,7 +234,8 @@ def idle_breaches(
             events += [(wait.failed_at, 0, 0, 1), (wait.retried_at, 0, 0, -1)]
     first = _first_calls(calls)
     found = []
-    for start, end in _idle_stretches(events, concurrency, concurrency if safe else 1):
+    for stretch in _idle_stretches(events, concurrency, concurrency if safe else 1):
+        start, end = stretch.start, stretch.end
         if end - start <= slack + _TOLERANCE:
             continue
         waiting = min(
@@ -235,11 +248,18 @@ def idle_breaches(
             default=None,
         )
         what = "a request" if waiting is None else describe_key(waiting.key)
+        kind = "concurrent-safe" if safe else "exclusive"
         found.append(
-            f"no op in flight from {start:.6g} s to {end:.6g} s while {what} waited to be sent "
-            f"(concurrency {concurrency}, {'concurrent-safe' if safe else 'exclusive'} backend)"
+            f"{_in_flight(stretch)} from {start:.6g} s to {end:.6g} s while {what} waited to be "
+            f"sent (concurrency {concurrency}, {kind} backend)"
         )
     return found
+
+
+def _in_flight(stretch: _Stretch) -> str:
+    if stretch.in_flight == 0:
+        return "no op in flight"
+    return f"{stretch.in_flight} op(s) in flight where {stretch.wanted} could be"
 
 
 def _ordinal(number: int) -> str:
