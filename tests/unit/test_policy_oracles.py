@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Final
 import pytest
 
 from runners.mutants import MUTANTS
+from swaysim import run_suite
 from swaysim.scenario import check_scenario, parse_scenario
 
 if TYPE_CHECKING:
@@ -183,3 +184,34 @@ def test_without_op_timeout_there_is_nothing_to_apply() -> None:
         text, MUTANTS["no_timeout"].runner, "expect.op_timeout_applied"
     ):
         assert status == "ok", (loop, observed)
+
+
+SAFE: Final = """
+name = "safe"
+[backend]
+safe_for_concurrent_views = true
+[backend.latency]
+default = { model = "constant", seconds = 0.1 }
+[runner]
+concurrency = 4
+[[probes]]
+kind = "delta_kl"
+name = "plain"
+prompts = ["a", "b", "c", "d"]
+[expect]
+work_conserving = true
+"""
+
+
+async def _one_at_a_time(backend: object, probes: list[object], **options: object) -> object:
+    """The reference runner told to keep one request in flight, whatever the scenario says."""
+    return await run_suite(backend, probes, **{**options, "concurrency": 1})  # type: ignore[arg-type]
+
+
+def test_a_concurrent_safe_backend_wants_concurrency_ops_in_flight() -> None:
+    for loop, status, observed in _outcome(SAFE, None, "expect.work_conserving"):
+        assert status == "ok", (loop, observed)
+    for loop, status, observed in _outcome(SAFE, _one_at_a_time, "expect.work_conserving"):
+        assert status == "failed", loop
+        assert "1 op(s) in flight where 4 could be" in observed, observed
+        assert "(concurrency 4, concurrent-safe backend)" in observed, observed
