@@ -101,10 +101,17 @@ def test_a_trial_document_is_the_scenario_its_written_file_is() -> None:
 
 
 def _runs_alike(document: dict[str, Any], loop: str) -> list[object]:
-    """What the fault-free oracles read of a reference run on ``document``, per seed."""
+    """What the fault-free oracles read of a reference run on ``document``, per seed and
+    retry policy."""
     seen: list[object] = []
-    for seed in (0, 171, 40_000):
-        scenario = document_scenario({**document, "seed": seed}, "<fault-free>")
+    policies: tuple[dict[str, Any], ...] = (
+        {},
+        {"retries": 0},
+        {"retries": 5, "backoff": 0.5, "backoff_max": 1.0},
+    )
+    for seed, policy in zip((0, 171, 40_000), policies, strict=True):
+        runner = {**document.get("runner", {}), **policy}
+        scenario = document_scenario({**document, "seed": seed, "runner": runner}, "<fault-free>")
         run = run_reference(scenario, loop)
         assert run.retries == 0, "a fault-free reference run retried"
         seen.append(
@@ -128,13 +135,16 @@ def _untimed(path: Path) -> dict[str, Any] | None:
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_fault_free_results_of_declarative_suites_do_not_depend_on_the_seed(loop: str) -> None:
-    """Why the fault-free cache key drops the seed: the same results for any seed."""
+    """Why the fault-free cache key drops the seed and the retry policy: the same results."""
     checked = 0
     for path in LIBRARY:
         document = _untimed(path)
         if document is None or path.stem == "large_suite_1000":
             continue
-        keys = {_fault_free_key({**document, "seed": seed}, loop) for seed in (1, 2)}
+        keys = {
+            _fault_free_key({**document, "seed": seed, "runner": {"retries": seed}}, loop)
+            for seed in (1, 2)
+        }
         assert len(keys) == 1
         _, kept = json.loads(keys.pop())
         seen = _runs_alike(kept, loop)

@@ -68,6 +68,8 @@ VERDICTS: Final = "expect.verdicts"
 PEAK: Final = "expect.peak_live_views"
 _TIMING_WAIVED: Final = frozenset({IDENTICAL, SWITCHES, PEAK})
 _TIMED_KINDS: Final = frozenset({"hang", *VIEW_EVENT_KINDS})
+_RETRY_POLICY: Final = ("retries", "backoff", "backoff_max")
+"""The ``[runner]`` keys that matter only once a request fails."""
 _PREFLIGHT_SWITCHES: Final = 2
 """Preflight enters base and ft before the probes' views: at most two switches of its own."""
 ORACLES: Final[dict[str, str]] = {
@@ -170,10 +172,12 @@ def _reference_key(document: Document, loop: str, *, faults: bool) -> str:
     When nothing is timed (no op or probe timeout; under faults, no ``cancel_after``)
     neither the latency plan, the jitter nor the concurrency can change a result, so
     they go: fault-free, timing decides nothing but which timeout fires; under faults
-    only plans whose firings depend on the request alone are run (``_order_dependent``).
-    Fault-free, the scenario seed goes too unless a function probe reads it: with no
-    fault there is no retry (whose backoff draws from it), and declarative probes never
-    see it. ``tests/unit/test_explore_cost.py`` checks each of these claims.
+    only plans whose firings depend on the request alone are run (``_order_dependent``),
+    and not with function probes, whose own calls to a request may come before or
+    after the suite's. Fault-free, the retry policy goes too, and the scenario seed
+    unless a function probe reads it: with no fault there is no retry (whose backoff
+    draws from the seed), and declarative probes never see it.
+    ``tests/unit/test_explore_cost.py`` checks each of these claims.
     """
     kept = {**document, "expect": _CARRIER}
     backend = dict(kept.get("backend", {}))
@@ -181,12 +185,17 @@ def _reference_key(document: Document, loop: str, *, faults: bool) -> str:
     if not faults:
         backend.pop("faults", None)
         runner.pop("cancel_after", None)
-    if not {"op_timeout", "probe_timeout", "cancel_after"} & runner.keys():
+    functions = any(probe.get("kind") == "function" for probe in kept.get("probes", ()))
+    timed = {"op_timeout", "probe_timeout", "cancel_after"} & runner.keys()
+    if not timed and not (faults and functions):
         backend.pop("latency", None)
         backend.pop("schedule_jitter", None)
         runner.pop("concurrency", None)
-        if not faults and not any(p.get("kind") == "function" for p in kept.get("probes", ())):
+        if not faults and not functions:
             kept.pop("seed", None)
+        if not faults:
+            for key in _RETRY_POLICY:
+                runner.pop(key, None)
     kept["backend"], kept["runner"] = backend, runner
     return json.dumps([loop, kept], sort_keys=True, default=str)
 
