@@ -14,7 +14,8 @@ failure ``swaysim run`` reports for the written file:
 - **invariance** (``expect.identical_across_loops``): every
   :attr:`~swaysim._explore.config.ExploreConfig.invariance_every`-th trial also
   runs on the other loop, and the results must be identical, unless either run
-  had an op cut off by a timeout (timeouts depend on timing by nature). Jitter,
+  had an op cut off by a timeout (timeouts depend on timing by nature); the other
+  loop's run is skipped where that or an arrival-dependent plan waives it. Jitter,
   latency and concurrency are drawn per trial, so fault isolation compares
   results under all of them with the fault-free run.
 
