@@ -2,10 +2,10 @@
 
 With the explore engine present (``swaysim._explore.trial``), :func:`explore_trial`
 is its ``run_trial`` and :func:`plain_trial` runs the same generated scenario as a
-plain ``swaysim run`` would: the runner and the scenario's plain expectations, no
-oracle, no reference run. Without it, both fall back to plain runs of the small
-scenario with the trial's seed, so the parallel rows still measure real runs.
-The engine is imported by name, so this file type-checks with or without it.
+plain ``swaysim run`` would: the file's text parsed, the runner and the scenario's
+plain expectations, no oracle, no reference run. Without it, both fall back to plain
+runs of the small scenario with the trial's seed, so the parallel rows still measure
+real runs. The engine is imported by name, so this file type-checks with or without it.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def plain_trial(config: Any, seed: int) -> tuple[str, ...]:
     trial = _engine("trial")
     index, document = _engine("generate").trial_document(config, seed)
     document["expect"] = trial.expect_for(None)
+    # Through the file format, as `swaysim run FILE` reads it (TOML text, then the loader).
     scenario = trial.scenario_of(document, config.scenarios[index].source)
     run = run_scenario(scenario, config.loop, runner=config.runner)
     return tuple(str(result.verdict) for result in run.results)

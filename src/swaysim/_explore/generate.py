@@ -13,6 +13,7 @@ from :mod:`~swaysim._explore.bounds`.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import tomllib
 from typing import TYPE_CHECKING, Any, Final
@@ -153,12 +154,18 @@ def retry_policy(rng: np.random.Generator) -> dict[str, Any] | None:
     }
 
 
+@functools.lru_cache(maxsize=64)
+def _base_document(text: str) -> Document:
+    """A base scenario's text read once per process (every trial copies it before editing)."""
+    return tomllib.loads(text)
+
+
 def trial_document(config: ExploreConfig, seed: int) -> tuple[int, Document]:
     """Which base scenario trial ``seed`` starts from, and its generated document."""
     rng = generator(seed)
     index = int(rng.integers(len(config.scenarios)))
     base = config.scenarios[index]
-    document: Document = copy.deepcopy(tomllib.loads(base.text))
+    document: Document = copy.deepcopy(_base_document(base.text))
     found = facts(base.text)
     backend = document.setdefault("backend", {})
     rules = fault_rules(rng, config, found)

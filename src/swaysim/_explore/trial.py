@@ -14,7 +14,8 @@ failure ``swaysim run`` reports for the written file:
 - **invariance** (``expect.identical_across_loops``): every
   :attr:`~swaysim._explore.config.ExploreConfig.invariance_every`-th trial also
   runs on the other loop, and the results must be identical, unless either run
-  had an op cut off by a timeout (timeouts depend on timing by nature). Jitter,
+  had an op cut off by a timeout (timeouts depend on timing by nature); the other
+  loop's run is skipped where that or an arrival-dependent plan waives it. Jitter,
   latency and concurrency are drawn per trial, so fault isolation compares
   results under all of them with the fault-free run.
 
@@ -42,7 +43,7 @@ from swaysim._explore.generate import trial_document
 from swaysim._runner.suite import PREFLIGHT_NAME
 from swaysim._scenario.expect import evaluate
 from swaysim._scenario.harness import INVARIANTS
-from swaysim._scenario.load import parse_scenario
+from swaysim._scenario.load import parse_document, parse_scenario
 from swaysim._scenario.messages import join_key
 from swaysim._scenario.run import run_reference, run_scenario
 
@@ -58,6 +59,7 @@ __all__ = [
     "TrialOutcome",
     "expect_for",
     "failures",
+    "document_scenario",
     "run_trial",
     "scenario_of",
 ]
@@ -73,6 +75,8 @@ OP_TIMEOUT: Final = "expect.op_timeout_applied"
 BUSY: Final = "expect.work_conserving"
 _TIMING_WAIVED: Final = frozenset({IDENTICAL, SWITCHES, PEAK, ENTRIES})
 _TIMED_KINDS: Final = frozenset({"hang", *VIEW_EVENT_KINDS})
+_RETRY_POLICY: Final = ("retries", "backoff", "backoff_max")
+"""The ``[runner]`` keys that matter only once a request fails."""
 _PREFLIGHT_SWITCHES: Final = 2
 """Preflight enters base and ft before the probes' views: at most two switches of its own."""
 ORACLES: Final[dict[str, str]] = {
@@ -171,30 +175,68 @@ def scenario_of(document: Document, source: str) -> Scenario:
     return parse_scenario(tomli_w.dumps(document), source=source, path=_file(source))
 
 
+def document_scenario(document: Document, source: str) -> Scenario:
+    """The document as a validated scenario without writing it out: what :func:`scenario_of`
+    gives (the loader validates the document the same way), minus the TOML text's cost."""
+    return parse_document(document, source=source, path=_file(source))
+
+
 def _file(source: str) -> Path | None:
     path = Path(source)
     return path if not source.startswith("<") and path.is_file() else None
 
 
-def _fault_free_key(document: Document, loop: str, source: str) -> str:
-    """What the reference runner's fault-free results depend on (timing only via timeouts)."""
+def _reference_key(document: Document, loop: str, source: str, *, faults: bool) -> str:
+    """What the reference runner's results on ``document`` depend on (a cache key and the
+    document it runs): fault-free (no fault rules, no ``cancel_after``), or under its faults.
+
+    When nothing is timed (no op or probe timeout; under faults, no ``cancel_after``)
+    neither the latency plan, the jitter nor the concurrency can change a result, so
+    they go: fault-free, timing decides nothing but which timeout fires; under faults
+    only plans whose firings depend on the request alone are run (``_order_dependent``),
+    and not with function probes, whose own calls to a request may come before or
+    after the suite's. Fault-free, the retry policy goes too, and the scenario seed
+    unless a function probe reads it: with no fault there is no retry (whose backoff
+    draws from the seed), and declarative probes never see it.
+    ``tests/unit/test_explore_cost.py`` checks each of these claims.
+    """
     kept = {**document, "expect": _CARRIER}
     backend = dict(kept.get("backend", {}))
-    backend.pop("faults", None)
     runner = dict(kept.get("runner", {}))
-    runner.pop("cancel_after", None)
-    if "op_timeout" not in runner and "probe_timeout" not in runner:
+    if not faults:
+        backend.pop("faults", None)
+        runner.pop("cancel_after", None)
+    functions = any(probe.get("kind") == "function" for probe in kept.get("probes", ()))
+    timed = {"op_timeout", "probe_timeout", "cancel_after"} & runner.keys()
+    if not timed and not (faults and functions):
         backend.pop("latency", None)
         backend.pop("schedule_jitter", None)
         runner.pop("concurrency", None)
+        if not faults and not functions:
+            kept.pop("seed", None)
+        if not faults:
+            for key in _RETRY_POLICY:
+                runner.pop(key, None)
     kept["backend"], kept["runner"] = backend, runner
     return json.dumps([loop, source, kept], sort_keys=True, default=str)
+
+
+def _fault_free_key(document: Document, loop: str, source: str) -> str:
+    """What the reference runner's fault-free results depend on (timing only via timeouts)."""
+    return _reference_key(document, loop, source, faults=False)
 
 
 @functools.lru_cache(maxsize=256)
 def _fault_free(key: str) -> ScenarioRun:
     loop, source, document = json.loads(key)
-    return run_reference(scenario_of(document, source), loop)
+    return run_reference(document_scenario(document, source), loop)
+
+
+@functools.lru_cache(maxsize=16)
+def _under_faults(key: str) -> ScenarioRun:
+    """The reference runner under the document's faults (a trial and its shrinking ask again)."""
+    loop, source, document = json.loads(key)
+    return run_scenario(document_scenario(document, source), loop)
 
 
 def _other(loop: str) -> str:
@@ -293,8 +335,7 @@ def _faulted_reference(document: Document, loop: str, source: str) -> ScenarioRu
     """The reference runner on the same faults, when verdicts must agree with it."""
     if _order_dependent(document):
         return None
-    checked = {**document, "expect": expect_for(None)}
-    reference = run_scenario(scenario_of(checked, source), loop, runner=None)
+    reference = _under_faults(_reference_key(document, loop, source, faults=True))
     if reference.timeouts or reference.cancelled or reference.error or reference.stalled:
         return None
     return reference
@@ -332,15 +373,31 @@ def failures(
     return _judged(document, runner, loop, source)[0]
 
 
+def _cut_off(run: ScenarioRun) -> bool:
+    """Whether an op was cut off (or preflight aborted): timing-dependent oracles are waived."""
+    return run.timeouts > 0 or run.cancelled or run.aborted
+
+
+def _twin_counts(document: Document, run: ScenarioRun) -> bool:
+    """Whether the invariance twin could fail here: not when ``run`` cut an op off or the
+    plan's firings depend on arrival order (either waives invariance), so it is not run."""
+    return not _cut_off(run) and not _arrival_dependent(document)
+
+
 def _judged(
-    document: Document, runner: str | None, loop: str, source: str
+    document: Document,
+    runner: str | None,
+    loop: str,
+    source: str,
+    scenario: Scenario | None = None,
 ) -> tuple[list[Failure], ScenarioRun]:
-    scenario = scenario_of(document, source)
+    if scenario is None:
+        scenario = document_scenario(document, source)
     run = run_scenario(scenario, loop, runner=runner)
     expect = document.get("expect", {})
     twin = (
         run_scenario(scenario, _other(loop), runner=runner)
-        if expect.get("identical_across_loops")
+        if expect.get("identical_across_loops") and _twin_counts(document, run)
         else None
     )
     reference = (
@@ -348,9 +405,7 @@ def _judged(
         if expect.get("matches_reference")
         else None
     )
-    timed_out = (
-        run.timeouts > 0 or run.cancelled or run.aborted or (twin is not None and twin.timeouts > 0)
-    )
+    timed_out = _cut_off(run) or (twin is not None and twin.timeouts > 0)
     arrival = _arrival_dependent(document)
     found = []
     for outcome in evaluate(run, twin, reference):
@@ -370,7 +425,7 @@ def _agreement(document: Document, run: ScenarioRun, loop: str, source: str) -> 
     if reference is None:
         return []
     check = {**document, "expect": {"verdicts": _verdict_table(reference)}}
-    mine = replace(run, scenario=scenario_of(check, source))
+    mine = replace(run, scenario=document_scenario(check, source))
     return [
         Failure(o.key, o.observed)
         for o in evaluate(mine)
@@ -406,7 +461,8 @@ def run_trial(config: ExploreConfig, seed: int) -> TrialOutcome:
     if parallel_expected(document, loop, base.source):
         expect["peak_live_views"] = {"at_least": 2}
     document["expect"] = expect
-    found, run = _judged(document, config.runner, loop, base.source)
+    scenario = document_scenario(document, base.source)
+    found, run = _judged(document, config.runner, loop, base.source, scenario)
     if not found:
         found = _agreement(document, run, loop, base.source)
     failure = first_failure(found)
@@ -421,7 +477,7 @@ def run_trial(config: ExploreConfig, seed: int) -> TrialOutcome:
         failure=failure,
         discarded=discarded,
         rules=rules,
-        probes=len(scenario_of(document, base.source).probe_names),
-        twin=twin,
+        probes=len(scenario.probe_names),
+        twin=twin and _twin_counts(document, run),
         wall_seconds=time.perf_counter() - wall,
     )

@@ -77,6 +77,7 @@ __all__ = [
     "Scenario",
     "discover_scenarios",
     "load_scenario",
+    "parse_document",
     "parse_scenario",
 ]
 
@@ -126,9 +127,12 @@ def _decode(data: bytes) -> tuple[str, dict[str, object]] | list[Problem]:
     document = _toml(text)
     if isinstance(document, Problem):
         return [document]
-    if not document:
-        return [Problem(None, f"no keys: {_NEEDS}")]
-    return document_problems(document) or (text, document)
+    return _unusable(document) or (text, document)
+
+
+def _unusable(document: dict[str, object]) -> list[Problem]:
+    """An empty document, or one past the nesting or value limits."""
+    return document_problems(document) if document else [Problem(None, f"no keys: {_NEEDS}")]
 
 
 # -- cross-references -------------------------------------------------------------------
@@ -527,6 +531,39 @@ def parse_scenario(
     if isinstance(decoded, list):
         raise scenario_error(source, decoded)
     text, document = decoded
+    return _validated(text, document, source, path, allow_sys_path_runners)
+
+
+def parse_document(
+    document: dict[str, object],
+    *,
+    source: str = "<scenario>",
+    path: Path | None = None,
+    allow_sys_path_runners: bool = False,
+) -> Scenario:
+    """Validate a scenario document already read from TOML, as :func:`parse_scenario`
+    validates the file that holds it.
+
+    ``document`` is what ``tomllib`` reads (tables as dicts, arrays as lists, TOML's
+    scalars): the same stages run on it after decoding, so the same documents are
+    refused, but a problem names its key without a line (there is no text). For
+    programs that derive many scenarios from one file (exploration) and would
+    otherwise write each to TOML only to read it back.
+    """
+    problems = _unusable(document)
+    if problems:
+        raise scenario_error(source, problems)
+    return _validated("", document, source, path, allow_sys_path_runners)
+
+
+def _validated(
+    text: str,
+    document: dict[str, object],
+    source: str,
+    path: Path | None,
+    allow_sys_path_runners: bool,
+) -> Scenario:
+    """The stages after decoding: schema, limits, cross-references, builds, the runner."""
     sections = validate_sections(document)
     too_many = _limit_problems(sections)
     if too_many:
