@@ -27,6 +27,7 @@ from anyio.lowlevel import checkpoint, current_token
 
 from swaysim._trace.events import TraceEvent
 from swaysim._trace.prompts import PromptTable, prompt_detail
+from swaysim._trace.sinks import JsonlTraceWriter
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from swaysim._chaos.faults import FaultFiring
     from swaysim._trace.events import TraceSink
 
-__all__ = ["BackendTracer", "LoopClock", "OpSpan", "current_task_name"]
+__all__ = ["BackendTracer", "LoopClock", "OpSpan", "OpStart", "current_task_name"]
 
 _ASYNCIO_CHECKPOINT: Final = functools.partial(asyncio.sleep, 0)
 """What ``anyio.lowlevel.checkpoint()`` awaits on asyncio, without its two frames."""
@@ -191,6 +192,10 @@ class LoopClock:
         return f"<LoopClock {bound} epoch={self._epoch:.6g}>"
 
 
+OpStart = tuple[float, str, str, Any]
+"""What :meth:`BackendTracer.op_started` returns: start time, task, prompt hash, the sink's note."""
+
+
 def _discard(*fields: object) -> None:
     """Where events go once the sink has failed."""
 
@@ -207,7 +212,16 @@ class BackendTracer:
     and later events are dropped, so the run goes on and its results stand.
     """
 
-    __slots__ = ("_known_hash", "_send", "clock", "error", "prompts", "sink")
+    __slots__ = (
+        "_known_hash",
+        "_send",
+        "_send_op_end",
+        "_send_op_start",
+        "clock",
+        "error",
+        "prompts",
+        "sink",
+    )
 
     def __init__(self, sink: TraceSink, clock: LoopClock) -> None:
         self.sink = sink
@@ -215,6 +229,12 @@ class BackendTracer:
         self.error: Exception | None = None
         emit_fields = getattr(sink, "emit_fields", None)
         self._send: Callable[..., None] = emit_fields if callable(emit_fields) else self._as_event
+        self._send_op_start: Callable[..., None] = self._op_start_fields
+        self._send_op_end: Callable[..., None] = self._op_end_fields
+        if getattr(type(sink), "emit_fields", None) is JsonlTraceWriter.emit_fields:
+            # Only a sink that encodes exactly as the writer does may take its shortcuts.
+            self._send_op_start = getattr(sink, "emit_op_start")
+            self._send_op_end = getattr(sink, "emit_op_end")
         self.prompts = PromptTable(self._prompt)
         self._known_hash = self.prompts.known
 
@@ -241,10 +261,30 @@ class BackendTracer:
         except Exception as exc:
             self._failed(exc)
 
+    def _op_start_fields(
+        self, time: float, task: str, view: str, op: str, prompt_hash: str
+    ) -> None:
+        self._send("op_start", time, task, view, op, prompt_hash, None, None, None)
+        return None
+
+    def _op_end_fields(
+        self,
+        time: float,
+        task: str,
+        view: str,
+        op: str,
+        prompt_hash: str,
+        hit: bool,
+        duration: float,
+        call: int,
+        shared: object,
+    ) -> None:
+        self._send("op_end", time, task, view, op, prompt_hash, hit, duration, {"call": call})
+
     def _failed(self, exc: Exception) -> None:
         """The sink raised: keep the error, drop every later event."""
         self.error = exc
-        self._send = _discard
+        self._send = self._send_op_start = self._send_op_end = _discard
 
     def _prompt(self, prompt_hash: str, text: str) -> None:
         self._fields(
@@ -297,6 +337,43 @@ class BackendTracer:
         except Exception as exc:
             self._failed(exc)
         return OpSpan(self, view_id, op, prompt_hash, started, detail, task)
+
+
+    def op_started(self, view_id: str, op: str, key_text: str) -> OpStart:
+        """Emit ``op_start`` for one op (a single op, not a batch) and return what ends it.
+
+        What :meth:`start_op` does without the span object: the op keeps the
+        returned tuple (start, task, hash, and what the sink returned) and
+        ends with :meth:`op_ended` or :meth:`op_failed`.
+        """
+        prompt_hash = self._known_hash(key_text) or self.prompts.hash_of(key_text)
+        clock = self.clock
+        started = clock.time() - clock._epoch
+        task = clock.task_name()
+        shared = None
+        try:
+            shared = self._send_op_start(started, task, view_id, op, prompt_hash)
+        except Exception as exc:
+            self._failed(exc)
+        return started, task, prompt_hash, shared
+
+    def op_ended(self, start: OpStart, view_id: str, op: str, hit: bool, call: int) -> None:
+        """Emit ``op_end`` for an op :meth:`op_started` began, which returned."""
+        clock = self.clock
+        now = clock.time() - clock._epoch
+        started, task, prompt_hash, shared = start
+        try:
+            self._send_op_end(
+                now, task, view_id, op, prompt_hash, hit, now - started, call, shared
+            )
+        except Exception as exc:
+            self._failed(exc)
+
+    def op_failed(self, start: OpStart, view_id: str, op: str, exc: BaseException) -> None:
+        """Emit ``op_end`` naming the error for an op :meth:`op_started` began."""
+        started, task, prompt_hash, _ = start
+        span = OpSpan(self, view_id, op, prompt_hash, started, None, task)
+        span.fail(exc)
 
 
 class OpSpan:
