@@ -322,8 +322,11 @@ def encode_op_start(time: float, shared: str) -> str | None:
     checks); None for what it does not spell out (a time that is not a
     finite float), for :func:`encode_fields`.
     """
-    if type(time) is float and time - time == 0.0:
-        stamp = _float_text(time) or _format_float(time)
+    if type(time) is float:
+        try:
+            stamp = _float_text(time) or _format_float(time)
+        except ValueError:
+            return None
         if stamp is not _ZERO or _copysign(1.0, time) > 0:
             return f"{_OP_START_HEAD}{stamp}{shared}}}"
     return None
@@ -335,9 +338,12 @@ def encode_op_end(time: float, shared: str, hit: bool, duration: float, call: in
     Like :func:`encode_op_start` (``hit`` a bool and ``call`` an int, as
     the op path passes them).
     """
-    if type(time) is float and type(duration) is float and time - time + duration - duration == 0.0:
-        stamp = _float_text(time) or _format_float(time)
-        span = _float_text(duration) or _format_float(duration)
+    if type(time) is float and type(duration) is float:
+        try:
+            stamp = _float_text(time) or _format_float(time)
+            span = _float_text(duration) or _format_float(duration)
+        except ValueError:
+            return None
         if (stamp is not _ZERO or _copysign(1.0, time) > 0) and (
             span is not _ZERO or _copysign(1.0, duration) > 0
         ):
