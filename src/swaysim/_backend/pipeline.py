@@ -311,7 +311,8 @@ class OpPipeline:
             if self._keyed:
                 if self._faults is not None:  # a rule's time window reads it
                     started = self._clock.now()
-                call_index = self.next_index(op, model.id, key_text)
+                key = (op, model.id, key_text)  # next_index, inline: a frame less
+                call_index = self.key_calls[key] = self.key_calls.get(key, 0) + 1
             identity = (op, model.id, key_text, call_index)
             firing = None
             if self._faults is not None:

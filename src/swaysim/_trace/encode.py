@@ -46,6 +46,7 @@ __all__ = [
     "event_fields",
     "event_record",
     "finite_or_name",
+    "known_op_text",
     "op_text",
 ]
 
@@ -291,6 +292,8 @@ _OP_START_HEAD: Final = f'{_LINE_START}"op_start","time":'
 _OP_END_HEAD: Final = f'{_LINE_START}"op_end","time":'
 _OP_TEXTS: dict[tuple[str, str, str, str], str] = {}
 _op_text: Final = _OP_TEXTS.get
+known_op_text: Final = _op_text
+"""The kept :func:`op_text` of ``(task, view, op, prompt_hash)``, else None: one lookup."""
 _copysign: Final = math.copysign
 
 

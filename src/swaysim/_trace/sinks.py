@@ -17,6 +17,7 @@ from swaysim._trace.encode import (
     encode_fields,
     encode_op_end,
     encode_op_start,
+    known_op_text,
     op_text,
 )
 from swaysim._trace.events import TraceEvent
@@ -157,7 +158,9 @@ class JsonlTraceWriter:
         Returns what :meth:`emit_op_end` takes for the same op in place of
         the four fields (their text, encoded once for both events).
         """
-        shared = op_text(task, view, op, prompt_hash)
+        shared = known_op_text((task, view, op, prompt_hash)) or op_text(
+            task, view, op, prompt_hash
+        )
         if self._file is None:
             self._refuse()
             return shared
