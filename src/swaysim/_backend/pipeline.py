@@ -149,7 +149,7 @@ class OpPipeline:
         self.latency_draws = 0
         self.latency_seconds = 0.0
         self._ledger: CallLedger | None = None
-        self.run: RunOp = self._serve if tracer is None else self._traced
+        self.run: RunOp = self._serve
         self.run_batch: RunBatch = self._serve_batch if tracer is None else self._traced_batch
 
     def observe(self, ledger: CallLedger) -> None:
@@ -249,24 +249,6 @@ class OpPipeline:
 
     # -- one op -----------------------------------------------------------------------
 
-    async def _traced(
-        self,
-        view: DummyView,
-        op: str,
-        key_text: str,
-        cache_key: Hashable | None,
-        args: tuple[Any, ...],
-        units: int = 0,
-    ) -> Any:
-        """:meth:`_serve` as a trace span."""
-        assert self._tracer is not None
-        span = self._tracer.start_op(view._model.id, op, key_text, None)
-        try:
-            return await self._serve(view, op, key_text, cache_key, args, units, span)
-        except BaseException as exc:
-            span.fail(exc)
-            raise
-
     async def _observed(
         self,
         view: DummyView,
@@ -311,59 +293,74 @@ class OpPipeline:
 
         ``key_text`` names the call; ``cache_key`` None: never cached; ``args``
         start with the prompt (what ``FaultRule.prompt`` globs match); ``units``
-        are a ``generate``'s tokens. Plain parameters, not a request object,
-        and the stages inline rather than awaited helpers: an object or a
-        coroutine frame would each cost a quarter of a microsecond per op.
+        are a ``generate``'s tokens; ``span``: a ledger's record to end (which
+        traces the op itself), else the op is traced here when the backend
+        traces. Plain parameters, not a request object, and the stages (trace
+        included) inline rather than awaited helpers, hence the length: an
+        object or a coroutine frame would each cost a quarter of a
+        microsecond per op.
         """
         model = view._model
         model.calls[OP_SLOTS[op]] += 1
-        started, call_index = 0.0, 0
-        if self._keyed:
-            if self._faults is not None:  # a rule's time window reads it
-                started = self._clock.now()
-            call_index = self.next_index(op, model.id, key_text)
-        identity = (op, model.id, key_text, call_index)
-        firing = None
-        if self._faults is not None:
-            firing = self.select_fault(op, model, args[0], call_index, started, key_text)
-            if firing is not None and firing.kind == "hang":
-                await self._on_device(view, None)
-        failing = firing if firing is not None and firing.kind in ERROR_KINDS else None
-        jitter = self._jitter
-        if jitter is not None:
-            await jitter.pause(view._checkpoint, view._sleep, "before", *identity)
-        value: Any = MISSING
-        if cache_key is not None:
-            if cache_key in self._flights:
-                await self._flights.wait_idle((cache_key,))
-            value = self._cache.lookup(cache_key)
-        hit = value is not MISSING
-        if hit:
-            await view._checkpoint()
-            if failing is not None:
-                await self._fail(view, failing, identity)
-        else:
+        tracer = self._tracer
+        traced = None
+        if tracer is not None and span is None:
+            traced = tracer.op_started(model.id, op, key_text)
+        try:
+            started, call_index = 0.0, 0
+            if self._keyed:
+                if self._faults is not None:  # a rule's time window reads it
+                    started = self._clock.now()
+                key = (op, model.id, key_text)  # next_index, inline: a frame less
+                call_index = self.key_calls[key] = self.key_calls.get(key, 0) + 1
+            identity = (op, model.id, key_text, call_index)
+            firing = None
+            if self._faults is not None:
+                firing = self.select_fault(op, model, args[0], call_index, started, key_text)
+                if firing is not None and firing.kind == "hang":
+                    await self._on_device(view, None)
+            failing = firing if firing is not None and firing.kind in ERROR_KINDS else None
+            jitter = self._jitter
+            if jitter is not None:
+                await jitter.pause(view._checkpoint, view._sleep, "before", *identity)
+            value: Any = MISSING
             if cache_key is not None:
-                self._flights.claim(cache_key)
-            try:
-                await self._on_device(view, self._service_time(model, identity, units))
-                if not view._live:
-                    raise view._stale(op)
+                if cache_key in self._flights:
+                    await self._flights.wait_idle((cache_key,))
+                value = self._cache.lookup(cache_key)
+            hit = value is not MISSING
+            if hit:
+                await view._checkpoint()
                 if failing is not None:
                     await self._fail(view, failing, identity)
-                value = model.forward(op, args)
+            else:
                 if cache_key is not None:
-                    self._cache.store(cache_key, value)
-            finally:
-                if cache_key is not None:
-                    self._flights.release(cache_key)
-        if firing is not None and firing.kind in OUTPUT_KINDS:
-            value = corrupt(firing.kind, value)
-            if span is not None:
-                span.corrupted(firing.kind)
-        if jitter is not None:
-            await jitter.pause(view._checkpoint, view._sleep, "after", *identity)
-        if span is not None:
+                    self._flights.claim(cache_key)
+                try:
+                    await self._on_device(view, self._service_time(model, identity, units))
+                    if not view._live:
+                        raise view._stale(op)
+                    if failing is not None:
+                        await self._fail(view, failing, identity)
+                    value = model.forward(op, args)
+                    if cache_key is not None:
+                        self._cache.store(cache_key, value)
+                finally:
+                    if cache_key is not None:
+                        self._flights.release(cache_key)
+            if firing is not None and firing.kind in OUTPUT_KINDS:
+                value = corrupt(firing.kind, value)
+                if span is not None:
+                    span.corrupted(firing.kind)
+            if jitter is not None:
+                await jitter.pause(view._checkpoint, view._sleep, "after", *identity)
+        except BaseException as exc:
+            if traced is not None:
+                tracer.op_failed(traced, model.id, op, exc)  # type: ignore[union-attr]
+            raise
+        if traced is not None:
+            tracer.op_ended(traced, model.id, op, hit, call_index)  # type: ignore[union-attr]
+        elif span is not None:
             span.end(hit, {"call": call_index})
         return value
 

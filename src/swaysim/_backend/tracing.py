@@ -1,15 +1,21 @@
 """The backend's time base and its trace stage: events stamped with loop time and task.
 
 A backend with no sink builds no event: every caller holds a
-``BackendTracer | None`` and pays one ``is None`` test. An op is traced as a
-span: :meth:`BackendTracer.start_op` emits ``op_start``; the op ends it with
+``BackendTracer | None`` and pays one ``is None`` test. A single op, the
+hottest thing a trace holds, is traced without a span object:
+:meth:`BackendTracer.op_started` emits ``op_start`` and returns a plain tuple
+the op ends with :meth:`BackendTracer.op_ended` (or :meth:`~BackendTracer.op_failed`).
+A batch, or an op a scenario ledger records, is a span:
+:meth:`BackendTracer.start_op` emits ``op_start``; the op ends it with
 :meth:`OpSpan.end` (knowing whether the cache hit) or, if it raises,
 :meth:`OpSpan.fail`.
 
 Events go to the sink as their nine fields, positionally: to the sink's
 ``emit_fields`` when it has one (:class:`~swaysim.JsonlTraceWriter` and
 :class:`~swaysim.TraceRecorder` do), so nothing is built per event beyond
-what the sink keeps; to ``emit(TraceEvent(...))`` otherwise.
+what the sink keeps; to ``emit(TraceEvent(...))`` otherwise. A single op's two
+events go to a :class:`~swaysim.JsonlTraceWriter` through its op lane
+(``emit_op_start``/``emit_op_end``), which encodes what the two share once.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import functools
 import sys
 import time
 from asyncio import _get_running_loop
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio
 import sniffio
@@ -27,6 +33,7 @@ from anyio.lowlevel import checkpoint, current_token
 
 from swaysim._trace.events import TraceEvent
 from swaysim._trace.prompts import PromptTable, prompt_detail
+from swaysim._trace.sinks import JsonlTraceWriter
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -34,7 +41,7 @@ if TYPE_CHECKING:
     from swaysim._chaos.faults import FaultFiring
     from swaysim._trace.events import TraceSink
 
-__all__ = ["BackendTracer", "LoopClock", "OpSpan", "current_task_name"]
+__all__ = ["BackendTracer", "LoopClock", "OpSpan", "OpStart", "current_task_name"]
 
 _ASYNCIO_CHECKPOINT: Final = functools.partial(asyncio.sleep, 0)
 """What ``anyio.lowlevel.checkpoint()`` awaits on asyncio, without its two frames."""
@@ -113,6 +120,29 @@ def _trio_task_namer(current_task: Callable[[], Any]) -> Callable[[], str]:
     return task_name
 
 
+def _trio_time(clock: Any) -> Callable[[], float]:
+    """``clock.current_time``; for trio's ``MockClock`` (virtual time), the same in one frame.
+
+    ``MockClock.current_time`` is two Python calls and a ``perf_counter()``
+    even at rate 0, where its answer is the virtual base: read twice per
+    traced op. The shortcut reads the attributes that method reads (checked
+    here: another trio may lay them out differently, then the method is used).
+    """
+    testing = sys.modules.get("trio.testing")
+    mock = getattr(testing, "MockClock", None)
+    attributes = ("_rate", "_virtual_base", "_real_base", "_real_clock")
+    if type(clock) is not mock or not all(hasattr(clock, name) for name in attributes):
+        return cast("Callable[[], float]", clock.current_time)
+
+    def mock_time() -> float:
+        rate: float = clock._rate
+        if not rate:
+            return cast("float", clock._virtual_base + 0.0)
+        return cast("float", clock._virtual_base + rate * (clock._real_clock() - clock._real_base))
+
+    return mock_time
+
+
 class LoopClock:
     """Loop seconds since the backend's first use in the current loop, and that loop's primitives.
 
@@ -173,7 +203,7 @@ class LoopClock:
             self.create_future = loop.create_future
         else:
             trio = sys.modules["trio"]
-            self.time = trio.lowlevel.current_clock().current_time  # trio.current_time's own call
+            self.time = _trio_time(trio.lowlevel.current_clock())
             self.checkpoint = trio.lowlevel.checkpoint
             self.sleep = trio.sleep
             self.current_task = trio.lowlevel.current_task
@@ -189,6 +219,10 @@ class LoopClock:
     def __repr__(self) -> str:
         bound = "unbound" if self._loop is None else f"bound to {type(self._loop).__name__}"
         return f"<LoopClock {bound} epoch={self._epoch:.6g}>"
+
+
+OpStart = tuple[float, str, str, Any]
+"""What :meth:`BackendTracer.op_started` returns: start time, task, prompt hash, the sink's note."""
 
 
 def _discard(*fields: object) -> None:
@@ -207,7 +241,16 @@ class BackendTracer:
     and later events are dropped, so the run goes on and its results stand.
     """
 
-    __slots__ = ("_known_hash", "_send", "clock", "error", "prompts", "sink")
+    __slots__ = (
+        "_known_hash",
+        "_send",
+        "_send_op_end",
+        "_send_op_start",
+        "clock",
+        "error",
+        "prompts",
+        "sink",
+    )
 
     def __init__(self, sink: TraceSink, clock: LoopClock) -> None:
         self.sink = sink
@@ -215,6 +258,15 @@ class BackendTracer:
         self.error: Exception | None = None
         emit_fields = getattr(sink, "emit_fields", None)
         self._send: Callable[..., None] = emit_fields if callable(emit_fields) else self._as_event
+        self._send_op_start: Callable[..., object] = self._op_start_fields
+        self._send_op_end: Callable[..., None] = self._op_end_fields
+        if (
+            isinstance(sink, JsonlTraceWriter)
+            and type(sink).emit_fields is JsonlTraceWriter.emit_fields
+        ):
+            # Only a sink that encodes exactly as the writer does takes its op lane.
+            self._send_op_start = sink.emit_op_start
+            self._send_op_end = sink.emit_op_end
         self.prompts = PromptTable(self._prompt)
         self._known_hash = self.prompts.known
 
@@ -241,10 +293,30 @@ class BackendTracer:
         except Exception as exc:
             self._failed(exc)
 
+    def _op_start_fields(
+        self, time: float, task: str, view: str, op: str, prompt_hash: str
+    ) -> None:
+        self._send("op_start", time, task, view, op, prompt_hash, None, None, None)
+        return None
+
+    def _op_end_fields(
+        self,
+        time: float,
+        task: str,
+        view: str,
+        op: str,
+        prompt_hash: str,
+        hit: bool,
+        duration: float,
+        call: int,
+        shared: object,
+    ) -> None:
+        self._send("op_end", time, task, view, op, prompt_hash, hit, duration, {"call": call})
+
     def _failed(self, exc: Exception) -> None:
         """The sink raised: keep the error, drop every later event."""
         self.error = exc
-        self._send = _discard
+        self._send = self._send_op_start = self._send_op_end = _discard
 
     def _prompt(self, prompt_hash: str, text: str) -> None:
         self._fields(
@@ -297,6 +369,40 @@ class BackendTracer:
         except Exception as exc:
             self._failed(exc)
         return OpSpan(self, view_id, op, prompt_hash, started, detail, task)
+
+    def op_started(self, view_id: str, op: str, key_text: str) -> OpStart:
+        """Emit ``op_start`` for one op (a single op, not a batch) and return what ends it.
+
+        What :meth:`start_op` does without the span object: the op keeps the
+        returned tuple (start, task, hash, and what the sink returned) and
+        ends with :meth:`op_ended` or :meth:`op_failed`.
+        """
+        prompt_hash = self._known_hash(key_text) or self.prompts.hash_of(key_text)
+        clock = self.clock
+        started = clock.time() - clock._epoch
+        task = clock.task_name()
+        shared = None
+        try:
+            shared = self._send_op_start(started, task, view_id, op, prompt_hash)
+        except Exception as exc:
+            self._failed(exc)
+        return started, task, prompt_hash, shared
+
+    def op_ended(self, start: OpStart, view_id: str, op: str, hit: bool, call: int) -> None:
+        """Emit ``op_end`` for an op :meth:`op_started` began, which returned."""
+        clock = self.clock
+        now = clock.time() - clock._epoch
+        started, task, prompt_hash, shared = start
+        try:
+            self._send_op_end(now, task, view_id, op, prompt_hash, hit, now - started, call, shared)
+        except Exception as exc:
+            self._failed(exc)
+
+    def op_failed(self, start: OpStart, view_id: str, op: str, exc: BaseException) -> None:
+        """Emit ``op_end`` naming the error for an op :meth:`op_started` began."""
+        started, task, prompt_hash, _ = start
+        span = OpSpan(self, view_id, op, prompt_hash, started, None, task)
+        span.fail(exc)
 
 
 class OpSpan:

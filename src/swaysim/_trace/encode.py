@@ -38,7 +38,17 @@ from swaysim._trace.schema import SCHEMA_VERSION
 if TYPE_CHECKING:
     from swaysim._trace.events import TraceEvent
 
-__all__ = ["encode_event", "encode_fields", "event_fields", "event_record", "finite_or_name"]
+__all__ = [
+    "encode_event",
+    "encode_fields",
+    "encode_op_end",
+    "encode_op_start",
+    "event_fields",
+    "event_record",
+    "finite_or_name",
+    "known_op_text",
+    "op_text",
+]
 
 
 def _json_default(value: object) -> object:
@@ -276,6 +286,73 @@ def encode_fields(
     except ValueError:
         # Only non-finite floats get here; the common case pays nothing for them.
         return _ENCODER.encode(finite_or_name(record))
+
+
+_OP_START_HEAD: Final = f'{_LINE_START}"op_start","time":'
+_OP_END_HEAD: Final = f'{_LINE_START}"op_end","time":'
+_OP_TEXTS: dict[tuple[str, str, str, str], str] = {}
+_op_text: Final = _OP_TEXTS.get
+known_op_text: Final = _op_text
+"""The kept :func:`op_text` of ``(task, view, op, prompt_hash)``, else None: one lookup."""
+_copysign: Final = math.copysign
+
+
+def op_text(task: str, view: str, op: str, prompt_hash: str) -> str:
+    """``,"task":...,"view":...,"op":...,"prompt_hash":...``: what an op's two events share.
+
+    Kept (a bounded cache): one op's start and end, and every call of one
+    prompt from one task, share it. :func:`encode_op_start` and
+    :func:`encode_op_end` take it in place of the four fields.
+    """
+    key = (task, view, op, prompt_hash)
+    text = _op_text(key)
+    if text is None:
+        text = (
+            f',"task":{_quoted(task) or _quote(task)},"view":{_quoted(view) or _quote(view)}'
+            f',"op":{_quoted(op) or _quote(op)}'
+            f',"prompt_hash":{_quoted(prompt_hash) or _quote(prompt_hash)}'
+        )
+        if len(_OP_TEXTS) >= _CACHE_CAP:
+            _OP_TEXTS.clear()
+        _OP_TEXTS[key] = text
+    return text
+
+
+def encode_op_start(time: float, shared: str) -> str | None:
+    """The ``op_start`` line of an op whose :func:`op_text` is ``shared``.
+
+    Byte-identical to :func:`encode_fields` over the same fields (a test
+    checks); None for what it does not spell out (a time that is not a
+    finite float), for :func:`encode_fields`.
+    """
+    if type(time) is float:
+        try:
+            stamp = _float_text(time) or _format_float(time)
+        except ValueError:
+            return None
+        if stamp is not _ZERO or _copysign(1.0, time) > 0:
+            return f"{_OP_START_HEAD}{stamp}{shared}}}"
+    return None
+
+
+def encode_op_end(time: float, shared: str, hit: bool, duration: float, call: int) -> str | None:
+    """The ``op_end`` line of an op that returned: ``hit``, ``duration``, ``{"call": call}``.
+
+    Like :func:`encode_op_start` (``hit`` a bool and ``call`` an int, as
+    the op path passes them).
+    """
+    if type(time) is float and type(duration) is float:
+        try:
+            stamp = _float_text(time) or _format_float(time)
+            span = _float_text(duration) or _format_float(duration)
+        except ValueError:
+            return None
+        if (stamp is not _ZERO or _copysign(1.0, time) > 0) and (
+            span is not _ZERO or _copysign(1.0, duration) > 0
+        ):
+            hit_text = ',"hit":true,"duration":' if hit else ',"hit":false,"duration":'
+            return f'{_OP_END_HEAD}{stamp}{shared}{hit_text}{span},"detail":{{"call":{call}}}}}'
+    return None
 
 
 def encode_event(event: TraceEvent) -> str:

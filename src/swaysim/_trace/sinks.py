@@ -12,7 +12,14 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from swaysim._trace.encode import encode_event, encode_fields
+from swaysim._trace.encode import (
+    encode_event,
+    encode_fields,
+    encode_op_end,
+    encode_op_start,
+    known_op_text,
+    op_text,
+)
 from swaysim._trace.events import TraceEvent
 from swaysim._trace.schema import open_trace_text
 from swaysim._validation import require_int
@@ -142,6 +149,56 @@ class JsonlTraceWriter:
             return
         buffer = self._buffer
         buffer.append(encode_fields(kind, time, task, view, op, prompt_hash, hit, duration, detail))
+        if len(buffer) >= self._flush_every:
+            self.flush()
+
+    def emit_op_start(self, time: float, task: str, view: str, op: str, prompt_hash: str) -> str:
+        """``emit_fields("op_start", time, task, view, op, prompt_hash)``, the hottest event.
+
+        Returns what :meth:`emit_op_end` takes for the same op in place of
+        the four fields (their text, encoded once for both events).
+        """
+        shared = known_op_text((task, view, op, prompt_hash)) or op_text(
+            task, view, op, prompt_hash
+        )
+        if self._file is None:
+            self._refuse()
+            return shared
+        buffer = self._buffer
+        buffer.append(
+            encode_op_start(time, shared)
+            or encode_fields("op_start", time, task, view, op, prompt_hash)
+        )
+        if len(buffer) >= self._flush_every:
+            self.flush()
+        return shared
+
+    def emit_op_end(
+        self,
+        time: float,
+        task: str,
+        view: str,
+        op: str,
+        prompt_hash: str,
+        hit: bool,
+        duration: float,
+        call: int,
+        shared: str,
+    ) -> None:
+        """``emit_fields("op_end", ..., hit, duration, {"call": call})`` for an op that returned.
+
+        ``shared``: what :meth:`emit_op_start` returned for the op.
+        """
+        if self._file is None:
+            self._refuse()
+            return
+        buffer = self._buffer
+        buffer.append(
+            encode_op_end(time, shared, hit, duration, call)
+            or encode_fields(
+                "op_end", time, task, view, op, prompt_hash, hit, duration, {"call": call}
+            )
+        )
         if len(buffer) >= self._flush_every:
             self.flush()
 
