@@ -46,8 +46,9 @@ MAX_WORKERS: Final = 256
 DEFAULT_CHUNK_SIZE: Final = 4
 """Seeds per task sent to a worker: a trial takes milliseconds, a hand-off about one."""
 MAX_CHUNK_SIZE: Final = 10_000
-_CHUNKS_PER_WORKER: Final = 2
-"""Chunks in flight per worker: one running, one queued so the worker never waits."""
+_CHUNKS_PER_WORKER: Final = 4
+"""Chunks in flight per worker: one running and three queued, so that a worker never waits
+while outcomes are handed over in seed order behind a slower chunk."""
 _START_METHOD: Final = "spawn"
 
 
