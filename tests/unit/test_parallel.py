@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from swaysim._explore.parallel import MAX_WORKERS, ChunkResult, run_chunk, run_trials
+from swaysim._explore.parallel import (
+    _CHUNKS_PER_WORKER,
+    MAX_WORKERS,
+    ChunkResult,
+    run_chunk,
+    run_trials,
+)
 from swaysim.errors import InvalidArgumentError, MissingDependencyError, TrialCrashedError
 from toy_trials import ToyConfig, ToyOutcome, failed, toy_trial
 
@@ -86,7 +92,8 @@ def test_endless_seeds_are_drawn_lazily_until_stop() -> None:
 
     got = list(run_trials(toy_trial, config, counted(), workers=2, chunk_size=2, stop=failed))
     assert [seed for seed, _ in got] == [10, 11, 12, 13]
-    assert max(drawn) < 13 + 2 * 2 * 2 + 2  # a window of chunks ahead, no more
+    window = 2 * _CHUNKS_PER_WORKER * 2  # workers x chunks in flight each x chunk size
+    assert max(drawn) < 13 + window + 2  # a window of chunks ahead, no more
 
 
 def test_run_chunk_stops_at_the_crash_and_keeps_what_ran() -> None:
