@@ -6,7 +6,8 @@ objects (key path, line when known, message) gathered into one
 once, sorted by line: decoding (size, UTF-8, TOML, nesting), the schema
 (:mod:`~swaysim._scenario.schema`, table by table when the whole fails:
 :mod:`~swaysim._scenario.sections`), cross-references (probe names,
-``null``/``target``, expectations naming probes and fault rules), the custom
+``null``/``target``, expectations naming probes and fault rules:
+:mod:`~swaysim._scenario.cross_references`), the custom
 runner's whereabouts and options (:mod:`~swaysim._scenario.runners`: read from
 its source, never imported), and a first build of every object, so that what
 the Python API refuses surfaces at load time too. Nothing in a scenario is
@@ -17,7 +18,6 @@ each stage are :mod:`~swaysim._scenario.limits`'.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import shlex
 import tomllib
@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from swaysim._limits import MAX_NESTING
-from swaysim._runner.suite import PREFLIGHT_NAME
 from swaysim._scenario.build import (
     ExpandedProbe,
     backend_refusal,
@@ -35,12 +34,12 @@ from swaysim._scenario.build import (
     expand_probes,
     probe_refusal,
 )
+from swaysim._scenario.cross_references import reference_problems
 from swaysim._scenario.functions import function_targets, import_functions
 from swaysim._scenario.limits import (
     MAX_REPORTED_PROBLEMS,
     document_problems,
     expansion_problems,
-    hint_choices,
     read_scenario,
     size_problem,
     untyped_problems,
@@ -49,10 +48,8 @@ from swaysim._scenario.limits import (
 from swaysim._scenario.locate import key_lines, line_of
 from swaysim._scenario.messages import (
     Problem,
-    did_you_mean,
     join_key,
     scenario_error,
-    show_value,
 )
 from swaysim._scenario.runners import (
     RunnerTarget,
@@ -62,7 +59,7 @@ from swaysim._scenario.runners import (
     signature_problems,
     static_problems,
 )
-from swaysim._scenario.schema import EXPECTATION_KEYS, NUMERIC_KINDS, RunnerSpec
+from swaysim._scenario.schema import RunnerSpec
 from swaysim._scenario.sections import Sections, validate_sections
 
 if TYPE_CHECKING:
@@ -70,7 +67,7 @@ if TYPE_CHECKING:
 
     from swaysim._backend.backend import AsyncDummyDifferentialBackend
     from swaysim._runner.probes import FunctionProbe, Probe
-    from swaysim._scenario.schema import ExpectKeys, ExpectSpec, ScenarioSpec
+    from swaysim._scenario.schema import ScenarioSpec
     from swaysim._trace.events import TraceSink
 
 __all__ = [
@@ -81,7 +78,6 @@ __all__ = [
     "parse_scenario",
 ]
 
-_GLOB: Final = re.compile(r"[*?\[]")
 _NEEDS: Final = "a scenario needs at least [[probes]] and [expect]"
 _TOML_POSITION: Final = re.compile(r"^(.*?)\s*\(at line (\d+), column (\d+)\)$", re.DOTALL)
 """tomllib states the position only in its message (attributes arrive in Python 3.14)."""
@@ -136,158 +132,6 @@ def _unusable(document: dict[str, object]) -> list[Problem]:
 
 
 # -- cross-references -------------------------------------------------------------------
-
-
-def _probe_problems(probes: Sequence[ExpandedProbe], *, complete: bool) -> list[Problem]:
-    """Probe names are unique; ``null`` names a null adapter, ``target`` a numeric probe.
-
-    References are checked only in a ``complete`` suite (a broken entry may be the
-    probe a reference names).
-    """
-    problems: list[Problem] = []
-    first: dict[str, str] = {}
-    kinds: dict[str, str] = {}
-    for probe in probes:
-        if probe.name in first:
-            problems.append(
-                Problem(
-                    f"{probe.path}.name",
-                    f"{show_value(probe.name)} is not allowed: probe names must be unique "
-                    f"({first[probe.name]} already uses it)",
-                )
-            )
-        first.setdefault(probe.name, probe.path)
-        kinds[probe.name] = probe.kind
-    if not complete:
-        return problems
-    nulls = [name for name, kind in kinds.items() if kind == "null_adapter"]
-    numeric = [name for name, kind in kinds.items() if kind in NUMERIC_KINDS]
-    for probe in probes:
-        if len(problems) >= MAX_REPORTED_PROBLEMS:
-            break
-        null = probe.kwargs.get("null")
-        if null is not None and kinds.get(null) != "null_adapter":
-            problems.append(
-                Problem(
-                    f"{probe.path}.null",
-                    f"{show_value(null)} is not allowed: must name a null_adapter probe "
-                    f"in the suite{did_you_mean(null, hint_choices(nulls))}",
-                )
-            )
-        for position, required in enumerate(probe.kwargs.get("requires", ())):
-            if required not in kinds or required == probe.name:
-                problems.append(
-                    Problem(
-                        f"{probe.path}.requires[{position}]",
-                        f"{show_value(required)} is not allowed: must name another probe in "
-                        f"the suite{did_you_mean(required, hint_choices(list(kinds)))}",
-                    )
-                )
-        target = probe.kwargs.get("target")
-        if probe.kind == "null_adapter" and kinds.get(target or "") not in NUMERIC_KINDS:
-            problems.append(
-                Problem(
-                    f"{probe.path}.target",
-                    f"{show_value(target)} is not allowed: must name a delta_kl, "
-                    "preference_flip or perplexity_shift probe in the suite"
-                    f"{did_you_mean(str(target), hint_choices(numeric))}",
-                )
-            )
-    return problems
-
-
-def _matches_a_probe(pattern: str, names: Sequence[str], known: frozenset[str]) -> bool:
-    # The preflight result is matched only by a pattern that asks for it ("__...").
-    if pattern.startswith("__") and fnmatch.fnmatchcase(PREFLIGHT_NAME, pattern):
-        return True
-    if not _GLOB.search(pattern):
-        return pattern in known
-    return any(fnmatch.fnmatchcase(name, pattern) for name in names)
-
-
-def _table_problems(
-    expect: ExpectKeys, table: str, sections: Sections, names: Sequence[str]
-) -> list[Problem]:
-    """One expectation table (``[expect]`` or ``[expect.reference]``) names probes and fault
-    rules the scenario has (of the tables that are valid)."""
-    problems: list[Problem] = []
-    known = frozenset(names)
-    for pattern in expect.verdicts:
-        if len(problems) >= MAX_REPORTED_PROBLEMS:
-            return problems
-        if _matches_a_probe(pattern, names, known):
-            continue
-        if not sections.may_name_a_broken_probe(pattern):
-            problems.append(
-                Problem(
-                    join_key(f"{table}.verdicts", pattern),
-                    f"matches no probe in the suite{did_you_mean(pattern, hint_choices(names))}",
-                )
-            )
-    runner = sections.runner
-    if expect.cancelled is not None and runner is not None and runner.cancel_after is None:
-        message = "needs runner.cancel_after (when to cancel the suite)"
-        problems.append(Problem(f"{table}.cancelled", message))
-    backend = sections.backend
-    if backend is None:
-        return problems
-    faults = backend.faults
-    rules = (
-        [rule.name or f"{rule.kind}#{i}" for i, rule in enumerate(faults.rules)] if faults else []
-    )
-    rule_set = frozenset(rules)
-    shown = ", ".join(rules[:20]) + (f", ... ({len(rules):,} rules)" if len(rules) > 20 else "")
-    listed = f" (rules: {shown})" if rules else " (the scenario has no fault rules)"
-    for rule_name in expect.faults_fired:
-        if len(problems) >= MAX_REPORTED_PROBLEMS:
-            break
-        if rule_name not in rule_set:
-            problems.append(
-                Problem(
-                    join_key(f"{table}.faults_fired", rule_name),
-                    f"names no fault rule{did_you_mean(rule_name, hint_choices(rules)) or listed}",
-                )
-            )
-    return problems
-
-
-def _expectation_problems(
-    expect: ExpectSpec, sections: Sections, names: Sequence[str]
-) -> list[Problem]:
-    """``[expect]`` names probes, fault rules and expectation keys the scenario has."""
-    problems = _table_problems(expect, "expect", sections, names)
-    stated = {key for key in expect.model_fields_set if key in EXPECTATION_KEYS}
-    if expect.reference is not None:
-        problems += _table_problems(expect.reference, "expect.reference", sections, names)
-        stated |= {key for key in expect.reference.model_fields_set if key in EXPECTATION_KEYS}
-    for index, key in enumerate(expect.optional):
-        if key not in EXPECTATION_KEYS:
-            reason = f"is not an expectation key{did_you_mean(key, EXPECTATION_KEYS)}"
-            problems.append(Problem(f"expect.optional[{index}]", f"{show_value(key)} {reason}"))
-        elif key not in stated:
-            reason = "is not stated in [expect] or [expect.reference]: nothing to make optional"
-            problems.append(Problem(f"expect.optional[{index}]", f"{show_value(key)} {reason}"))
-    return problems
-
-
-def _runner_problems(runner: RunnerSpec) -> list[Problem]:
-    """Runner options need a custom runner."""
-    problems = []
-    if runner.options and runner.runner is None:
-        message = 'only a custom runner (runner = "module:function") takes options'
-        problems.append(Problem("runner.options", message))
-    return problems
-
-
-def _reference_problems(sections: Sections, probes: Sequence[ExpandedProbe]) -> list[Problem]:
-    """Cross-references between the tables that are valid."""
-    names = list(dict.fromkeys(probe.name for probe in probes))
-    problems = _probe_problems(probes, complete=sections.every_probe_valid)
-    if sections.expect is not None:
-        problems += _expectation_problems(sections.expect, sections, names)
-    if sections.runner is not None:
-        problems += _runner_problems(sections.runner)
-    return problems
 
 
 def _build_problems(sections: Sections, probes: Sequence[ExpandedProbe]) -> list[Problem]:
@@ -575,7 +419,7 @@ def _validated(
             raise scenario_error(source, _located([*sections.problems, *too_many], text))
     problems = [
         *sections.problems,
-        *_reference_problems(sections, plan)[:MAX_REPORTED_PROBLEMS],
+        *reference_problems(sections, plan)[:MAX_REPORTED_PROBLEMS],
         *_build_problems(sections, plan),
     ]
     if problems or sections.spec is None:
