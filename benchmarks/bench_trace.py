@@ -178,8 +178,8 @@ def add_cost_figures(report: Report, loop: str, samples: list[list[float]]) -> N
         target=f"<= +{TRACED_OP_TARGET_US:g} us",
         met=statistics.median(differences) <= TRACED_OP_TARGET_US,
         cause=(
-            "per op: the slow path, two events (op_start, op_end) handed to the writer's op "
-            "lane, then encoded and written; a busy machine stretches all of it alike"
+            "per op: two events (op_start, op_end) around the view's own cache hit, handed to "
+            "the writer's op lane, encoded and written; a busy machine stretches all of it alike"
         ),
     )
 

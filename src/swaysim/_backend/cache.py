@@ -45,6 +45,19 @@ class ForwardCache:
             self.hits += 1
         return value
 
+    def hit(self, key: Hashable) -> Any:
+        """The cached value, counted as a hit; else ``MISSING``, counted as nothing.
+
+        For a caller that serves hits itself and hands a miss to a path that
+        looks the key up again (:meth:`lookup`, which counts the miss).
+        """
+        store = self._store
+        value = store.get(key, MISSING)
+        if value is not MISSING:
+            store.move_to_end(key)
+            self.hits += 1
+        return value
+
     def store(self, key: Hashable, value: Any) -> None:
         """Insert a computed ``value``, evicting the least recently used entries past the bound."""
         store = self._store

@@ -16,7 +16,9 @@ One op goes through, in order:
 6. an output fault **corrupts** a copy of the value (the cache keeps it clean);
 7. **jitter** after the op;
 8. **trace**: the op is a span, ``op_start`` before stage 1 and ``op_end``
-   (hit or error) after stage 7;
+   (hit or error) after stage 7. On a backend that only traces, a view
+   serves a cache hit itself, between the same two events
+   (:attr:`OpPipeline.hit_tracer`): a miss comes here;
 9. **observe** (only when a scenario harness attached a
    :class:`~swaysim._backend.ledger.CallLedger`): the op is also a record of
    the ledger, started before stage 1 and ended like the span.
@@ -114,6 +116,7 @@ class OpPipeline:
         "_latency",
         "_ledger",
         "_tracer",
+        "hit_tracer",
         "key_calls",
         "latency_draws",
         "latency_seconds",
@@ -151,10 +154,15 @@ class OpPipeline:
         self._ledger: CallLedger | None = None
         self.run: RunOp = self._serve
         self.run_batch: RunBatch = self._serve_batch if tracer is None else self._traced_batch
+        # Tracing alone changes nothing an op does: a view serves its cache hits
+        # itself (a coroutine frame less) and traces them with this.
+        alone = latency is None and faults is None and jitter is None
+        self.hit_tracer: BackendTracer | None = tracer if alone else None
 
     def observe(self, ledger: CallLedger) -> None:
         """Report every op to ``ledger`` from now on (a scenario harness's observations)."""
         self._ledger = ledger
+        self.hit_tracer = None
         self.run = self._observed
         self.run_batch = self._observed_batch
 
@@ -302,17 +310,17 @@ class OpPipeline:
         """
         model = view._model
         model.calls[OP_SLOTS[op]] += 1
+        started, call_index = 0.0, 0
+        if self._keyed:
+            if self._faults is not None:  # a rule's time window reads it
+                started = self._clock.now()
+            key = (op, model.id, key_text)  # next_index, inline: a frame less
+            call_index = self.key_calls[key] = self.key_calls.get(key, 0) + 1
         tracer = self._tracer
         traced = None
         if tracer is not None and span is None:
-            traced = tracer.op_started(model.id, op, key_text)
+            traced = tracer.op_started(model.id, op, key_text, call_index)
         try:
-            started, call_index = 0.0, 0
-            if self._keyed:
-                if self._faults is not None:  # a rule's time window reads it
-                    started = self._clock.now()
-                key = (op, model.id, key_text)  # next_index, inline: a frame less
-                call_index = self.key_calls[key] = self.key_calls.get(key, 0) + 1
             identity = (op, model.id, key_text, call_index)
             firing = None
             if self._faults is not None:
@@ -356,10 +364,10 @@ class OpPipeline:
                 await jitter.pause(view._checkpoint, view._sleep, "after", *identity)
         except BaseException as exc:
             if traced is not None:
-                tracer.op_failed(traced, model.id, op, exc)  # type: ignore[union-attr]
+                tracer.op_failed(traced, exc)  # type: ignore[union-attr]
             raise
         if traced is not None:
-            tracer.op_ended(traced, model.id, op, hit, call_index)  # type: ignore[union-attr]
+            tracer.op_ended(traced, hit)  # type: ignore[union-attr]
         elif span is not None:
             span.end(hit, {"call": call_index})
         return value

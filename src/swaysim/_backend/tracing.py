@@ -4,7 +4,9 @@ A backend with no sink builds no event: every caller holds a
 ``BackendTracer | None`` and pays one ``is None`` test. A single op, the
 hottest thing a trace holds, is traced without a span object:
 :meth:`BackendTracer.op_started` emits ``op_start`` and returns a plain tuple
-the op ends with :meth:`BackendTracer.op_ended` (or :meth:`~BackendTracer.op_failed`).
+the op ends with :meth:`BackendTracer.op_ended` (or :meth:`~BackendTracer.op_failed`),
+from the pipeline or, for a cache hit on a backend that only traces, from the
+view itself.
 A batch, or an op a scenario ledger records, is a span:
 :meth:`BackendTracer.start_op` emits ``op_start``; the op ends it with
 :meth:`OpSpan.end` (knowing whether the cache hit) or, if it raises,
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import operator
 import sys
 import time
 from asyncio import _get_running_loop
@@ -65,6 +68,15 @@ def current_task_name() -> str:
         return f"{task.name}#{id(task)}"
     info = anyio.get_current_task()  # pragma: no cover - anyio supports asyncio and trio only
     return f"{info.name}#{info.id}"  # pragma: no cover
+
+
+_ASYNCIO_NAME_OF: Final = operator.methodcaller("get_name")
+_TRIO_NAME_OF: Final = operator.attrgetter("name")
+
+
+def _name_of(task: Any) -> str:
+    """A native task's name (before a clock is bound to a loop)."""
+    return cast("str", task.name if sniffio.current_async_library() == "trio" else task.get_name())
 
 
 def _native_current_task() -> object:
@@ -120,6 +132,21 @@ def _trio_task_namer(current_task: Callable[[], Any]) -> Callable[[], str]:
     return task_name
 
 
+def _trio_current_task(trio: Any) -> Callable[[], object]:
+    """``trio.lowlevel.current_task`` without its Python frame: the run context's ``task``.
+
+    That function reads one attribute of trio's thread-local run context
+    (and turns its absence into a RuntimeError, which cannot happen inside a
+    backend's ops). Checked where it is bound, inside a run: another trio may
+    keep it elsewhere, and then the function is used.
+    """
+    context = getattr(sys.modules.get("trio._core._run"), "GLOBAL_RUN_CONTEXT", None)
+    current_task: Callable[[], object] = trio.lowlevel.current_task
+    if context is not None and getattr(context, "task", None) is current_task():
+        return functools.partial(getattr, context, "task")
+    return current_task  # pragma: no cover - a trio that keeps its run context elsewhere
+
+
 def _trio_time(clock: Any) -> Callable[[], float]:
     """``clock.current_time``; for trio's ``MockClock`` (virtual time), the same in one frame.
 
@@ -136,9 +163,10 @@ def _trio_time(clock: Any) -> Callable[[], float]:
 
     def mock_time() -> float:
         rate: float = clock._rate
+        base: float = clock._virtual_base
         if not rate:
-            return cast("float", clock._virtual_base + 0.0)
-        return cast("float", clock._virtual_base + rate * (clock._real_clock() - clock._real_base))
+            return base + 0.0  # no cast(): a function call, on every read
+        return base + rate * (clock._real_clock() - clock._real_base)  # type: ignore[no-any-return]
 
     return mock_time
 
@@ -150,7 +178,8 @@ class LoopClock:
     is used in another event loop, so every run's trace starts near zero,
     and binds the loop's own functions: :attr:`time`, :attr:`checkpoint`,
     :attr:`sleep`, :attr:`current_task` (the native task object),
-    :attr:`task_name` (``"name#id"``) and, on asyncio, :attr:`create_future`.
+    :attr:`name_of` (a native task's name), :attr:`task_name`
+    (``"name#id"``) and, on asyncio, :attr:`create_future`.
     They are what anyio's functions end up calling,
     without anyio's library lookup and extra frames on every call: together
     most of a view hand-off's overhead over a bare lock. Before the first
@@ -163,6 +192,7 @@ class LoopClock:
         "checkpoint",
         "create_future",
         "current_task",
+        "name_of",
         "sleep",
         "task_name",
         "time",
@@ -176,6 +206,7 @@ class LoopClock:
         self.sleep: Callable[[float], Awaitable[object]] = anyio.sleep
         self.current_task: Callable[[], object] = _native_current_task
         self.task_name: Callable[[], str] = current_task_name
+        self.name_of: Callable[[Any], str] = _name_of
         self.create_future: Callable[[], asyncio.Future[None]] | None = None
 
     def refresh(self) -> None:
@@ -200,14 +231,16 @@ class LoopClock:
             self.sleep = asyncio.sleep
             self.current_task = _asyncio_current_task(loop)
             self.task_name = _asyncio_task_namer(self.current_task)
+            self.name_of = _ASYNCIO_NAME_OF
             self.create_future = loop.create_future
         else:
             trio = sys.modules["trio"]
             self.time = _trio_time(trio.lowlevel.current_clock())
             self.checkpoint = trio.lowlevel.checkpoint
             self.sleep = trio.sleep
-            self.current_task = trio.lowlevel.current_task
-            self.task_name = _trio_task_namer(trio.lowlevel.current_task)
+            self.current_task = _trio_current_task(trio)
+            self.task_name = _trio_task_namer(self.current_task)
+            self.name_of = _TRIO_NAME_OF
             self.create_future = None
         self._loop = loop
         self._epoch = self.time()
@@ -221,8 +254,9 @@ class LoopClock:
         return f"<LoopClock {bound} epoch={self._epoch:.6g}>"
 
 
-OpStart = tuple[float, str, str, Any]
-"""What :meth:`BackendTracer.op_started` returns: start time, task, prompt hash, the sink's note."""
+OpStart = tuple[float, str, str, Any, str, str, int]
+"""What :meth:`BackendTracer.op_started` returns: start time, task, prompt hash, the sink's note,
+view id, op and per-key call index."""
 
 
 def _discard(*fields: object) -> None:
@@ -243,6 +277,9 @@ class BackendTracer:
 
     __slots__ = (
         "_known_hash",
+        "_label",
+        "_label_name",
+        "_label_task",
         "_send",
         "_send_op_end",
         "_send_op_start",
@@ -269,6 +306,10 @@ class BackendTracer:
             self._send_op_end = sink.emit_op_end
         self.prompts = PromptTable(self._prompt)
         self._known_hash = self.prompts.known
+        # The last task op_started named, and its name when it did.
+        self._label_task: object = None
+        self._label_name: object = None
+        self._label = ""
 
     def _as_event(self, *fields: Any) -> None:
         """For a sink without ``emit_fields``: one :class:`TraceEvent`, to its ``emit``."""
@@ -370,37 +411,46 @@ class BackendTracer:
             self._failed(exc)
         return OpSpan(self, view_id, op, prompt_hash, started, detail, task)
 
-    def op_started(self, view_id: str, op: str, key_text: str) -> OpStart:
+    def op_started(self, view_id: str, op: str, key_text: str, call: int) -> OpStart:
         """Emit ``op_start`` for one op (a single op, not a batch) and return what ends it.
 
         What :meth:`start_op` does without the span object: the op keeps the
-        returned tuple (start, task, hash, and what the sink returned) and
-        ends with :meth:`op_ended` or :meth:`op_failed`.
+        returned tuple (start, task, hash, what the sink returned, view, op
+        and ``call``, its per-key call index) and ends with :meth:`op_ended`
+        or :meth:`op_failed`.
         """
         prompt_hash = self._known_hash(key_text) or self.prompts.hash_of(key_text)
         clock = self.clock
         started = clock.time() - clock._epoch
-        task = clock.task_name()
+        # clock.task_name(), inline: the task's "name#id" is formatted again
+        # only when the task or its name changed since the last op.
+        current = clock.current_task()
+        name = clock.name_of(current) if current is not None else None
+        if current is self._label_task and name is self._label_name and name is not None:
+            task = self._label
+        else:
+            task = self._label = clock.task_name()
+            self._label_task, self._label_name = current, name
         shared = None
         try:
             shared = self._send_op_start(started, task, view_id, op, prompt_hash)
         except Exception as exc:
             self._failed(exc)
-        return started, task, prompt_hash, shared
+        return started, task, prompt_hash, shared, view_id, op, call
 
-    def op_ended(self, start: OpStart, view_id: str, op: str, hit: bool, call: int) -> None:
+    def op_ended(self, start: OpStart, hit: bool) -> None:
         """Emit ``op_end`` for an op :meth:`op_started` began, which returned."""
         clock = self.clock
         now = clock.time() - clock._epoch
-        started, task, prompt_hash, shared = start
+        started, task, prompt_hash, shared, view_id, op, call = start
         try:
             self._send_op_end(now, task, view_id, op, prompt_hash, hit, now - started, call, shared)
         except Exception as exc:
             self._failed(exc)
 
-    def op_failed(self, start: OpStart, view_id: str, op: str, exc: BaseException) -> None:
+    def op_failed(self, start: OpStart, exc: BaseException) -> None:
         """Emit ``op_end`` naming the error for an op :meth:`op_started` began."""
-        started, task, prompt_hash, _ = start
+        started, task, prompt_hash, _, view_id, op, _ = start
         span = OpSpan(self, view_id, op, prompt_hash, started, None, task)
         span.fail(exc)
 

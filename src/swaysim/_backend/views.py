@@ -3,7 +3,10 @@
 An op call on a view of a plain backend (no latency, faults, trace or jitter)
 takes the fast path right here: count, look up the cache, compute on a miss,
 one checkpoint. Anything configured sends it down the backend's
-:class:`~swaysim._backend.pipeline.OpPipeline` instead.
+:class:`~swaysim._backend.pipeline.OpPipeline` instead, except a cache hit
+on a backend that only traces: the view serves it as the fast path does and
+traces it inline (``OpPipeline.hit_tracer``), since tracing alone changes
+nothing an op does.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
     from swaysim._backend.gate import Holding
     from swaysim._backend.models import ViewModel
     from swaysim._backend.pipeline import OpPipeline
-    from swaysim._backend.tracing import LoopClock
+    from swaysim._backend.tracing import BackendTracer, LoopClock, OpStart
     from swaysim._types import RollingLogprob, TokenDist
 
 __all__ = ["DummyView", "ViewContext"]
@@ -120,6 +123,21 @@ class DummyView:
             "enter the view again with 'async with backend.as_...()'"
         )
 
+    def _hit_started(self, tracer: BackendTracer, slot: int, op: str, key_text: str) -> OpStart:
+        """A cache hit on a backend that only traces: counted, and its ``op_start`` emitted.
+
+        The caller found the value (:meth:`ForwardCache.hit`), awaits its
+        checkpoint and ends the op: a hit costs what it costs on a plain
+        backend, plus its two events. A miss goes down the pipeline (which
+        counts it).
+        """
+        self._calls[slot] += 1
+        view_id = self._model.id
+        counts = self._pipeline.key_calls  # type: ignore[union-attr]
+        key = (op, view_id, key_text)
+        call = counts[key] = counts.get(key, 0) + 1
+        return tracer.op_started(view_id, op, key_text, call)
+
     # The fast path (no pipeline): count, look up the cache, compute on a miss,
     # one checkpoint. Kept inline: it is the hot loop of a probe suite, and
     # every op must stay within about a microsecond of a bare checkpoint
@@ -176,9 +194,20 @@ class DummyView:
                 cache.insert(key, value)
             await self._checkpoint()
             return value  # type: ignore[no-any-return]
-        result: float = await pipeline.run(
-            self, LOGPROB_OF_OP, f"{prompt}\x00{completion}", key, (prompt, completion)
-        )
+        key_text = f"{prompt}\x00{completion}"
+        tracer = pipeline.hit_tracer
+        if tracer is not None:
+            value = self._cache.hit(key)
+            if value is not MISSING:
+                start = self._hit_started(tracer, _LOGPROB_OF_SLOT, LOGPROB_OF_OP, key_text)
+                try:
+                    await self._checkpoint()
+                except BaseException as exc:
+                    tracer.op_failed(start, exc)
+                    raise
+                tracer.op_ended(start, True)
+                return value  # type: ignore[no-any-return]
+        result: float = await pipeline.run(self, LOGPROB_OF_OP, key_text, key, (prompt, completion))
         return result
 
     async def rolling_logprob(self, text: str) -> RollingLogprob:
@@ -198,6 +227,18 @@ class DummyView:
                 cache.insert(key, value)
             await self._checkpoint()
             return value  # type: ignore[no-any-return]
+        tracer = pipeline.hit_tracer
+        if tracer is not None:
+            value = self._cache.hit(key)
+            if value is not MISSING:
+                start = self._hit_started(tracer, _ROLLING_SLOT, ROLLING_LOGPROB_OP, text)
+                try:
+                    await self._checkpoint()
+                except BaseException as exc:
+                    tracer.op_failed(start, exc)
+                    raise
+                tracer.op_ended(start, True)
+                return value  # type: ignore[no-any-return]
         result: RollingLogprob = await pipeline.run(self, ROLLING_LOGPROB_OP, text, key, (text,))
         return result
 
@@ -220,6 +261,18 @@ class DummyView:
                 cache.insert(key, value)
             await self._checkpoint()
             return value  # type: ignore[no-any-return]
+        tracer = pipeline.hit_tracer
+        if tracer is not None:
+            value = self._cache.hit(key)
+            if value is not MISSING:
+                start = self._hit_started(tracer, _NTD_SLOT, NEXT_TOKEN_DIST_OP, prompt)
+                try:
+                    await self._checkpoint()
+                except BaseException as exc:
+                    tracer.op_failed(start, exc)
+                    raise
+                tracer.op_ended(start, True)
+                return value  # type: ignore[no-any-return]
         result: TokenDist = await pipeline.run(
             self, NEXT_TOKEN_DIST_OP, prompt, key, (prompt, top_k)
         )

@@ -290,6 +290,13 @@ def encode_fields(
 
 _OP_START_HEAD: Final = f'{_LINE_START}"op_start","time":'
 _OP_END_HEAD: Final = f'{_LINE_START}"op_end","time":'
+OP_START_HEAD: Final = _OP_START_HEAD
+"""An ``op_start`` line up to its time: the line is this, the time, :func:`op_text`, ``}``."""
+OP_END_HEAD: Final = _OP_END_HEAD
+"""An ``op_end`` line up to its time (see :func:`encode_op_end` for the rest)."""
+kept_float_text: Final = _float_text
+"""The kept JSON text of a float, else None: one lookup (for :data:`ZERO_TEXT`, check the sign)."""
+ZERO_TEXT: Final = _ZERO
 _OP_TEXTS: dict[tuple[str, str, str, str], str] = {}
 _op_text: Final = _OP_TEXTS.get
 known_op_text: Final = _op_text

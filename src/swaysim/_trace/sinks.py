@@ -9,14 +9,19 @@ tests. Every object with ``emit(event)`` is a sink too (:class:`TraceSink`).
 from __future__ import annotations
 
 from collections import Counter, deque
+from math import copysign
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from swaysim._trace.encode import (
+    OP_END_HEAD,
+    OP_START_HEAD,
+    ZERO_TEXT,
     encode_event,
     encode_fields,
     encode_op_end,
     encode_op_start,
+    kept_float_text,
     known_op_text,
     op_text,
 )
@@ -156,7 +161,9 @@ class JsonlTraceWriter:
         """``emit_fields("op_start", time, task, view, op, prompt_hash)``, the hottest event.
 
         Returns what :meth:`emit_op_end` takes for the same op in place of
-        the four fields (their text, encoded once for both events).
+        the four fields (their text, encoded once for both events). A time
+        whose text is kept is spelled out here, :func:`encode_op_start`
+        inline: a Python call costs as much as the rest.
         """
         shared = known_op_text((task, view, op, prompt_hash)) or op_text(
             task, view, op, prompt_hash
@@ -164,11 +171,15 @@ class JsonlTraceWriter:
         if self._file is None:
             self._refuse()
             return shared
+        stamp = kept_float_text(time) if type(time) is float else None
+        if stamp is None or (stamp is ZERO_TEXT and copysign(1.0, time) < 0):
+            line = encode_op_start(time, shared) or encode_fields(
+                "op_start", time, task, view, op, prompt_hash
+            )
+        else:
+            line = f"{OP_START_HEAD}{stamp}{shared}}}"
         buffer = self._buffer
-        buffer.append(
-            encode_op_start(time, shared)
-            or encode_fields("op_start", time, task, view, op, prompt_hash)
-        )
+        buffer.append(line)
         if len(buffer) >= self._flush_every:
             self.flush()
         return shared
@@ -187,18 +198,30 @@ class JsonlTraceWriter:
     ) -> None:
         """``emit_fields("op_end", ..., hit, duration, {"call": call})`` for an op that returned.
 
-        ``shared``: what :meth:`emit_op_start` returned for the op.
+        ``shared``: what :meth:`emit_op_start` returned for the op. Kept
+        texts are spelled out here, as there.
         """
         if self._file is None:
             self._refuse()
             return
-        buffer = self._buffer
-        buffer.append(
-            encode_op_end(time, shared, hit, duration, call)
-            or encode_fields(
+        stamp = kept_float_text(time) if type(time) is float else None
+        span = kept_float_text(duration) if type(duration) is float else None
+        if (
+            stamp is None
+            or span is None
+            or (stamp is ZERO_TEXT and copysign(1.0, time) < 0)
+            or (span is ZERO_TEXT and copysign(1.0, duration) < 0)
+        ):
+            line = encode_op_end(time, shared, hit, duration, call) or encode_fields(
                 "op_end", time, task, view, op, prompt_hash, hit, duration, {"call": call}
             )
-        )
+        else:
+            line = (
+                f'{OP_END_HEAD}{stamp}{shared},"hit":{"true" if hit else "false"}'
+                f',"duration":{span},"detail":{{"call":{call}}}}}'
+            )
+        buffer = self._buffer
+        buffer.append(line)
         if len(buffer) >= self._flush_every:
             self.flush()
 
