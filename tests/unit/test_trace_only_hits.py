@@ -39,6 +39,7 @@ from swaysim import (
 from swaysim._backend.ledger import CallLedger
 from swaysim._backend.tracing import _trio_current_task
 from test_trace_fields import reference_line
+from test_trace_op_lane import times
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -156,11 +157,6 @@ async def test_a_scenario_ledger_turns_the_view_lane_off() -> None:
         await view.logprob_of("p", "c")
         await view.logprob_of("p", "c")
     assert len(backend._pipeline._ledger.calls) == 2  # type: ignore[union-attr]
-
-
-times = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
-    [0.0, -0.0, 1e-05, 1e16, 1e-300, float("inf"), float("-inf"), float("nan")]
-)
 
 
 @settings(max_examples=200, deadline=None)

@@ -141,7 +141,9 @@ class DummyView:
     # The fast path (no pipeline): count, look up the cache, compute on a miss,
     # one checkpoint. Kept inline: it is the hot loop of a probe suite, and
     # every op must stay within about a microsecond of a bare checkpoint
-    # (benchmarks/bench_backend.py).
+    # (benchmarks/bench_backend.py). So is a traced cache hit on a backend that
+    # only traces, repeated per op rather than awaited: a shared coroutine would
+    # cost each traced op a frame (benchmarks/bench_trace.py).
 
     async def generate(
         self,
