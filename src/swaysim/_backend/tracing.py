@@ -98,32 +98,22 @@ def _asyncio_current_task(loop: asyncio.AbstractEventLoop) -> Callable[[], objec
     return functools.partial(asyncio.current_task, loop)  # pragma: no cover - Python 3.14+
 
 
-def _asyncio_task_namer(current_task: Callable[[], Any]) -> Callable[[], str]:
-    """``"name#id"`` of the current asyncio task, formatted again only when task or name changes."""
-    last_id, last_name, last_label = 0, None, ""
+def _task_namer(
+    current_task: Callable[[], Any], name_of: Callable[[Any], str]
+) -> Callable[[], str]:
+    """``"name#id"`` of the loop's current task, formatted again only when task or name changes.
+
+    ``current_task`` and ``name_of`` are the loop's own (:class:`LoopClock`
+    binds them): asyncio's ``get_name()``, trio's ``name``.
+    """
+    last_id, last_name, last_label = 0, "", ""
 
     def task_name() -> str:
         nonlocal last_id, last_name, last_label
         task = current_task()
         if task is None:  # pragma: no cover - backend code always runs in a task
             return current_task_name()
-        name = task.get_name()
-        ident = id(task)
-        if ident != last_id or name is not last_name:
-            last_id, last_name, last_label = ident, name, f"{name}#{ident}"
-        return last_label
-
-    return task_name
-
-
-def _trio_task_namer(current_task: Callable[[], Any]) -> Callable[[], str]:
-    """``"name#id"`` of the current trio task, formatted again only when task or name changes."""
-    last_id, last_name, last_label = 0, None, ""
-
-    def task_name() -> str:
-        nonlocal last_id, last_name, last_label
-        task = current_task()
-        name = task.name
+        name = name_of(task)
         ident = id(task)
         if ident != last_id or name is not last_name:
             last_id, last_name, last_label = ident, name, f"{name}#{ident}"
@@ -144,7 +134,7 @@ def _trio_current_task(trio: Any) -> Callable[[], object]:
     current_task: Callable[[], object] = trio.lowlevel.current_task
     if context is not None and getattr(context, "task", None) is current_task():
         return functools.partial(getattr, context, "task")
-    return current_task  # pragma: no cover - a trio that keeps its run context elsewhere
+    return current_task
 
 
 def _trio_time(clock: Any) -> Callable[[], float]:
@@ -230,8 +220,8 @@ class LoopClock:
             self.checkpoint = _ASYNCIO_CHECKPOINT
             self.sleep = asyncio.sleep
             self.current_task = _asyncio_current_task(loop)
-            self.task_name = _asyncio_task_namer(self.current_task)
             self.name_of = _ASYNCIO_NAME_OF
+            self.task_name = _task_namer(self.current_task, self.name_of)
             self.create_future = loop.create_future
         else:
             trio = sys.modules["trio"]
@@ -239,8 +229,8 @@ class LoopClock:
             self.checkpoint = trio.lowlevel.checkpoint
             self.sleep = trio.sleep
             self.current_task = _trio_current_task(trio)
-            self.task_name = _trio_task_namer(self.current_task)
             self.name_of = _TRIO_NAME_OF
+            self.task_name = _task_namer(self.current_task, self.name_of)
             self.create_future = None
         self._loop = loop
         self._epoch = self.time()
